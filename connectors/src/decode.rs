@@ -1,0 +1,403 @@
+//! Decoding raw JSON records into Arrow, pseudonymising personal fields on the way.
+//!
+//! Each record is parsed by `serde_json` straight into a small array of typed values that
+//! borrow strings from the payload (no `serde_json::Value`), checked against the feed
+//! standard, and only then appended to Arrow builders, so a malformed record never
+//! leaves a partial row behind. Personal fields are pseudonymised into a reused `String`; their
+//! raw value never reaches a builder.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, Float64Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
+};
+use arrow::record_batch::RecordBatch;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::error::Category;
+
+use crate::feed::{CORE_FIELDS, Feed, FieldSpec, Kind, MAX_FIELDS};
+use crate::privacy::Pseudonymizer;
+use crate::record::{DeadLetter, DeadReason, RawBatch};
+
+/// Decodes raw batches of one feed. The pseudonym buffer is reused from call to call.
+pub struct Decoder {
+    feed: Feed,
+    fields: &'static [FieldSpec],
+    pseudonymizer: Arc<Pseudonymizer>,
+    columns: Vec<Column>,
+    scratch: String,
+}
+
+/// The outcome of decoding one [`RawBatch`].
+#[derive(Debug)]
+pub struct Decoded {
+    /// One row per well-formed record, in input order; schema is `feed.schema()`.
+    pub batch: RecordBatch,
+    /// `rows[i]` is the index in `RawBatch::records` of row `i` of `batch`.
+    pub rows: Vec<u32>,
+    /// The malformed records, in input order, each with the reason.
+    pub dead: Vec<DeadLetter>,
+}
+
+impl Decoder {
+    /// A decoder for `feed` that pseudonymises personal fields with `pseudonymizer`.
+    pub fn new(feed: Feed, pseudonymizer: Arc<Pseudonymizer>) -> Self {
+        let fields = feed.fields();
+        Self {
+            feed,
+            fields,
+            pseudonymizer,
+            columns: fields.iter().map(|f| Column::new(f.kind, 0)).collect(),
+            scratch: String::new(),
+        }
+    }
+
+    /// The feed this decoder reads.
+    pub fn feed(&self) -> Feed {
+        self.feed
+    }
+
+    /// Decodes `raw`. Never fails and never panics: records that break the standard come back
+    /// as dead letters. `raw.feed` must be this decoder's feed (records are read as this
+    /// decoder's feed regardless).
+    pub fn decode(&mut self, raw: &RawBatch) -> Decoded {
+        debug_assert_eq!(raw.feed, self.feed, "decoder fed a batch of another feed");
+        let capacity = raw.records.len();
+        // Arrow builders hand their buffers to the arrays on `finish`, so capacity cannot be
+        // kept from batch to batch; size them for this batch instead.
+        for (column, spec) in self.columns.iter_mut().zip(self.fields) {
+            *column = Column::new(spec.kind, capacity);
+        }
+        let mut rows = Vec::with_capacity(capacity);
+        let mut dead = Vec::new();
+        for (index, record) in raw.records.iter().enumerate() {
+            match parse_record(self.fields, &record.payload) {
+                Ok(values) => {
+                    self.append(&values);
+                    rows.push(u32::try_from(index).expect("a batch holds fewer than 2^32 records"));
+                }
+                Err(reason) => dead.push(DeadLetter {
+                    feed: self.feed,
+                    origin: record.origin.clone(),
+                    payload: record.payload.clone(),
+                    reason: DeadReason::Malformed(reason),
+                }),
+            }
+        }
+        let columns: Vec<ArrayRef> = self.columns.iter_mut().map(Column::finish).collect();
+        let batch = RecordBatch::try_new(self.feed.schema(), columns)
+            .expect("decoder columns match the feed schema");
+        Decoded { batch, rows, dead }
+    }
+
+    fn append(&mut self, values: &[Val<'_>; MAX_FIELDS]) {
+        for ((column, spec), value) in self.columns.iter_mut().zip(self.fields).zip(values) {
+            match (column, value) {
+                (Column::Utf8(b), Val::Str(s)) if spec.personal => {
+                    self.scratch.clear();
+                    self.pseudonymizer.pseudonymize_into(s, &mut self.scratch);
+                    b.append_value(&self.scratch);
+                }
+                (Column::Utf8(b), Val::Str(s)) => b.append_value(s),
+                (Column::Int64(b), Val::Int(v)) => b.append_value(*v),
+                (Column::Ts(b), Val::Int(v)) => b.append_value(*v),
+                (Column::Float64(b), Val::Float(v)) => b.append_value(*v),
+                // Absent or null; the parser rules out every other combination.
+                (column, _) => column.append_null(),
+            }
+        }
+    }
+}
+
+enum Column {
+    Utf8(StringBuilder),
+    Int64(Int64Builder),
+    Float64(Float64Builder),
+    Ts(TimestampMillisecondBuilder),
+}
+
+impl Column {
+    fn new(kind: Kind, capacity: usize) -> Self {
+        match kind {
+            Kind::Str => Column::Utf8(StringBuilder::with_capacity(capacity, capacity * 12)),
+            Kind::Int => Column::Int64(Int64Builder::with_capacity(capacity)),
+            Kind::Float => Column::Float64(Float64Builder::with_capacity(capacity)),
+            Kind::Ts => Column::Ts(
+                TimestampMillisecondBuilder::with_capacity(capacity).with_timezone("UTC"),
+            ),
+        }
+    }
+
+    fn append_null(&mut self) {
+        match self {
+            Column::Utf8(b) => b.append_null(),
+            Column::Int64(b) => b.append_null(),
+            Column::Float64(b) => b.append_null(),
+            Column::Ts(b) => b.append_null(),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Column::Utf8(b) => Arc::new(b.finish()),
+            Column::Int64(b) => Arc::new(b.finish()),
+            Column::Float64(b) => Arc::new(b.finish()),
+            Column::Ts(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// A field's value after parsing. Timestamps are epoch milliseconds in `Int`.
+#[derive(Debug, Default)]
+enum Val<'a> {
+    #[default]
+    Absent,
+    Null,
+    Str(Cow<'a, str>),
+    Int(i64),
+    Float(f64),
+}
+
+/// Parses one payload against the feed's fields, or says why it is malformed.
+fn parse_record<'a>(
+    fields: &'static [FieldSpec],
+    payload: &'a [u8],
+) -> Result<[Val<'a>; MAX_FIELDS], String> {
+    let first = payload.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    if first != Some(b'{') {
+        return Err(match serde_json::from_slice::<IgnoredAny>(payload) {
+            Ok(_) => format!("not a JSON object (found {})", json_kind(first)),
+            Err(e) => format!("invalid JSON: {e}"),
+        });
+    }
+    let mut de = serde_json::Deserializer::from_slice(payload);
+    RecordSeed { fields }
+        .deserialize(&mut de)
+        .and_then(|values| de.end().map(|()| values))
+        .map_err(describe_error)
+}
+
+fn json_kind(first: Option<u8>) -> &'static str {
+    match first {
+        Some(b'[') => "array",
+        Some(b'"') => "string",
+        Some(b't' | b'f') => "boolean",
+        Some(b'n') => "null",
+        _ => "number",
+    }
+}
+
+/// Our own messages (data errors) without serde's position; syntax errors with it.
+fn describe_error(e: serde_json::Error) -> String {
+    match e.classify() {
+        Category::Data => {
+            let text = e.to_string();
+            let suffix = format!(" at line {} column {}", e.line(), e.column());
+            match text.strip_suffix(&suffix) {
+                Some(stripped) => stripped.to_owned(),
+                None => text,
+            }
+        }
+        Category::Syntax | Category::Eof | Category::Io => format!("invalid JSON: {e}"),
+    }
+}
+
+struct RecordSeed {
+    fields: &'static [FieldSpec],
+}
+
+impl<'de> DeserializeSeed<'de> for RecordSeed {
+    type Value = [Val<'de>; MAX_FIELDS];
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordSeed {
+    type Value = [Val<'de>; MAX_FIELDS];
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut values: [Val<'de>; MAX_FIELDS] = Default::default();
+        while let Some(index) = map.next_key_seed(KeySeed {
+            fields: self.fields,
+        })? {
+            match index {
+                Some(i) => {
+                    values[i] = map.next_value_seed(ValueSeed {
+                        spec: &self.fields[i],
+                        required: i < CORE_FIELDS,
+                    })?;
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        for (spec, value) in self.fields[..CORE_FIELDS].iter().zip(&values) {
+            if matches!(value, Val::Absent) {
+                return Err(de::Error::missing_field(spec.name));
+            }
+        }
+        Ok(values)
+    }
+}
+
+/// Maps a key to the index of the known field, or `None` for fields to ignore.
+struct KeySeed {
+    fields: &'static [FieldSpec],
+}
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Option<usize>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
+        Ok(self.fields.iter().position(|f| f.name == key))
+    }
+}
+
+/// Parses the value of one known field, with messages naming the field.
+struct ValueSeed {
+    spec: &'static FieldSpec,
+    required: bool,
+}
+
+impl ValueSeed {
+    fn expected(&self) -> &'static str {
+        match self.spec.kind {
+            Kind::Str => "a string",
+            Kind::Int => "an integer",
+            Kind::Float => "a number",
+            Kind::Ts => "an RFC 3339 string or integer epoch milliseconds",
+        }
+    }
+
+    fn wrong_type<E: de::Error>(&self, found: &str) -> E {
+        E::custom(format_args!(
+            "field `{}`: expected {}, found {found}",
+            self.spec.name,
+            self.expected()
+        ))
+    }
+
+    /// A string where the field is not `Utf8`: a timestamp or a type error.
+    fn non_utf8_string<E: de::Error>(&self, s: &str) -> Result<Val<'static>, E> {
+        match self.spec.kind {
+            Kind::Ts => chrono::DateTime::parse_from_rfc3339(s)
+                .map(|t| Val::Int(t.timestamp_millis()))
+                .map_err(|e| {
+                    E::custom(format_args!(
+                        "field `{}`: not an RFC 3339 timestamp: {e}",
+                        self.spec.name
+                    ))
+                }),
+            Kind::Str | Kind::Int | Kind::Float => Err(self.wrong_type("string")),
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for ValueSeed {
+    type Value = Val<'de>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ValueSeed {
+    type Value = Val<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "field `{}`: {}", self.spec.name, self.expected())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        if self.required {
+            Err(E::custom(format_args!(
+                "field `{}`: must not be null",
+                self.spec.name
+            )))
+        } else {
+            Ok(Val::Null)
+        }
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        self.visit_unit()
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Err(self.wrong_type("boolean"))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        match self.spec.kind {
+            Kind::Int | Kind::Ts => Ok(Val::Int(v)),
+            #[allow(clippy::cast_precision_loss)] // JSON numbers are doubles anyway
+            Kind::Float => Ok(Val::Float(v as f64)),
+            Kind::Str => Err(self.wrong_type("number")),
+        }
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        match self.spec.kind {
+            Kind::Int | Kind::Ts => i64::try_from(v).map(Val::Int).map_err(|_| {
+                E::custom(format_args!(
+                    "field `{}`: integer out of range",
+                    self.spec.name
+                ))
+            }),
+            #[allow(clippy::cast_precision_loss)] // JSON numbers are doubles anyway
+            Kind::Float => Ok(Val::Float(v as f64)),
+            Kind::Str => Err(self.wrong_type("number")),
+        }
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        match self.spec.kind {
+            Kind::Float => Ok(Val::Float(v)),
+            Kind::Int | Kind::Ts => Err(self.wrong_type("a non-integer number")),
+            Kind::Str => Err(self.wrong_type("number")),
+        }
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        match self.spec.kind {
+            Kind::Str => Ok(Val::Str(Cow::Borrowed(v))),
+            _ => self.non_utf8_string(v),
+        }
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        match self.spec.kind {
+            Kind::Str => Ok(Val::Str(Cow::Owned(v.to_owned()))),
+            _ => self.non_utf8_string(v),
+        }
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+        Err(self.wrong_type("array"))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+        Err(self.wrong_type("object"))
+    }
+}

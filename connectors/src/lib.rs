@@ -1,0 +1,98 @@
+//! The city feed standard, decoding into Arrow with pseudonymisation at ingest, sources and sinks.
+//!
+//! Every city department publishes events as JSON lines in one of four [`Feed`]s (traffic,
+//! police, emergency, market). [`Feed::schema`] is the Arrow schema a feed decodes into and
+//! `docs/feeds.md` is the published standard.
+//!
+//! A [`Source`] yields [`RawBatch`]es: raw JSON payloads of one feed, each tagged with its
+//! [`Origin`] (file and line, Kafka position, simulator sequence number). A [`Decoder`] turns a
+//! raw batch into an Arrow `RecordBatch`, replacing personal fields (plates, phone numbers, ID
+//! numbers) by keyed pseudonyms from a [`Pseudonymizer`] so that raw personal data never enters
+//! the engine; records that break the standard become [`DeadLetter`]s with a precise reason.
+//! A [`Sink`] takes [`SinkRecord`]s (alerts, dead letters) and makes them durable.
+//!
+//! ```text
+//!  FileSource --+                         +------------ Decoder -------------+
+//!  Simulator ---+-- Source -- RawBatch -->| JSON --> Arrow builders          |--> RecordBatch
+//!  (Kafka) -----+   (payload + Origin)    | personal fields --> Pseudonymizer|     (to engine)
+//!                                         +----------------------------------+--> DeadLetter
+//!                                                                                     |
+//!  engine alerts --> SinkRecord --> Sink (JsonlSink: file, stdout) <-- DeadLetter::to_json
+//! ```
+//!
+//! [`CitySimulator`] generates a realistic, deterministic city (rush hours, accident bursts, a
+//! merchant with a food-safety problem, ...) for demos, tests and benchmarks;
+//! [`write_feed_files`] writes its output as feed files that [`FileSource`] reads back.
+
+pub mod decode;
+pub mod feed;
+pub mod privacy;
+pub mod record;
+pub mod sink;
+pub mod source;
+
+use std::path::PathBuf;
+
+pub use decode::{Decoded, Decoder};
+pub use feed::Feed;
+pub use privacy::{KeySource, Pseudonymizer};
+pub use record::{DeadLetter, DeadReason, Origin, RawBatch, RawRecord};
+pub use sink::{JsonlSink, Sink, SinkRecord};
+pub use source::file::{DEFAULT_MAX_BATCH, FileSource};
+pub use source::simulator::{
+    CityConfig, CitySimulator, FeedCounts, SimulatorSource, write_feed_files,
+};
+pub use source::{Progress, Source};
+
+/// Errors of sources and sinks. Bad records are not errors: they become [`DeadLetter`]s.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The input directory holds none of the feed files (a user error).
+    #[error(
+        "no feed files in {dir}: expected at least one of traffic.jsonl, police.jsonl, \
+         emergency.jsonl, market.jsonl"
+    )]
+    NoFeedFiles { dir: PathBuf },
+    /// A feed file exists but cannot be opened.
+    #[error("cannot open {path}")]
+    OpenFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Reading an open feed file failed.
+    #[error("cannot read {path}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// An output directory cannot be created.
+    #[error("cannot create directory {path}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// An output file cannot be created.
+    #[error("cannot create {path}")]
+    CreateFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Writing to an output file failed.
+    #[error("cannot write {path}")]
+    WriteFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Flushing or syncing an output file to disk failed.
+    #[error("cannot flush {path} to disk")]
+    FlushFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Writing to standard output failed (e.g. a closed pipe).
+    #[error("cannot write to stdout")]
+    WriteStdout { source: std::io::Error },
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

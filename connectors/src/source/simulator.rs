@@ -1,0 +1,1187 @@
+//! A deterministic simulated city producing events in all four feeds.
+//!
+//! The city is centred on (30.25, 120.17) and spans about 10 km each way. Road sensors cluster
+//! around a few hotspots (squares, stations, business districts). Traffic is heavier and slower
+//! in the rush hours (07–09 and 17–19, simulated UTC hours) and thin at night. About 70 % of
+//! events are traffic, 12 % police, 10 % emergency and 8 % market.
+//!
+//! On top of the background the simulator stages incidents that rules are meant to find:
+//!
+//! - an accident burst at a hotspot: several traffic accidents, police `traffic_accident`
+//!   reports and medical calls nearby within minutes, and slow traffic there for half an hour;
+//! - a fight burst in the nightlife cell (Nanshan Road): `fight`/`assault`/`disturbance`
+//!   reports and a few medical calls;
+//! - merchant [`FOOD_SAFETY_MERCHANT`] with a food-safety problem: repeated complaints, then a
+//!   failed inspection;
+//! - a repeated caller: the same phone calling the emergency line many times;
+//! - now and then a slow emergency response (`response_s` > 900).
+//!
+//! The first of each incident comes within the first three simulated minutes so that short
+//! demos show them. Event time advances by exponential gaps; some events carry a time up to
+//! 2 s before the simulator's clock (never more) to exercise watermarks. Output depends only on
+//! [`CityConfig`]: the same seed gives the same bytes.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, FixedOffset, SecondsFormat};
+use tokio::time::Instant;
+
+use crate::feed::Feed;
+use crate::record::{Origin, RawBatch, RawRecord};
+use crate::source::Source;
+use crate::{Error, Result};
+
+/// The merchant with the staged food-safety problem.
+pub const FOOD_SAFETY_MERCHANT: &str = "M0042";
+
+/// Configuration of the simulated city.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CityConfig {
+    /// Seed of the pseudo-random generator; the same seed gives the same events. Default 42.
+    pub seed: u64,
+    /// Simulated time of the first event, epoch milliseconds. Default 2026-03-02T06:00:00Z,
+    /// a Monday, one hour before the morning rush.
+    pub start_ms: i64,
+    /// Simulated seconds per wall second when paced (used by callers that pace by simulated
+    /// time). Default 60: an hour of city in a minute.
+    pub sim_speed: f64,
+    /// Mean events per simulated second in daytime (rush hours about 1.4 times as many, night
+    /// about a third). Default 200, a mid-sized city's sensors and services.
+    pub events_per_sim_second: f64,
+}
+
+impl CityConfig {
+    /// 2026-03-02T06:00:00Z.
+    pub const DEFAULT_START_MS: i64 = 1_772_431_200_000;
+
+    /// The default configuration with another seed.
+    pub const fn with_seed(seed: u64) -> Self {
+        Self {
+            seed,
+            start_ms: Self::DEFAULT_START_MS,
+            sim_speed: 60.0,
+            events_per_sim_second: 200.0,
+        }
+    }
+
+    /// Wall events per second that play the city at `sim_speed`.
+    pub fn paced_rate(&self) -> f64 {
+        self.sim_speed * self.events_per_sim_second
+    }
+}
+
+impl Default for CityConfig {
+    fn default() -> Self {
+        Self::with_seed(42)
+    }
+}
+
+/// Events written per feed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FeedCounts {
+    pub traffic: u64,
+    pub police: u64,
+    pub emergency: u64,
+    pub market: u64,
+}
+
+impl FeedCounts {
+    /// The count of `feed`.
+    pub fn get(&self, feed: Feed) -> u64 {
+        match feed {
+            Feed::Traffic => self.traffic,
+            Feed::Police => self.police,
+            Feed::Emergency => self.emergency,
+            Feed::Market => self.market,
+        }
+    }
+
+    /// Events in all feeds.
+    pub fn total(&self) -> u64 {
+        self.traffic + self.police + self.emergency + self.market
+    }
+
+    fn add(&mut self, feed: Feed) {
+        match feed {
+            Feed::Traffic => self.traffic += 1,
+            Feed::Police => self.police += 1,
+            Feed::Emergency => self.emergency += 1,
+            Feed::Market => self.market += 1,
+        }
+    }
+}
+
+/// Writes `DIR/{feed}.jsonl` with the first `events` events of the simulated city (all four
+/// files, possibly empty), creating `dir` if needed.
+///
+/// # Errors
+///
+/// [`Error::CreateDir`], [`Error::CreateFile`] or [`Error::WriteFile`] naming the path.
+pub fn write_feed_files(dir: &Path, cfg: CityConfig, events: u64) -> Result<FeedCounts> {
+    std::fs::create_dir_all(dir).map_err(|source| Error::CreateDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut files = Vec::with_capacity(Feed::ALL.len());
+    for feed in Feed::ALL {
+        let path = dir.join(format!("{}.jsonl", feed.name()));
+        let file = File::create(&path).map_err(|source| Error::CreateFile {
+            path: path.clone(),
+            source,
+        })?;
+        files.push((path, BufWriter::with_capacity(1 << 20, file)));
+    }
+    let mut sim = CitySimulator::new(cfg);
+    let mut counts = FeedCounts::default();
+    let mut line = Vec::with_capacity(512);
+    for _ in 0..events {
+        line.clear();
+        let feed = sim.next_event(&mut line);
+        line.push(b'\n');
+        let (path, writer) = &mut files[feed.index()];
+        writer.write_all(&line).map_err(|source| Error::WriteFile {
+            path: path.clone(),
+            source,
+        })?;
+        counts.add(feed);
+    }
+    for (path, mut writer) in files {
+        writer.flush().map_err(|source| Error::WriteFile {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(counts)
+}
+
+/// The simulated city: call [`CitySimulator::next_event`] for one event after another.
+pub struct CitySimulator {
+    rng: Rng,
+    events_per_sim_second: f64,
+    /// Simulated clock, epoch milliseconds.
+    clock_ms: f64,
+    /// Events generated per feed (for event ids).
+    counters: [u64; 4],
+    incidents: u64,
+    calls: u64,
+    sensors: Vec<Sensor>,
+    merchants: Vec<Merchant>,
+    planned: BinaryHeap<Planned>,
+    planned_seq: u64,
+    /// (hotspot, until ms): traffic near the hotspot is slow until then.
+    congestion: Vec<(usize, f64)>,
+    next_accident_ms: f64,
+    next_fight_ms: f64,
+    next_food_ms: f64,
+    next_caller_ms: f64,
+}
+
+const CENTRE: (f64, f64) = (30.25, 120.17);
+/// Degrees per metre, north-south and east-west at latitude 30.
+const DEG_PER_M_LAT: f64 = 1.0 / 111_000.0;
+const DEG_PER_M_LON: f64 = 1.0 / 96_000.0;
+
+/// Where traffic and incidents concentrate.
+const HOTSPOTS: [(f64, f64); 7] = [
+    (30.2741, 120.1646), // Wulin Square
+    (30.2590, 120.1630), // Hubin, West Lake shore
+    (30.2905, 120.2130), // East Railway Station
+    (30.2460, 120.2110), // Qianjiang New Town
+    (30.2085, 120.2120), // Binjiang
+    (30.2720, 120.1300), // Huanglong
+    (30.2440, 120.1820), // City Station
+];
+/// Nanshan Road bars: the nightlife cell.
+const NIGHTLIFE: (f64, f64) = (30.2440, 120.1560);
+/// Hefang Street: many small merchants.
+const MARKET_STREET: (f64, f64) = (30.2410, 120.1680);
+
+const SENSORS: usize = 320;
+const MERCHANTS: usize = 300;
+const FLUSH_AFTER: Duration = Duration::from_millis(50);
+
+struct Sensor {
+    id: String,
+    road: String,
+    lat: f64,
+    lon: f64,
+    hotspot: Option<usize>,
+    /// Free-flow speed of the road, km/h.
+    free_speed: f64,
+    /// Vehicles per minute in daytime.
+    base_flow: f64,
+    /// Plate-reading camera (flow events may carry a plate).
+    camera: bool,
+}
+
+struct Merchant {
+    id: String,
+    name: String,
+    lat: f64,
+    lon: f64,
+}
+
+/// An event staged for a later simulated time.
+struct Planned {
+    at_ms: f64,
+    seq: u64,
+    event: PlannedEvent,
+}
+
+enum PlannedEvent {
+    Accident {
+        sensor: usize,
+        at: (f64, f64),
+    },
+    Police {
+        at: (f64, f64),
+        category: &'static str,
+        priority: i64,
+    },
+    Emergency {
+        at: (f64, f64),
+        service: &'static str,
+        severity: i64,
+        phone: Option<String>,
+        id_no: Option<String>,
+    },
+    Market {
+        merchant: usize,
+        category: &'static str,
+        inspection_result: Option<&'static str>,
+    },
+}
+
+impl PartialEq for Planned {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Planned {}
+impl PartialOrd for Planned {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Planned {
+    /// Reversed: the earliest plan is the greatest, on top of the max-heap.
+    fn cmp(&self, other: &Self) -> Ordering {
+        other
+            .at_ms
+            .total_cmp(&self.at_ms)
+            .then(other.seq.cmp(&self.seq))
+    }
+}
+
+const MINUTE: f64 = 60_000.0;
+const HOUR: f64 = 60.0 * MINUTE;
+
+impl CitySimulator {
+    /// A city as configured; the same configuration gives the same events.
+    pub fn new(cfg: CityConfig) -> Self {
+        let mut rng = Rng::new(cfg.seed);
+        let sensors = (0..SENSORS).map(|i| Sensor::random(&mut rng, i)).collect();
+        let merchants = (0..MERCHANTS)
+            .map(|i| Merchant::random(&mut rng, i))
+            .collect();
+        #[allow(clippy::cast_precision_loss)] // epoch ms fit f64 exactly
+        let start = cfg.start_ms as f64;
+        Self {
+            rng,
+            events_per_sim_second: cfg.events_per_sim_second.max(1e-3),
+            clock_ms: start,
+            counters: [0; 4],
+            incidents: 0,
+            calls: 0,
+            sensors,
+            merchants,
+            planned: BinaryHeap::new(),
+            planned_seq: 0,
+            congestion: Vec::new(),
+            next_caller_ms: start + 30_000.0,
+            next_food_ms: start + 60_000.0,
+            next_accident_ms: start + 90_000.0,
+            next_fight_ms: start + 150_000.0,
+        }
+    }
+
+    /// The simulated clock, epoch milliseconds.
+    #[allow(clippy::cast_possible_truncation)]
+    pub fn clock_ms(&self) -> i64 {
+        self.clock_ms as i64
+    }
+
+    /// Appends one event (a JSON object, no newline) to `out` and returns its feed.
+    pub fn next_event(&mut self, out: &mut Vec<u8>) -> Feed {
+        let hour = self.hour();
+        let factor = match hour {
+            7..=8 | 17..=18 => 1.4,
+            22..=23 | 0..=5 => 0.35,
+            6 => 0.8,
+            _ => 1.0,
+        };
+        self.clock_ms += self.rng.exp(1000.0 / (self.events_per_sim_second * factor));
+        self.start_incidents(hour);
+        if self
+            .planned
+            .peek()
+            .is_some_and(|p| p.at_ms <= self.clock_ms)
+            && let Some(planned) = self.planned.pop()
+        {
+            return self.write_planned(out, planned.event);
+        }
+        match self.rng.weighted(&[70, 12, 10, 8]) {
+            0 => {
+                let sensor = self.rng.below(self.sensors.len());
+                let kind = match self.rng.unit() {
+                    r if r < 0.004 => "accident",
+                    r if r < 0.03 => "violation",
+                    _ => "flow",
+                };
+                self.write_traffic(out, sensor, kind, None)
+            }
+            1 => {
+                let at = self.random_place(0.6, 500.0);
+                let (category, priority) = self.police_category();
+                self.write_police(out, at, category, priority)
+            }
+            2 => {
+                let at = self.random_place(0.5, 800.0);
+                let service =
+                    ["medical", "fire", "rescue", "hazmat"][self.rng.weighted(&[68, 14, 12, 6])];
+                let severity = [1, 2, 3, 4, 5][self.rng.weighted(&[25, 30, 25, 14, 6])];
+                let phone = self.rng.chance(0.95).then(|| self.rng.phone());
+                let id_no = self.rng.chance(0.35).then(|| self.rng.id_number());
+                self.write_emergency(out, at, service, severity, phone, id_no)
+            }
+            _ => {
+                let merchant = self.rng.below(self.merchants.len());
+                let category = ["food_safety", "price", "counterfeit", "license", "quality"]
+                    [self.rng.weighted(&[20, 30, 15, 10, 25])];
+                let result = if self.rng.chance(0.25) {
+                    Some(if self.rng.chance(0.92) {
+                        "pass"
+                    } else {
+                        "fail"
+                    })
+                } else {
+                    None
+                };
+                self.write_market(out, merchant, category, result)
+            }
+        }
+    }
+
+    /// Hour of the day (UTC) on the simulated clock.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    fn hour(&self) -> u32 {
+        ((self.clock_ms / HOUR).floor().rem_euclid(24.0)) as u32
+    }
+
+    fn plan(&mut self, delay_ms: f64, event: PlannedEvent) {
+        self.planned_seq += 1;
+        self.planned.push(Planned {
+            at_ms: self.clock_ms + delay_ms,
+            seq: self.planned_seq,
+            event,
+        });
+    }
+
+    /// Stages the incidents whose time has come.
+    fn start_incidents(&mut self, hour: u32) {
+        let now = self.clock_ms;
+        if now >= self.next_accident_ms {
+            self.accident_burst();
+            self.next_accident_ms = now + 5.0 * MINUTE + self.rng.exp(30.0 * MINUTE);
+        }
+        if now >= self.next_fight_ms {
+            self.fight_burst();
+            let night = matches!(hour, 20..=23 | 0..=3);
+            let mean = if night { 45.0 * MINUTE } else { 3.0 * HOUR };
+            self.next_fight_ms = now + 10.0 * MINUTE + self.rng.exp(mean);
+        }
+        if now >= self.next_food_ms {
+            self.food_safety_episode();
+            self.next_food_ms = now + HOUR + self.rng.exp(4.0 * HOUR);
+        }
+        if now >= self.next_caller_ms {
+            self.repeated_caller();
+            self.next_caller_ms = now + 30.0 * MINUTE + self.rng.exp(2.0 * HOUR);
+        }
+    }
+
+    fn accident_burst(&mut self) {
+        let hotspot = self.rng.below(HOTSPOTS.len());
+        let centre = self.rng.near(HOTSPOTS[hotspot], 200.0);
+        let sensor = self
+            .sensors
+            .iter()
+            .position(|s| s.hotspot == Some(hotspot))
+            .unwrap_or(0);
+        self.congestion.retain(|&(_, until)| until > self.clock_ms);
+        self.congestion
+            .push((hotspot, self.clock_ms + 30.0 * MINUTE));
+        for _ in 0..3 + self.rng.below(4) {
+            let delay = self.rng.range(0.0, 4.0 * MINUTE);
+            let at = self.rng.near(centre, 120.0);
+            self.plan(delay, PlannedEvent::Accident { sensor, at });
+        }
+        for _ in 0..2 + self.rng.below(3) {
+            let delay = self.rng.range(MINUTE, 6.0 * MINUTE);
+            let at = self.rng.near(centre, 150.0);
+            self.plan(
+                delay,
+                PlannedEvent::Police {
+                    at,
+                    category: "traffic_accident",
+                    priority: 2,
+                },
+            );
+        }
+        for _ in 0..1 + self.rng.below(3) {
+            let delay = self.rng.range(MINUTE, 8.0 * MINUTE);
+            let at = self.rng.near(centre, 150.0);
+            let severity = 3 + i64::from(self.rng.chance(0.4));
+            let phone = Some(self.rng.phone());
+            self.plan(
+                delay,
+                PlannedEvent::Emergency {
+                    at,
+                    service: "medical",
+                    severity,
+                    phone,
+                    id_no: None,
+                },
+            );
+        }
+    }
+
+    fn fight_burst(&mut self) {
+        let centre = self.rng.near(NIGHTLIFE, 80.0);
+        for _ in 0..4 + self.rng.below(5) {
+            let delay = self.rng.range(0.0, 10.0 * MINUTE);
+            let at = self.rng.near(centre, 100.0);
+            let category = ["fight", "assault", "disturbance"][self.rng.weighted(&[5, 2, 3])];
+            let priority = if category == "disturbance" { 2 } else { 1 };
+            self.plan(
+                delay,
+                PlannedEvent::Police {
+                    at,
+                    category,
+                    priority,
+                },
+            );
+        }
+        for _ in 0..1 + self.rng.below(2) {
+            let delay = self.rng.range(2.0 * MINUTE, 12.0 * MINUTE);
+            let at = self.rng.near(centre, 100.0);
+            let severity = 2 + i64::from(self.rng.chance(0.5));
+            let phone = Some(self.rng.phone());
+            self.plan(
+                delay,
+                PlannedEvent::Emergency {
+                    at,
+                    service: "medical",
+                    severity,
+                    phone,
+                    id_no: None,
+                },
+            );
+        }
+    }
+
+    fn food_safety_episode(&mut self) {
+        let merchant = FOOD_SAFETY_MERCHANT_INDEX;
+        for _ in 0..6 + self.rng.below(5) {
+            let delay = self.rng.range(0.0, 10.0 * MINUTE);
+            self.plan(
+                delay,
+                PlannedEvent::Market {
+                    merchant,
+                    category: "food_safety",
+                    inspection_result: None,
+                },
+            );
+        }
+        let delay = self.rng.range(11.0 * MINUTE, 14.0 * MINUTE);
+        self.plan(
+            delay,
+            PlannedEvent::Market {
+                merchant,
+                category: "food_safety",
+                inspection_result: Some("fail"),
+            },
+        );
+    }
+
+    fn repeated_caller(&mut self) {
+        let phone = self.rng.phone();
+        let id_no = self.rng.id_number();
+        let home = self.random_place(0.3, 1500.0);
+        for _ in 0..8 + self.rng.below(5) {
+            let delay = self.rng.range(0.0, 30.0 * MINUTE);
+            let at = self.rng.near(home, 30.0);
+            let service = if self.rng.chance(0.8) {
+                "medical"
+            } else {
+                "rescue"
+            };
+            let severity = 1 + i64::from(self.rng.chance(0.3));
+            let id_no = self.rng.chance(0.5).then(|| id_no.clone());
+            self.plan(
+                delay,
+                PlannedEvent::Emergency {
+                    at,
+                    service,
+                    severity,
+                    phone: Some(phone.clone()),
+                    id_no,
+                },
+            );
+        }
+    }
+
+    fn write_planned(&mut self, out: &mut Vec<u8>, event: PlannedEvent) -> Feed {
+        match event {
+            PlannedEvent::Accident { sensor, at } => {
+                self.write_traffic(out, sensor, "accident", Some(at))
+            }
+            PlannedEvent::Police {
+                at,
+                category,
+                priority,
+            } => self.write_police(out, at, category, priority),
+            PlannedEvent::Emergency {
+                at,
+                service,
+                severity,
+                phone,
+                id_no,
+            } => self.write_emergency(out, at, service, severity, phone, id_no),
+            PlannedEvent::Market {
+                merchant,
+                category,
+                inspection_result,
+            } => self.write_market(out, merchant, category, inspection_result),
+        }
+    }
+
+    /// A point near a random hotspot with probability `p_hotspot`, else anywhere in the city.
+    fn random_place(&mut self, p_hotspot: f64, spread_m: f64) -> (f64, f64) {
+        if self.rng.chance(p_hotspot) {
+            let hotspot = HOTSPOTS[self.rng.below(HOTSPOTS.len())];
+            self.rng.near(hotspot, spread_m)
+        } else {
+            self.rng.anywhere()
+        }
+    }
+
+    fn police_category(&mut self) -> (&'static str, i64) {
+        const CATEGORIES: [(&str, u32, i64); 9] = [
+            ("theft", 28, 3),
+            ("disturbance", 18, 3),
+            ("traffic_accident", 12, 2),
+            ("fraud", 12, 4),
+            ("noise", 10, 4),
+            ("fight", 6, 2),
+            ("suspicious_person", 6, 3),
+            ("assault", 5, 1),
+            ("lost_property", 3, 4),
+        ];
+        let weights = CATEGORIES.map(|(_, w, _)| w);
+        let (category, _, priority) = CATEGORIES[self.rng.weighted(&weights)];
+        let priority = if self.rng.chance(0.15) {
+            (priority - 1).max(1)
+        } else {
+            priority
+        };
+        (category, priority)
+    }
+
+    /// Starts an event: bumps the feed's counter and writes the four core fields.
+    fn begin<'o>(&mut self, out: &'o mut Vec<u8>, feed: Feed, at: (f64, f64)) -> Obj<'o> {
+        let counter = &mut self.counters[feed.index()];
+        *counter += 1;
+        let prefix = &feed.name()[..1];
+        let mut obj = Obj::new(out);
+        obj.key("event_id");
+        obj.raw(format_args!("\"{prefix}-{counter:06}\""));
+        obj.key("ts");
+        // Small disorder: some events are stamped up to 2 s before the clock.
+        #[allow(clippy::cast_possible_truncation)]
+        let mut ts = self.clock_ms.floor() as i64;
+        if self.rng.chance(0.05) {
+            ts -= i64::try_from(self.rng.below(2001)).unwrap_or(0);
+        }
+        let style = self.rng.unit();
+        match DateTime::from_timestamp_millis(ts) {
+            Some(t) if style < 0.80 => {
+                obj.raw(format_args!(
+                    "\"{}\"",
+                    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+                ));
+            }
+            Some(t) if style < 0.85 => {
+                let local = FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset");
+                obj.raw(format_args!(
+                    "\"{}\"",
+                    t.with_timezone(&local)
+                        .to_rfc3339_opts(SecondsFormat::Millis, false)
+                ));
+            }
+            _ => obj.raw(format_args!("{ts}")),
+        }
+        obj.key("lat");
+        obj.raw(format_args!("{:.6}", at.0));
+        obj.key("lon");
+        obj.raw(format_args!("{:.6}", at.1));
+        obj
+    }
+
+    fn write_traffic(
+        &mut self,
+        out: &mut Vec<u8>,
+        sensor: usize,
+        kind: &'static str,
+        at: Option<(f64, f64)>,
+    ) -> Feed {
+        let hour = self.hour();
+        let s = &self.sensors[sensor];
+        let (lat, lon, free_speed, base_flow, camera, hotspot) =
+            (s.lat, s.lon, s.free_speed, s.base_flow, s.camera, s.hotspot);
+        let rush = matches!(hour, 7..=8 | 17..=18);
+        let night = matches!(hour, 22..=23 | 0..=5);
+        let congested = hotspot.is_some_and(|h| {
+            self.congestion
+                .iter()
+                .any(|&(c, until)| c == h && until > self.clock_ms)
+        });
+        let mut speed_factor = if rush {
+            0.5
+        } else if night {
+            1.1
+        } else {
+            0.85
+        };
+        if congested {
+            speed_factor *= 0.35;
+        }
+        let flow_factor = if rush {
+            1.8
+        } else if night {
+            0.25
+        } else {
+            1.0
+        };
+        let speed = match kind {
+            "accident" => self.rng.range(0.0, 15.0),
+            _ => (free_speed * speed_factor * (1.0 + 0.12 * self.rng.normal())).max(2.0),
+        };
+        let count = (base_flow * flow_factor * (1.0 + 0.2 * self.rng.normal())).max(0.0);
+        let occupancy = (count / 60.0 * (if congested { 1.8 } else { 1.0 })
+            + 0.05 * self.rng.unit())
+        .clamp(0.0, 1.0);
+        let plate = match kind {
+            "violation" => true,
+            "accident" => self.rng.chance(0.7),
+            _ => camera && self.rng.chance(0.5),
+        }
+        .then(|| self.rng.plate());
+        let speed = (!self.rng.chance(0.02)).then_some(speed);
+        let count = (!self.rng.chance(0.01)).then_some(count.round());
+        let occupancy = (!self.rng.chance(0.05)).then_some(occupancy);
+        let extra = self.rng.chance(0.01);
+        let at = at.unwrap_or((lat, lon));
+        let mut obj = self.begin(out, Feed::Traffic, at);
+        let s = &self.sensors[sensor];
+        obj.str("sensor_id", Some(&s.id));
+        obj.str("road_id", Some(&s.road));
+        obj.float("speed_kmh", speed, 1);
+        obj.float("vehicle_count", count, 0);
+        obj.float("occupancy", occupancy, 3);
+        obj.str("plate", plate.as_deref());
+        obj.str("kind", Some(kind));
+        if extra {
+            // Producers may add fields of their own; the standard ignores them.
+            obj.str("firmware", Some("4.2.1"));
+        }
+        obj.end();
+        Feed::Traffic
+    }
+
+    fn write_police(
+        &mut self,
+        out: &mut Vec<u8>,
+        at: (f64, f64),
+        category: &'static str,
+        priority: i64,
+    ) -> Feed {
+        self.incidents += 1;
+        let incident = format!("INC{:07}", self.incidents);
+        let phone = self.rng.chance(0.8).then(|| self.rng.phone());
+        let mut obj = self.begin(out, Feed::Police, at);
+        obj.str("incident_id", Some(&incident));
+        obj.str("category", Some(category));
+        obj.int("priority", Some(priority));
+        obj.str("reporter_phone", phone.as_deref());
+        obj.end();
+        Feed::Police
+    }
+
+    fn write_emergency(
+        &mut self,
+        out: &mut Vec<u8>,
+        at: (f64, f64),
+        service: &'static str,
+        severity: i64,
+        phone: Option<String>,
+        id_no: Option<String>,
+    ) -> Feed {
+        self.calls += 1;
+        let call = format!("C{:08}", self.calls);
+        #[allow(clippy::cast_precision_loss)]
+        let response = if self.rng.chance(0.03) {
+            self.rng.range(900.0, 2400.0)
+        } else {
+            // Log-normal around 7 minutes, faster for severe calls.
+            let median = 420.0 - 40.0 * (severity - 1) as f64;
+            (median * (0.35 * self.rng.normal()).exp()).clamp(60.0, 890.0)
+        };
+        let response = (!self.rng.chance(0.08)).then_some(response);
+        let mut obj = self.begin(out, Feed::Emergency, at);
+        obj.str("call_id", Some(&call));
+        obj.str("service", Some(service));
+        obj.int("severity", Some(severity));
+        obj.str("caller_phone", phone.as_deref());
+        obj.str("caller_id_no", id_no.as_deref());
+        obj.float("response_s", response, 1);
+        obj.end();
+        Feed::Emergency
+    }
+
+    fn write_market(
+        &mut self,
+        out: &mut Vec<u8>,
+        merchant: usize,
+        category: &'static str,
+        inspection_result: Option<&'static str>,
+    ) -> Feed {
+        let complaint = inspection_result.is_none();
+        let phone = (complaint && self.rng.chance(0.9)).then(|| self.rng.phone());
+        let amount = (complaint
+            && matches!(category, "price" | "counterfeit" | "quality")
+            && self.rng.chance(0.8))
+        .then(|| self.rng.range(20.0, 2000.0));
+        let m = &self.merchants[merchant];
+        let (lat, lon) = (m.lat, m.lon);
+        let mut obj = self.begin(out, Feed::Market, (lat, lon));
+        let m = &self.merchants[merchant];
+        obj.str("merchant_id", Some(&m.id));
+        obj.str("merchant_name", Some(&m.name));
+        obj.str("category", Some(category));
+        obj.str(
+            "kind",
+            Some(if complaint { "complaint" } else { "inspection" }),
+        );
+        obj.str("complainant_phone", phone.as_deref());
+        obj.float("amount_cny", amount, 2);
+        obj.str("result", inspection_result);
+        obj.end();
+        Feed::Market
+    }
+}
+
+/// Index of [`FOOD_SAFETY_MERCHANT`] in the merchant list (ids are 1-based).
+const FOOD_SAFETY_MERCHANT_INDEX: usize = 41;
+
+impl Sensor {
+    fn random(rng: &mut Rng, i: usize) -> Self {
+        let hotspot = rng.chance(0.6).then(|| rng.below(HOTSPOTS.len()));
+        let (lat, lon) = match hotspot {
+            Some(h) => rng.near(HOTSPOTS[h], 600.0),
+            None => rng.anywhere(),
+        };
+        let road = match hotspot {
+            Some(h) => h * 3 + rng.below(3),
+            None => 24 + rng.below(36),
+        };
+        Self {
+            id: format!("S{:04}", i + 1),
+            road: format!("R{:03}", road + 1),
+            lat,
+            lon,
+            hotspot,
+            free_speed: [40.0, 50.0, 60.0, 80.0][rng.below(4)],
+            base_flow: rng.range(8.0, 40.0),
+            camera: rng.chance(0.4),
+        }
+    }
+}
+
+impl Merchant {
+    fn random(rng: &mut Rng, i: usize) -> Self {
+        const AREAS: [&str; 8] = [
+            "湖滨", "武林", "钱江", "西溪", "运河", "南山", "城东", "滨江",
+        ];
+        const TRADES: [&str; 10] = [
+            "面馆",
+            "小吃店",
+            "超市",
+            "水果店",
+            "海鲜排档",
+            "奶茶店",
+            "药房",
+            "烧烤",
+            "便利店",
+            "服装店",
+        ];
+        let (lat, lon) = if rng.chance(0.3) {
+            rng.near(MARKET_STREET, 300.0)
+        } else {
+            rng.anywhere()
+        };
+        let name = if i == FOOD_SAFETY_MERCHANT_INDEX {
+            "运河海鲜大排档".to_owned()
+        } else {
+            format!(
+                "{}{}",
+                AREAS[rng.below(AREAS.len())],
+                TRADES[rng.below(TRADES.len())]
+            )
+        };
+        Self {
+            id: format!("M{:04}", i + 1),
+            name,
+            lat,
+            lon,
+        }
+    }
+}
+
+/// Writes one flat JSON object. Keys and string values are written as given: the simulator
+/// only produces strings without characters that need escaping.
+struct Obj<'o> {
+    out: &'o mut Vec<u8>,
+    first: bool,
+}
+
+impl<'o> Obj<'o> {
+    fn new(out: &'o mut Vec<u8>) -> Self {
+        out.push(b'{');
+        Self { out, first: true }
+    }
+
+    fn key(&mut self, key: &str) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    fn raw(&mut self, value: std::fmt::Arguments<'_>) {
+        self.out
+            .write_fmt(value)
+            .expect("writing to a Vec cannot fail");
+    }
+
+    fn str(&mut self, key: &str, value: Option<&str>) {
+        self.key(key);
+        match value {
+            Some(v) => {
+                debug_assert!(!v.contains(['"', '\\']) && !v.chars().any(char::is_control));
+                self.out.push(b'"');
+                self.out.extend_from_slice(v.as_bytes());
+                self.out.push(b'"');
+            }
+            None => self.out.extend_from_slice(b"null"),
+        }
+    }
+
+    fn float(&mut self, key: &str, value: Option<f64>, decimals: usize) {
+        self.key(key);
+        match value {
+            Some(v) => self.raw(format_args!("{v:.decimals$}")),
+            None => self.out.extend_from_slice(b"null"),
+        }
+    }
+
+    fn int(&mut self, key: &str, value: Option<i64>) {
+        self.key(key);
+        match value {
+            Some(v) => self.raw(format_args!("{v}")),
+            None => self.out.extend_from_slice(b"null"),
+        }
+    }
+
+    fn end(self) {
+        self.out.push(b'}');
+    }
+}
+
+/// SplitMix64: small, fast, good enough for a simulation, and the same everywhere.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Self(seed ^ 0x5eed_c17b_4a1e_0001)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    #[allow(clippy::cast_precision_loss)]
+    fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in 0..n (n > 0).
+    #[allow(clippy::cast_possible_truncation)]
+    fn below(&mut self, n: usize) -> usize {
+        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
+    }
+
+    fn range(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.unit()
+    }
+
+    fn chance(&mut self, p: f64) -> bool {
+        self.unit() < p
+    }
+
+    /// Exponential with the given mean.
+    fn exp(&mut self, mean: f64) -> f64 {
+        -mean * (1.0 - self.unit()).ln()
+    }
+
+    /// Standard normal (Box–Muller).
+    fn normal(&mut self) -> f64 {
+        let u = 1.0 - self.unit();
+        let v = self.unit();
+        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+    }
+
+    /// Index drawn with the given weights.
+    fn weighted(&mut self, weights: &[u32]) -> usize {
+        let total: u32 = weights.iter().sum();
+        let mut r = u32::try_from(self.below(total as usize)).unwrap_or(0);
+        for (i, &w) in weights.iter().enumerate() {
+            if r < w {
+                return i;
+            }
+            r -= w;
+        }
+        weights.len() - 1
+    }
+
+    /// A point within about `spread_m` metres (normal) of `centre`.
+    fn near(&mut self, centre: (f64, f64), spread_m: f64) -> (f64, f64) {
+        (
+            centre.0 + self.normal() * spread_m * DEG_PER_M_LAT,
+            centre.1 + self.normal() * spread_m * DEG_PER_M_LON,
+        )
+    }
+
+    /// Uniform in the city, ±5 km around the centre.
+    fn anywhere(&mut self) -> (f64, f64) {
+        (
+            CENTRE.0 + self.range(-5000.0, 5000.0) * DEG_PER_M_LAT,
+            CENTRE.1 + self.range(-5000.0, 5000.0) * DEG_PER_M_LON,
+        )
+    }
+
+    fn digits(&mut self, out: &mut String, n: usize) {
+        for _ in 0..n {
+            out.push(char::from(b'0' + u8::try_from(self.below(10)).unwrap_or(0)));
+        }
+    }
+
+    /// A mainland mobile number such as `13812345678`.
+    fn phone(&mut self) -> String {
+        const PREFIXES: [&str; 10] = [
+            "138", "139", "135", "136", "150", "151", "158", "186", "187", "199",
+        ];
+        let mut s = String::with_capacity(11);
+        s.push_str(PREFIXES[self.below(PREFIXES.len())]);
+        self.digits(&mut s, 8);
+        s
+    }
+
+    /// A licence plate such as `浙A12345` or `浙AD1234`.
+    fn plate(&mut self) -> String {
+        const REGIONS: [&str; 5] = ["浙A", "浙A", "浙A", "浙B", "沪A"];
+        const LETTERS: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ";
+        let mut s = String::with_capacity(12);
+        s.push_str(REGIONS[self.below(REGIONS.len())]);
+        let letters = self.below(3);
+        for _ in 0..letters {
+            s.push(char::from(LETTERS[self.below(LETTERS.len())]));
+        }
+        self.digits(&mut s, 5 - letters);
+        s
+    }
+
+    /// An 18-character resident ID number with a valid ISO 7064 check character.
+    fn id_number(&mut self) -> String {
+        const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+        const CHECK: &[u8; 11] = b"10X98765432";
+        const DISTRICTS: [&str; 4] = ["330102", "330105", "330106", "330108"];
+        let mut s = String::with_capacity(18);
+        s.push_str(DISTRICTS[self.below(DISTRICTS.len())]);
+        let year = 1950 + self.below(56);
+        let month = 1 + self.below(12);
+        let day = 1 + self.below(28);
+        s.push_str(&format!("{year:04}{month:02}{day:02}"));
+        self.digits(&mut s, 3);
+        let sum: u32 = s
+            .bytes()
+            .zip(WEIGHTS)
+            .map(|(b, w)| u32::from(b - b'0') * w)
+            .sum();
+        s.push(char::from(CHECK[(sum % 11) as usize]));
+        s
+    }
+}
+
+/// The simulated city as a [`Source`], optionally paced and limited.
+///
+/// Events are collected per feed and a feed's batch is handed out when it holds `max_batch`
+/// records or 50 ms (wall time) after its first record, so paced events flow promptly.
+pub struct SimulatorSource {
+    sim: CitySimulator,
+    rate: Option<f64>,
+    limit: Option<u64>,
+    max_batch: usize,
+    generated: u64,
+    pending: [Pending; 4],
+    started: Option<Instant>,
+    scratch: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Pending {
+    buf: Vec<u8>,
+    /// (end offset in `buf`, sequence number) of each event.
+    ends: Vec<(usize, u64)>,
+    /// When the first pending event was generated.
+    since: Option<Instant>,
+}
+
+impl SimulatorSource {
+    /// A source playing `cfg`'s city. `rate` is wall events per second (`None`: as fast as
+    /// possible; see [`CityConfig::paced_rate`]), `limit` the total events (`None`: endless),
+    /// `max_batch` the most records per batch (at least 1).
+    pub fn new(cfg: CityConfig, rate: Option<f64>, limit: Option<u64>, max_batch: usize) -> Self {
+        Self {
+            sim: CitySimulator::new(cfg),
+            rate: rate.filter(|r| r.is_finite() && *r > 0.0),
+            limit,
+            max_batch: max_batch.max(1),
+            generated: 0,
+            pending: Default::default(),
+            started: None,
+            scratch: Vec::with_capacity(512),
+        }
+    }
+
+    /// Events generated so far (some may still wait in a pending batch).
+    pub fn generated(&self) -> u64 {
+        self.generated
+    }
+
+    fn flush(&mut self, feed: Feed) -> RawBatch {
+        let pending = &mut self.pending[feed.index()];
+        let capacity = pending.buf.capacity();
+        let bytes = Bytes::from(std::mem::replace(
+            &mut pending.buf,
+            Vec::with_capacity(capacity),
+        ));
+        let mut start = 0;
+        let records = pending
+            .ends
+            .drain(..)
+            .map(|(end, seq)| {
+                let payload = bytes.slice(start..end);
+                start = end;
+                RawRecord {
+                    payload,
+                    origin: Origin::Simulator { seq },
+                }
+            })
+            .collect();
+        pending.since = None;
+        RawBatch { feed, records }
+    }
+
+    /// The feed whose pending batch has waited longest, if past [`FLUSH_AFTER`].
+    fn overdue(&self, now: Instant) -> Option<Feed> {
+        Feed::ALL
+            .into_iter()
+            .filter_map(|f| self.pending[f.index()].since.map(|t| (t, f)))
+            .min()
+            .filter(|(t, _)| now.duration_since(*t) >= FLUSH_AFTER)
+            .map(|(_, f)| f)
+    }
+}
+
+#[async_trait::async_trait]
+impl Source for SimulatorSource {
+    async fn next_batch(&mut self) -> Result<Option<RawBatch>> {
+        let start = *self.started.get_or_insert_with(Instant::now);
+        loop {
+            let now = Instant::now();
+            if let Some(feed) = self.overdue(now) {
+                return Ok(Some(self.flush(feed)));
+            }
+            if self.limit.is_some_and(|limit| self.generated >= limit) {
+                let rest = Feed::ALL
+                    .into_iter()
+                    .find(|f| !self.pending[f.index()].ends.is_empty());
+                return Ok(rest.map(|feed| self.flush(feed)));
+            }
+            if let Some(rate) = self.rate {
+                #[allow(clippy::cast_precision_loss)]
+                let offset = Duration::try_from_secs_f64(self.generated as f64 / rate);
+                // Beyond what `Instant` can represent: treat as an hour away.
+                let due = offset
+                    .ok()
+                    .and_then(|d| start.checked_add(d))
+                    .unwrap_or(now + Duration::from_secs(3600));
+                if due > now {
+                    let oldest = Feed::ALL
+                        .into_iter()
+                        .filter_map(|f| self.pending[f.index()].since)
+                        .min();
+                    let wake = oldest.map_or(due, |t| due.min(t + FLUSH_AFTER));
+                    tokio::time::sleep_until(wake).await;
+                    continue;
+                }
+            }
+            self.scratch.clear();
+            let feed = self.sim.next_event(&mut self.scratch);
+            let seq = self.generated;
+            self.generated += 1;
+            let pending = &mut self.pending[feed.index()];
+            pending.buf.extend_from_slice(&self.scratch);
+            pending.ends.push((pending.buf.len(), seq));
+            pending.since.get_or_insert(now);
+            if pending.ends.len() >= self.max_batch {
+                return Ok(Some(self.flush(feed)));
+            }
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! Rule results to alerts: one JSON object per result row, with a deterministic id.
+//!
+//! ```json
+//! {"alert_id":"3f1c…","rule":"traffic/congestion","severity":"high","title":"Congestion",
+//!  "window_start":"2026-03-02T08:00:00.000Z","window_end":"2026-03-02T08:05:00.000Z",
+//!  "emitted_at":"2026-11-22T20:00:01.123Z","data":{"road_id":"R12","avg_speed":11.5}}
+//! ```
+//!
+//! `alert_id` is the first 128 bits (hex) of SHA-256 over the rule id, the window and the
+//! group's key values (the GROUP BY values; the input `event_id` for per-event rules). The same
+//! rule, window and group always give the same id, so a replayed alert is recognisable.
+
+use std::fmt::Write as _;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, TimeUnit};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use chrono::{DateTime, SecondsFormat, Utc};
+use citybrain_connectors::SinkRecord;
+use citybrain_rules::{CompiledRule, Emission, KEY_PREFIX};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+/// One alert, ready to write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    /// Deterministic id (32 hex characters).
+    pub id: String,
+    /// The grouping key values joined by `|`, used as the message key downstream.
+    pub key: String,
+    /// The whole alert as a JSON object.
+    pub json: Value,
+}
+
+impl Alert {
+    /// As a sink record (compact JSON payload, keyed by the group).
+    pub fn to_record(&self) -> SinkRecord {
+        SinkRecord {
+            key: Some(self.key.clone()),
+            payload: self.json.to_string(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// One line for a person watching a terminal.
+    pub fn to_human(&self) -> String {
+        let j = &self.json;
+        let s = |k: &str| j.get(k).and_then(Value::as_str).unwrap_or_default();
+        let mut line = format!(
+            "{:<8} {}  {}",
+            s("severity").to_uppercase(),
+            s("rule"),
+            s("title")
+        );
+        if let (Some(ws), Some(we)) = (j.get("window_start"), j.get("window_end")) {
+            let short = |v: &Value| v.as_str().map(|t| t.get(..16).unwrap_or(t).replace('T', " "));
+            let _ = write!(
+                line,
+                "  [{} .. {}]",
+                short(ws).unwrap_or_default(),
+                short(we).and_then(|t| t.get(11..).map(str::to_string)).unwrap_or_default()
+            );
+        }
+        if let Some(Value::Object(data)) = j.get("data") {
+            for (k, v) in data {
+                if k == "window_start" || k == "window_end" {
+                    continue;
+                }
+                match v {
+                    Value::String(t) => {
+                        let _ = write!(line, "  {k}={t}");
+                    }
+                    Value::Number(n) => match n.as_f64() {
+                        Some(f) if !n.is_i64() && !n.is_u64() => {
+                            let _ = write!(line, "  {k}={f:.2}");
+                        }
+                        _ => {
+                            let _ = write!(line, "  {k}={n}");
+                        }
+                    },
+                    other => {
+                        let _ = write!(line, "  {k}={other}");
+                    }
+                }
+            }
+        }
+        line
+    }
+}
+
+/// Turns a rule's emissions into alerts.
+pub fn alerts(rule: &CompiledRule, emission: &Emission, emitted_at: DateTime<Utc>) -> Vec<Alert> {
+    let emitted = rfc3339(emitted_at.timestamp_millis());
+    let schema = &rule.output_schema;
+    let key_cols: Vec<usize> = (0..schema.fields().len())
+        .filter(|i| schema.field(*i).name().starts_with(KEY_PREFIX))
+        .collect();
+    let mut out = Vec::new();
+    for batch in &emission.batches {
+        let cols: Vec<Cell<'_>> = batch.columns().iter().map(Cell::new).collect();
+        for row in 0..batch.num_rows() {
+            let mut data = Map::new();
+            for (i, c) in cols.iter().enumerate().take(rule.data_columns) {
+                data.insert(schema.field(i).name().clone(), c.json(row));
+            }
+            let key_values: Vec<Value> = if key_cols.is_empty() {
+                data.values().cloned().collect()
+            } else {
+                key_cols.iter().map(|i| cols[*i].json(row)).collect()
+            };
+            let id = alert_id(&rule.meta.id, emission.window, &key_values);
+            let key = key_values
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("|");
+            let mut json = Map::new();
+            json.insert("alert_id".into(), Value::String(id.clone()));
+            json.insert("rule".into(), Value::String(rule.meta.id.clone()));
+            json.insert("severity".into(), Value::String(rule.meta.severity.to_string()));
+            json.insert("title".into(), Value::String(rule.meta.title.clone()));
+            if let Some(w) = emission.window {
+                json.insert("window_start".into(), Value::String(rfc3339(w.start)));
+                json.insert("window_end".into(), Value::String(rfc3339(w.end)));
+            }
+            json.insert("emitted_at".into(), Value::String(emitted.clone()));
+            json.insert("data".into(), Value::Object(data));
+            out.push(Alert {
+                id,
+                key,
+                json: Value::Object(json),
+            });
+        }
+    }
+    out
+}
+
+/// The first `columns` columns of every row of `batches` as JSON objects, converted exactly as
+/// an alert's `data` is.
+pub fn rows_json(batches: &[RecordBatch], columns: usize) -> Vec<Map<String, Value>> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let schema = batch.schema();
+        let cols: Vec<Cell<'_>> = batch.columns().iter().map(Cell::new).collect();
+        for row in 0..batch.num_rows() {
+            out.push(
+                cols.iter()
+                    .enumerate()
+                    .take(columns)
+                    .map(|(i, c)| (schema.field(i).name().clone(), c.json(row)))
+                    .collect(),
+            );
+        }
+    }
+    out
+}
+
+/// The deterministic alert id of a rule, window and group.
+pub fn alert_id(rule: &str, window: Option<citybrain_rules::Window>, key: &[Value]) -> String {
+    let mut h = Sha256::new();
+    h.update(rule.as_bytes());
+    h.update([0x1f]);
+    if let Some(w) = window {
+        h.update(w.start.to_be_bytes());
+        h.update(w.end.to_be_bytes());
+    }
+    for v in key {
+        h.update([0x1f]);
+        h.update(v.to_string().as_bytes());
+    }
+    let digest = h.finalize();
+    let mut id = String::with_capacity(32);
+    for b in &digest[..16] {
+        let _ = write!(id, "{b:02x}");
+    }
+    id
+}
+
+/// Epoch milliseconds as RFC 3339 UTC with milliseconds (`2026-03-02T08:00:00.000Z`).
+pub fn rfc3339(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// One result column, read as JSON values.
+struct Cell<'a> {
+    array: &'a ArrayRef,
+    fallback: Option<ArrayFormatter<'a>>,
+}
+
+impl<'a> Cell<'a> {
+    fn new(array: &'a ArrayRef) -> Self {
+        let simple = matches!(
+            array.data_type(),
+            DataType::Utf8
+                | DataType::LargeUtf8
+                | DataType::Utf8View
+                | DataType::Boolean
+                | DataType::Int8
+                | DataType::Int16
+                | DataType::Int32
+                | DataType::Int64
+                | DataType::UInt8
+                | DataType::UInt16
+                | DataType::UInt32
+                | DataType::UInt64
+                | DataType::Float32
+                | DataType::Float64
+                | DataType::Timestamp(_, _)
+        );
+        let fallback = (!simple)
+            .then(|| ArrayFormatter::try_new(array.as_ref(), &FormatOptions::default()).ok())
+            .flatten();
+        Self { array, fallback }
+    }
+
+    fn json(&self, row: usize) -> Value {
+        use arrow::datatypes as t;
+        let a = self.array;
+        if a.is_null(row) {
+            return Value::Null;
+        }
+        let float = |f: f64| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number);
+        match a.data_type() {
+            DataType::Utf8 => Value::String(a.as_string::<i32>().value(row).to_string()),
+            DataType::LargeUtf8 => Value::String(a.as_string::<i64>().value(row).to_string()),
+            DataType::Utf8View => Value::String(a.as_string_view().value(row).to_string()),
+            DataType::Boolean => Value::Bool(a.as_boolean().value(row)),
+            DataType::Int8 => a.as_primitive::<t::Int8Type>().value(row).into(),
+            DataType::Int16 => a.as_primitive::<t::Int16Type>().value(row).into(),
+            DataType::Int32 => a.as_primitive::<t::Int32Type>().value(row).into(),
+            DataType::Int64 => a.as_primitive::<t::Int64Type>().value(row).into(),
+            DataType::UInt8 => a.as_primitive::<t::UInt8Type>().value(row).into(),
+            DataType::UInt16 => a.as_primitive::<t::UInt16Type>().value(row).into(),
+            DataType::UInt32 => a.as_primitive::<t::UInt32Type>().value(row).into(),
+            DataType::UInt64 => a.as_primitive::<t::UInt64Type>().value(row).into(),
+            DataType::Float32 => float(f64::from(a.as_primitive::<t::Float32Type>().value(row))),
+            DataType::Float64 => float(a.as_primitive::<t::Float64Type>().value(row)),
+            DataType::Timestamp(unit, _) => {
+                let v = match unit {
+                    TimeUnit::Second => a.as_primitive::<t::TimestampSecondType>().value(row) * 1000,
+                    TimeUnit::Millisecond => a.as_primitive::<t::TimestampMillisecondType>().value(row),
+                    TimeUnit::Microsecond => {
+                        a.as_primitive::<t::TimestampMicrosecondType>().value(row) / 1000
+                    }
+                    TimeUnit::Nanosecond => {
+                        a.as_primitive::<t::TimestampNanosecondType>().value(row) / 1_000_000
+                    }
+                };
+                Value::String(rfc3339(v))
+            }
+            _ => self
+                .fallback
+                .as_ref()
+                .map_or(Value::Null, |f| Value::String(f.value(row).to_string())),
+        }
+    }
+}

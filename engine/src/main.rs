@@ -1,0 +1,367 @@
+//! The `citybrain` command line: `run`, `replay`, `simulate` and `rules check`.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use citybrain_connectors::{
+    CityConfig, FileSource, JsonlSink, Progress, Pseudonymizer, SimulatorSource, Sink,
+    write_feed_files,
+};
+use citybrain_engine::{AlertFormat, Pipeline, PipelineConfig, Stats, city_catalog};
+use clap::{Args, Parser, Subcommand};
+use tracing::info;
+
+#[derive(Parser, Debug)]
+#[command(name = "citybrain", version, about = "Streaming SQL rules over a city's departmental feeds")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the built-in city simulator through the rule library, alerts on stdout (no services needed).
+    Run(RunArgs),
+    /// Replay feed files through the rules with streaming semantics.
+    Replay(ReplayArgs),
+    /// Write the simulator's feeds as JSON-lines files.
+    Simulate(SimulateArgs),
+    /// Work with rule files.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RulesCommand {
+    /// Validate every rule below DIR and report all problems (exit 1 when any).
+    Check {
+        /// The rules folder.
+        dir: PathBuf,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+struct EngineArgs {
+    /// Bounded out-of-orderness of each feed (e.g. 5s, 500ms, 1m).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    out_of_orderness: Duration,
+    /// Secret for pseudonymising personal fields (default: $CITYBRAIN_PSEUDONYM_KEY, else a
+    /// development key with a warning).
+    #[arg(long, env = "CITYBRAIN_PSEUDONYM_KEY", hide_env_values = true)]
+    pseudonym_key: Option<String>,
+    /// Most records per batch.
+    #[arg(long, default_value_t = 8192)]
+    batch_size: usize,
+}
+
+#[derive(Args, Debug)]
+struct ReplayArgs {
+    /// Folder holding traffic.jsonl, police.jsonl, emergency.jsonl and/or market.jsonl.
+    #[arg(long)]
+    input: PathBuf,
+    /// The rules folder.
+    #[arg(long)]
+    rules: PathBuf,
+    /// Where alerts go (JSON lines).
+    #[arg(long)]
+    out: PathBuf,
+    /// Where dead letters go (JSON lines).
+    #[arg(long)]
+    dlq: PathBuf,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// The rules folder (default: the built-in library).
+    #[arg(long)]
+    rules: Option<PathBuf>,
+    /// Simulated events per wall-clock second.
+    #[arg(long, default_value_t = 2000.0)]
+    rate: f64,
+    /// Simulated seconds per wall-clock second.
+    #[arg(long, default_value_t = 60.0)]
+    speed: f64,
+    /// Stop after this long (e.g. 30s); default: until Ctrl-C.
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Stop after this many events.
+    #[arg(long)]
+    events: Option<u64>,
+    /// Simulator seed.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Print alerts as JSON lines instead of readable lines.
+    #[arg(long)]
+    json: bool,
+    /// Where dead letters go.
+    #[arg(long, default_value = "citybrain-dead-letters.jsonl")]
+    dlq: PathBuf,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+#[derive(Args, Debug)]
+struct SimulateArgs {
+    /// Output folder (created if missing).
+    #[arg(long)]
+    out: PathBuf,
+    /// How many events in all feeds together.
+    #[arg(long, default_value_t = 100_000)]
+    events: u64,
+    /// Simulator seed.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CITYBRAIN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match cli.command {
+        Command::Rules {
+            command: RulesCommand::Check { dir },
+        } => runtime.block_on(rules_check(&dir)),
+        Command::Simulate(a) => simulate(&a),
+        Command::Replay(a) => runtime.block_on(replay(a)),
+        Command::Run(a) => runtime.block_on(run(a)),
+    }
+}
+
+async fn rules_check(dir: &Path) -> anyhow::Result<()> {
+    let sources = citybrain_rules::read_dir(dir)?;
+    if sources.is_empty() {
+        bail!("no .sql rules found below {}", dir.display());
+    }
+    let catalog = city_catalog();
+    let mut problems = 0;
+    let mut bad_files = 0;
+    for src in &sources {
+        match citybrain_rules::compile(src, &catalog).await {
+            Ok(rule) => println!(
+                "ok   {:<40} {:?} on {}{}",
+                rule.meta.id,
+                rule.shape,
+                rule.input,
+                rule.window
+                    .as_ref()
+                    .map(|w| format!(", {:?}", w.kind))
+                    .unwrap_or_default()
+            ),
+            Err(ps) => {
+                bad_files += 1;
+                problems += ps.len();
+                for p in ps {
+                    eprintln!("{p}");
+                }
+            }
+        }
+    }
+    if problems > 0 {
+        eprintln!(
+            "{problems} problem(s) in {bad_files} of {} rule file(s)",
+            sources.len()
+        );
+        std::process::exit(1);
+    }
+    println!("{} rule(s) ok", sources.len());
+    Ok(())
+}
+
+fn simulate(a: &SimulateArgs) -> anyhow::Result<()> {
+    let cfg = CityConfig {
+        seed: a.seed,
+        ..CityConfig::default()
+    };
+    let counts = write_feed_files(&a.out, cfg, a.events)?;
+    println!("wrote {} events to {}: {counts:?}", a.events, a.out.display());
+    Ok(())
+}
+
+/// The pseudonymiser; the connectors crate warns loudly when it falls back to the development key.
+fn pseudonymizer(key: Option<&str>) -> Arc<Pseudonymizer> {
+    Arc::new(Pseudonymizer::from_config(key).0)
+}
+
+fn pipeline_config(e: &EngineArgs, format: AlertFormat) -> anyhow::Result<PipelineConfig> {
+    if e.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    Ok(PipelineConfig {
+        out_of_orderness_ms: i64::try_from(e.out_of_orderness.as_millis())
+            .context("--out-of-orderness is too large")?,
+        alert_format: format,
+    })
+}
+
+async fn load_rules(dir: &Path) -> anyhow::Result<Vec<citybrain_rules::CompiledRule>> {
+    let rules = citybrain_rules::load_dir(dir, &city_catalog()).await?;
+    if rules.is_empty() {
+        bail!("no .sql rules found below {}", dir.display());
+    }
+    info!(rules = rules.len(), dir = %dir.display(), "rules loaded");
+    Ok(rules)
+}
+
+async fn replay(a: ReplayArgs) -> anyhow::Result<()> {
+    let config = pipeline_config(&a.engine, AlertFormat::Json)?;
+    let rules = load_rules(&a.rules).await?;
+    let mut source = FileSource::open(&a.input, a.engine.batch_size)?;
+    let alerts = JsonlSink::create(&a.out)?;
+    let dead = JsonlSink::create(&a.dlq)?;
+    let mut pipeline = Pipeline::new(
+        config,
+        rules,
+        pseudonymizer(a.engine.pseudonym_key.as_deref()),
+        Box::new(alerts),
+        Box::new(dead),
+    );
+    let started = Instant::now();
+    let mut report = |stats: &Stats, p: Option<Progress>| progress_line(stats, p, started);
+    pipeline
+        .run(&mut source, std::future::pending(), Some(&mut report))
+        .await?;
+    if std::io::stderr().is_terminal() {
+        eprintln!();
+    }
+    print!("{}", pipeline.stats().summary(started.elapsed()));
+    println!("alerts: {}  dead letters: {}", a.out.display(), a.dlq.display());
+    Ok(())
+}
+
+fn progress_line(stats: &Stats, p: Option<Progress>, started: Instant) {
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    let pct = p
+        .and_then(|p| p.total_bytes.map(|t| (p.done_bytes as f64 / t.max(1) as f64) * 100.0))
+        .map(|x| format!("{x:5.1}% "))
+        .unwrap_or_default();
+    let alerts: u64 = stats.alerts.values().sum();
+    let line = format!(
+        "{pct}{} records, {:.0} records/s, {alerts} alerts",
+        stats.records(),
+        stats.records() as f64 / secs
+    );
+    let mut err = std::io::stderr();
+    if err.is_terminal() {
+        let _ = write!(err, "\r{line}   ");
+    } else {
+        let _ = writeln!(err, "progress: {line}");
+    }
+    let _ = err.flush();
+}
+
+async fn run(a: RunArgs) -> anyhow::Result<()> {
+    let format = if a.json {
+        AlertFormat::Json
+    } else {
+        AlertFormat::Human
+    };
+    let config = pipeline_config(&a.engine, format)?;
+    if !(a.rate > 0.0) || !(a.speed > 0.0) {
+        bail!("--rate and --speed must be positive");
+    }
+    let dir = a.rules.clone().unwrap_or_else(builtin_rules);
+    let rules = load_rules(&dir).await?;
+    let mut source = SimulatorSource::new(
+        CityConfig {
+            seed: a.seed,
+            sim_speed: a.speed,
+            ..CityConfig::default()
+        },
+        Some(a.rate),
+        a.events,
+        a.engine.batch_size.min(1024),
+    );
+    let alerts: Box<dyn Sink> = Box::new(JsonlSink::stdout());
+    let dead = JsonlSink::create(&a.dlq)?;
+    let mut pipeline = Pipeline::new(
+        config,
+        rules,
+        pseudonymizer(a.engine.pseudonym_key.as_deref()),
+        alerts,
+        Box::new(dead),
+    );
+    info!(
+        rate = a.rate,
+        speed = a.speed,
+        seed = a.seed,
+        "simulating the city; alerts follow (Ctrl-C to stop)"
+    );
+    let duration = a.duration;
+    let stop = async move {
+        let timer = async {
+            match duration {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = timer => {}
+        }
+    };
+    let started = Instant::now();
+    pipeline.run(&mut source, stop, None).await?;
+    eprint!("{}", pipeline.stats().summary(started.elapsed()));
+    Ok(())
+}
+
+/// The built-in rule library: `rules/library` of the working directory when present (a clone),
+/// else the one next to the sources this binary was built from.
+fn builtin_rules() -> PathBuf {
+    let local = PathBuf::from("rules/library");
+    if local.is_dir() {
+        local
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/library")
+    }
+}
+
+/// Parses `250ms`, `5s`, `2m`, `1h` or a bare number of seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 500ms, 5s, 2m or 1h"))?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        other => return Err(format!("unknown unit `{other}` in `{s}`: use ms, s, m or h")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("`{s}`: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("5 fortnights").is_err());
+        assert!(parse_duration("x").is_err());
+    }
+}

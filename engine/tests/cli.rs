@@ -1,0 +1,167 @@
+//! The command line as users drive it: late data, `rules check`, the demo.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn citybrain(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_citybrain"))
+        .args(args)
+        .env("CITYBRAIN_PSEUDONYM_KEY", "cli-test-key")
+        .output()
+        .expect("citybrain runs")
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(path, text).expect("write");
+}
+
+fn traffic(id: &str, ts: &str, road: &str) -> String {
+    format!(
+        r#"{{"event_id":"{id}","ts":"{ts}","lat":30.25,"lon":120.17,"sensor_id":"S1","road_id":"{road}","speed_kmh":30,"vehicle_count":4,"occupancy":0.2,"plate":null,"kind":"flow"}}"#
+    )
+}
+
+const PER_MINUTE: &str = "-- title: Readings per road per minute\n-- severity: info\n\
+SELECT road_id, window_start, window_end, COUNT(*) AS readings\n\
+FROM TABLE(TUMBLE(TABLE traffic, DESCRIPTOR(ts), INTERVAL '1' MINUTE))\n\
+GROUP BY road_id, window_start, window_end\n";
+
+#[test]
+fn late_events_go_to_the_dead_letter_file_and_do_not_change_emitted_windows() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let lines = [
+        traffic("a1", "2026-03-02T08:00:10Z", "R1"),
+        traffic("a2", "2026-03-02T08:00:50Z", "R1"),
+        // Disorder within the 5 s bound: on time.
+        traffic("a3", "2026-03-02T08:00:47Z", "R1"),
+        // Moves the watermark to 08:01:05, past the end of the 08:00 window.
+        traffic("a4", "2026-03-02T08:01:10+00:00", "R1"),
+        // Behind the watermark, for the already emitted 08:00 window: late.
+        traffic("late", "2026-03-02T16:00:30+08:00", "R1"),
+        traffic("a5", "2026-03-02T08:01:20Z", "R2"),
+    ];
+    write(&tmp.path().join("in/traffic.jsonl"), &(lines.join("\n") + "\n"));
+    write(&tmp.path().join("rules/per_minute.sql"), PER_MINUTE);
+    let out = citybrain(&[
+        "replay",
+        "--input",
+        tmp.path().join("in").to_str().unwrap(),
+        "--rules",
+        tmp.path().join("rules").to_str().unwrap(),
+        "--out",
+        tmp.path().join("alerts.jsonl").to_str().unwrap(),
+        "--dlq",
+        tmp.path().join("dead.jsonl").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let dead: Vec<Value> = std::fs::read_to_string(tmp.path().join("dead.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(dead.len(), 1, "exactly the late event is dead-lettered: {dead:?}");
+    assert_eq!(dead[0]["reason"], "late");
+    assert_eq!(dead[0]["rules"], serde_json::json!(["per_minute"]));
+    assert_eq!(dead[0]["origin"]["line"], 5);
+    assert!(dead[0]["record"].as_str().unwrap().contains(r#""event_id":"late""#));
+
+    let mut alerts: Vec<(String, String, i64)> = std::fs::read_to_string(tmp.path().join("alerts.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|a| {
+            (
+                a["window_start"].as_str().unwrap().to_string(),
+                a["data"]["road_id"].as_str().unwrap().to_string(),
+                a["data"]["readings"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    alerts.sort();
+    assert_eq!(
+        alerts,
+        vec![
+            ("2026-03-02T08:00:00.000Z".to_string(), "R1".to_string(), 3),
+            ("2026-03-02T08:01:00.000Z".to_string(), "R1".to_string(), 1),
+            ("2026-03-02T08:01:00.000Z".to_string(), "R2".to_string(), 1),
+        ]
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("late events: 1"), "summary counts late events:\n{stdout}");
+}
+
+#[test]
+fn rules_check_reports_every_problem_with_file_and_line() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("rules");
+    write(&dir.join("traffic/ok.sql"), PER_MINUTE);
+    write(
+        &dir.join("traffic/typo.sql"),
+        "-- title: Slow roads\n-- severity: high\nSELECT road_id, window_start, window_end\n\
+         FROM TABLE(TUMBLE(TABLE traffic, DESCRIPTOR(ts), INTERVAL '5' MINUTES))\n\
+         WHERE sped_kmh < 10\nGROUP BY road_id, window_start, window_end\n",
+    );
+    write(
+        &dir.join("police/syntax.sql"),
+        "-- title: Broken\n-- severity: low\nSELECT category,\nFROM police WHERE\n",
+    );
+    write(
+        &dir.join("market/feed.sql"),
+        "-- title: Unknown feed\n-- severity: low\nSELECT COUNT(*) AS n, window_start, window_end\n\
+         FROM TABLE(TUMBLE(TABLE markt, DESCRIPTOR(ts), INTERVAL '1' HOUR))\n\
+         GROUP BY window_start, window_end\n",
+    );
+    let out = citybrain(&["rules", "check", dir.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "exit code 1 on problems:\n{stderr}");
+    let typo = dir.join("traffic/typo.sql");
+    assert!(
+        stderr.contains(&format!("{}:5:7:", typo.display())) && stderr.contains("speed_kmh"),
+        "unknown column named at its line and column with a suggestion:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{}:4:", dir.join("police/syntax.sql").display())),
+        "syntax error at its line:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{}:4:", dir.join("market/feed.sql").display()))
+            && stderr.contains("did you mean `market`"),
+        "unknown feed with a suggestion:\n{stderr}"
+    );
+    assert!(stderr.contains("3 problem(s) in 3 of 4 rule file(s)"), "{stderr}");
+
+    let out = citybrain(&[
+        "rules",
+        "check",
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/library").to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "the built-in library is valid:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_demo_prints_readable_alerts() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_citybrain"))
+        .current_dir(tmp.path())
+        .args(["run", "--events", "40000", "--rate", "1000000", "--speed", "3600"])
+        .env_remove("CITYBRAIN_PSEUDONYM_KEY")
+        .output()
+        .expect("citybrain runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let alert_lines: Vec<&str> = stdout.lines().filter(|l| l.contains('/')).collect();
+    assert!(!alert_lines.is_empty(), "the demo prints alerts:\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stderr.contains("development key"),
+        "running without a key warns loudly:\n{stderr}"
+    );
+}

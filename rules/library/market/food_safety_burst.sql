@@ -1,0 +1,15 @@
+-- title: Burst of food-safety complaints about one merchant
+-- severity: high
+-- owner: market
+-- description: Three or more food-safety complaints about the same merchant within one hour:
+-- description: a single complaint is noise, three independent ones point at a real problem.
+SELECT merchant_id,
+       window_start,
+       window_end,
+       COUNT(*) AS complaints,
+       COUNT(DISTINCT complainant_phone) AS complainants,
+       MAX(merchant_name) AS merchant_name
+FROM TABLE(TUMBLE(TABLE market, DESCRIPTOR(ts), INTERVAL '1' HOUR))
+WHERE category = 'food_safety' AND kind = 'complaint'
+GROUP BY merchant_id, window_start, window_end
+HAVING COUNT(*) >= 3

@@ -1,0 +1,15 @@
+-- title: Accident cluster in one grid cell
+-- severity: high
+-- owner: traffic
+-- description: Two or more accidents reported in the same H3 cell (resolution 8, about 0.7 km2)
+-- description: within ten minutes: one crash often causes the next, and responders should treat
+-- description: the place as one scene.
+SELECT h3_cell(lat, lon, 8) AS cell,
+       window_start,
+       window_end,
+       COUNT(*) AS accidents,
+       COUNT(DISTINCT road_id) AS roads
+FROM TABLE(TUMBLE(TABLE traffic, DESCRIPTOR(ts), INTERVAL '10' MINUTES))
+WHERE kind = 'accident'
+GROUP BY h3_cell(lat, lon, 8), window_start, window_end
+HAVING COUNT(*) >= 2

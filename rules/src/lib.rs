@@ -1,0 +1,58 @@
+//! # citybrain-rules
+//!
+//! Analysts' SQL rules: loading, the Flink window front end, the city functions, planning once,
+//! and running the plans over event-time windows.
+//!
+//! ```text
+//!  rules/*.sql ──▶ rule::read_dir ──▶ RuleSource
+//!                                        │ compile::compile(src, &Catalog)
+//!                                        ▼
+//!                  window::rewrite (TUMBLE(TABLE t, DESCRIPTOR(ts), size) from tokens)
+//!                  DataFusion: SQL ─▶ LogicalPlan ─▶ ExecutionPlan (planned once)
+//!                                        │
+//!                                        ▼
+//!  RecordBatch (a feed) ──▶ operator::RuleRunner ──▶ Emission { window, result rows }
+//!                              watermarks, windows, late rows
+//! ```
+//!
+//! - [`Catalog`]: the tables rules may read (the engine fills it with the city feeds), so this
+//!   crate knows nothing about where data comes from.
+//! - [`CompiledRule`]: metadata ([`RuleMeta`]) plus a physical plan that reads from a slot the
+//!   runner refills before each execution.
+//! - [`RuleRunner`]: one per rule; turns input batches into [`Emission`]s and late rows.
+//! - [`batch::evaluate`]: the same rule as one batch query, the oracle for tests.
+//! - [`Problem`]: a rule author's mistake with file, line and column.
+
+pub mod batch;
+pub mod compile;
+pub mod error;
+pub mod functions;
+pub mod operator;
+pub mod rule;
+pub mod window;
+
+pub use compile::{Catalog, CompiledRule, KEY_PREFIX, Shape, compile};
+pub use error::{Error, Problem, Result};
+pub use operator::{DEFAULT_OUT_OF_ORDERNESS_MS, Emission, RuleRunner, Step, Window};
+pub use rule::{RuleMeta, RuleSource, Severity, read_dir};
+
+/// Reads and plans every rule below `dir`, reporting the problems of all files at once.
+///
+/// # Errors
+/// [`Error::Invalid`] listing every problem in every file, or a read error.
+pub async fn load_dir(dir: &std::path::Path, catalog: &Catalog) -> Result<Vec<CompiledRule>> {
+    let sources = read_dir(dir)?;
+    let mut rules = Vec::with_capacity(sources.len());
+    let mut problems = Vec::new();
+    for src in &sources {
+        match compile(src, catalog).await {
+            Ok(rule) => rules.push(rule),
+            Err(p) => problems.extend(p),
+        }
+    }
+    if problems.is_empty() {
+        Ok(rules)
+    } else {
+        Err(Error::Invalid(problems))
+    }
+}

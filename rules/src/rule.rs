@@ -1,0 +1,244 @@
+//! Rule files: one `SELECT` per `.sql` file, with `-- key: value` metadata in the header.
+//!
+//! A rule's id is its path relative to the rules folder, without `.sql`
+//! (`traffic/congestion.sql` is `traffic/congestion`). The header is the run of comment lines
+//! before the query; these keys are read from it:
+//!
+//! | key           | required | meaning                                                     |
+//! |---------------|----------|-------------------------------------------------------------|
+//! | `title`       | yes      | one line shown to the operations centre                     |
+//! | `severity`    | yes      | `info`, `low`, `medium`, `high` or `critical`               |
+//! | `description` | no       | what the rule detects and why its thresholds (may repeat)   |
+//! | `owner`       | no       | the department or analyst answering for the rule           |
+//!
+//! Other comment lines are free prose. A `-- word: ...` line whose word is a near miss of a key
+//! (`-- severty: high`) is an error, so typos never silently drop metadata.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Problem, Result, suggest};
+
+/// How urgent an alert from a rule is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    /// For the record.
+    Info,
+    /// Worth a look.
+    Low,
+    /// Needs attention this shift.
+    Medium,
+    /// Needs attention now.
+    High,
+    /// Lives or major damage at stake.
+    Critical,
+}
+
+impl Severity {
+    const NAMES: [&'static str; 5] = ["info", "low", "medium", "high", "critical"];
+
+    /// The lowercase name used in headers and alerts.
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        use Severity::*;
+        [Info, Low, Medium, High, Critical]
+            .into_iter()
+            .find(|v| v.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A rule file as read from disk, before planning.
+#[derive(Debug, Clone)]
+pub struct RuleSource {
+    /// Path relative to the rules folder, without `.sql`, with `/` separators.
+    pub id: String,
+    /// The file, as given (for error messages).
+    pub path: PathBuf,
+    /// The whole file.
+    pub text: String,
+}
+
+impl RuleSource {
+    /// A rule from text, for tests and tools; `id` doubles as its path.
+    pub fn inline(id: &str, text: &str) -> Self {
+        Self {
+            id: id.to_string(),
+            path: PathBuf::from(format!("{id}.sql")),
+            text: text.to_string(),
+        }
+    }
+}
+
+/// Reads every `*.sql` file below `dir`, sorted by id.
+///
+/// # Errors
+/// When the folder or a file cannot be read.
+pub fn read_dir(dir: &Path) -> Result<Vec<RuleSource>> {
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out)?;
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(out)
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<RuleSource>) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|source| Error::ReadDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    for entry in entries {
+        let entry = entry.map_err(|source| Error::ReadDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = entry.path();
+        if path.is_dir() {
+            walk(root, &path, out)?;
+        } else if path.extension().is_some_and(|e| e == "sql") {
+            let text = std::fs::read_to_string(&path).map_err(|source| Error::ReadRule {
+                path: path.clone(),
+                source,
+            })?;
+            let rel = path.strip_prefix(root).unwrap_or(&path).with_extension("");
+            let id = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            out.push(RuleSource { id, path, text });
+        }
+    }
+    Ok(())
+}
+
+/// A rule's metadata, from its header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleMeta {
+    /// The rule id.
+    pub id: String,
+    /// The rule file.
+    pub path: PathBuf,
+    /// One line for the operations centre.
+    pub title: String,
+    /// How urgent its alerts are.
+    pub severity: Severity,
+    /// What it detects and why (may be empty).
+    pub description: String,
+    /// Every `key: value` pair of the header, including the ones above.
+    pub headers: BTreeMap<String, String>,
+}
+
+const KEYS: [&str; 4] = ["title", "severity", "description", "owner"];
+
+/// Reads the header of `src`, reporting every problem.
+pub(crate) fn parse_header(src: &RuleSource) -> std::result::Result<RuleMeta, Vec<Problem>> {
+    let mut headers: BTreeMap<String, String> = BTreeMap::new();
+    let mut problems = Vec::new();
+    let problem = |line: usize, message: String| Problem {
+        file: src.path.clone(),
+        line: line as u64 + 1,
+        column: 1,
+        message,
+    };
+    for (n, line) in src.text.lines().enumerate() {
+        let t = line.trim();
+        if t.is_empty() {
+            continue;
+        }
+        let Some(comment) = t.strip_prefix("--") else {
+            break;
+        };
+        let Some((key, value)) = comment.split_once(':') else {
+            continue;
+        };
+        let key = key.trim().to_ascii_lowercase();
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            continue;
+        }
+        let value = value.trim().to_string();
+        if KEYS.contains(&key.as_str()) {
+            headers
+                .entry(key)
+                .and_modify(|v| {
+                    v.push(' ');
+                    v.push_str(&value);
+                })
+                .or_insert(value);
+        } else if let Some(s) = suggest(&key, KEYS) {
+            problems.push(problem(n, format!("unknown header `{key}` (did you mean `{s}`?)")));
+        }
+    }
+    let title = headers.get("title").cloned().unwrap_or_default();
+    if title.is_empty() {
+        problems.push(problem(0, "missing header `-- title: <one line for the operations centre>`".into()));
+    }
+    let severity = match headers.get("severity") {
+        None => {
+            problems.push(problem(0, format!("missing header `-- severity: <{}>`", Severity::NAMES.join("|"))));
+            None
+        }
+        Some(s) => {
+            let parsed = Severity::parse(s);
+            if parsed.is_none() {
+                let line = src
+                    .text
+                    .lines()
+                    .position(|l| l.to_ascii_lowercase().contains("severity"))
+                    .unwrap_or(0);
+                problems.push(problem(
+                    line,
+                    format!("severity `{s}` is not one of {}", Severity::NAMES.join(", ")),
+                ));
+            }
+            parsed
+        }
+    };
+    match severity {
+        Some(severity) if problems.is_empty() => Ok(RuleMeta {
+            id: src.id.clone(),
+            path: src.path.clone(),
+            title,
+            severity,
+            description: headers.get("description").cloned().unwrap_or_default(),
+            headers,
+        }),
+        _ => Err(problems),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_keys_are_read_and_prose_ignored() {
+        let src = RuleSource::inline(
+            "traffic/congestion",
+            "-- title: Congestion on a road\n-- severity: High\n-- Why: prose is fine\n\
+             -- description: slow traffic\n-- description: for 5 minutes\nSELECT 1",
+        );
+        let meta = parse_header(&src).expect("valid header");
+        assert_eq!(meta.title, "Congestion on a road");
+        assert_eq!(meta.severity, Severity::High);
+        assert_eq!(meta.description, "slow traffic for 5 minutes");
+    }
+
+    #[test]
+    fn header_problems_are_all_reported_with_lines() {
+        let src = RuleSource::inline("x", "-- titel: typo\n-- severity: urgent\nSELECT 1");
+        let problems = parse_header(&src).expect_err("invalid header");
+        let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert!(text.iter().any(|t| t.starts_with("x.sql:1:") && t.contains("did you mean `title`")), "{text:?}");
+        assert!(text.iter().any(|t| t.contains("missing header `-- title")), "{text:?}");
+        assert!(text.iter().any(|t| t.starts_with("x.sql:2:") && t.contains("`urgent`")), "{text:?}");
+    }
+}

@@ -1,0 +1,480 @@
+//! The Flink window table-valued functions, parsed from sqlparser's tokens.
+//!
+//! Analysts write windows the way Apache Flink SQL does:
+//!
+//! ```sql
+//! SELECT road_id, window_start, window_end, AVG(speed_kmh) AS avg_speed
+//! FROM TABLE(TUMBLE(TABLE traffic, DESCRIPTOR(ts), INTERVAL '5' MINUTES))
+//! GROUP BY road_id, window_start, window_end
+//! ```
+//!
+//! The sqlparser that DataFusion uses rejects `TABLE name` as a function argument, so
+//! [`rewrite`] works on the token stream (never on the text): it finds each
+//! `TABLE(<KIND>(...))` call, parses its arguments into a [`WindowTvf`] and replaces the call's
+//! tokens by tokens that DataFusion can plan. Every token keeps its original span, so errors
+//! still point at the analyst's line and column.
+//!
+//! - [`Mode::Streaming`]: the call becomes a reference to a table named by
+//!   [`WindowTvf::slot`], which the streaming operator fills with the input rows plus the
+//!   `window_start`, `window_end` and `window_time` columns it assigns itself.
+//! - [`Mode::Batch`]: the call becomes a subquery computing the same columns with DataFusion's
+//!   own `date_bin`, the independent oracle that tests compare the streaming result with.
+
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan, Tokenizer};
+
+/// Name of the column holding a window's inclusive start.
+pub const WINDOW_START: &str = "window_start";
+/// Name of the column holding a window's exclusive end.
+pub const WINDOW_END: &str = "window_end";
+/// Name of the column holding a window's time attribute (`window_end` minus 1 ms), as in Flink.
+pub const WINDOW_TIME: &str = "window_time";
+
+/// One problem found in a rule's text, with its position in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diag {
+    /// 1-based line.
+    pub line: u64,
+    /// 1-based column.
+    pub column: u64,
+    /// What is wrong, for a person.
+    pub message: String,
+}
+
+impl Diag {
+    pub(crate) fn at(loc: Location, message: impl Into<String>) -> Self {
+        Self {
+            line: loc.line.max(1),
+            column: loc.column.max(1),
+            message: message.into(),
+        }
+    }
+}
+
+/// The kind and size of a window, with all lengths in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowKind {
+    /// `TUMBLE(TABLE t, DESCRIPTOR(ts), size)`: fixed, non-overlapping windows aligned to the epoch.
+    Tumble {
+        /// Window length.
+        size_ms: i64,
+    },
+}
+
+impl WindowKind {
+    /// The `[start, end)` of the window holding `ts`.
+    #[inline]
+    pub fn assign(self, ts: i64) -> (i64, i64) {
+        match self {
+            WindowKind::Tumble { size_ms } => {
+                let start = ts - ts.rem_euclid(size_ms);
+                (start, start + size_ms)
+            }
+        }
+    }
+
+    /// The window length.
+    pub fn size_ms(self) -> i64 {
+        match self {
+            WindowKind::Tumble { size_ms } => size_ms,
+        }
+    }
+}
+
+/// One window table-valued function found in a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowTvf {
+    /// Which window and its size.
+    pub kind: WindowKind,
+    /// The table it reads (`TABLE traffic`).
+    pub table: String,
+    /// The time attribute column (`DESCRIPTOR(ts)`).
+    pub time_column: String,
+    /// The name the call was replaced by in streaming mode.
+    pub slot: String,
+    /// Where the call starts in the rule file.
+    pub line: u64,
+}
+
+/// How a window call is rewritten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Refer to an operator-fed table.
+    Streaming,
+    /// Compute the window columns with DataFusion's `date_bin` over the whole table.
+    Batch,
+}
+
+/// The rule's tokens with every window call rewritten, and the calls found.
+#[derive(Debug)]
+pub struct Rewritten {
+    /// Tokens ready for `Parser::with_tokens_with_locations`.
+    pub tokens: Vec<TokenWithSpan>,
+    /// The window calls, in order of appearance.
+    pub windows: Vec<WindowTvf>,
+}
+
+/// Tokenizes `sql` and rewrites its window calls.
+///
+/// # Errors
+/// Every malformed window call is reported, each at its own position.
+pub fn rewrite(sql: &str, mode: Mode) -> Result<Rewritten, Vec<Diag>> {
+    let tokens = Tokenizer::new(&GenericDialect {}, sql)
+        .tokenize_with_location()
+        .map_err(|e| vec![Diag::at(e.location, e.message)])?;
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut windows = Vec::new();
+    let mut diags = Vec::new();
+    let mut i = 0;
+    while i < tokens.len() {
+        if let Some(kind_at) = window_call_at(&tokens, i) {
+            match parse_call(&tokens, i, kind_at, windows.len()) {
+                Ok((tvf, end)) => {
+                    let span = tokens[i].span;
+                    let needs_alias = !has_alias(&tokens, end + 1);
+                    emit_replacement(&tvf, mode, span, needs_alias, &mut out);
+                    windows.push(tvf);
+                    i = end + 1;
+                    continue;
+                }
+                Err(d) => {
+                    diags.push(d);
+                    // Skip the call's keyword so the rest of the rule is still checked.
+                    i = kind_at + 1;
+                    continue;
+                }
+            }
+        }
+        out.push(tokens[i].clone());
+        i += 1;
+    }
+    if diags.is_empty() {
+        Ok(Rewritten {
+            tokens: out,
+            windows,
+        })
+    } else {
+        Err(diags)
+    }
+}
+
+const KINDS: [&str; 4] = ["TUMBLE", "HOP", "CUMULATE", "SESSION"];
+
+fn is_trivia(t: &Token) -> bool {
+    matches!(t, Token::Whitespace(_))
+}
+
+/// Index of the next non-whitespace token at or after `i`.
+fn skip(tokens: &[TokenWithSpan], mut i: usize) -> usize {
+    while i < tokens.len() && is_trivia(&tokens[i].token) {
+        i += 1;
+    }
+    i
+}
+
+fn word_is(t: &Token, name: &str) -> bool {
+    matches!(t, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(name))
+}
+
+/// If `TABLE ( KIND (` starts at `i`, the index of `KIND`.
+fn window_call_at(tokens: &[TokenWithSpan], i: usize) -> Option<usize> {
+    if !word_is(&tokens[i].token, "TABLE") {
+        return None;
+    }
+    let lp = skip(tokens, i + 1);
+    if !matches!(tokens.get(lp)?.token, Token::LParen) {
+        return None;
+    }
+    let kind = skip(tokens, lp + 1);
+    let kind_tok = &tokens.get(kind)?.token;
+    let is_kind = KINDS.iter().any(|k| word_is(kind_tok, k));
+    let lp2 = skip(tokens, kind + 1);
+    (is_kind && matches!(tokens.get(lp2)?.token, Token::LParen)).then_some(kind)
+}
+
+/// Parses `TABLE ( KIND ( args ) )` starting at `start`; returns the call and the index of its
+/// last token.
+fn parse_call(
+    tokens: &[TokenWithSpan],
+    start: usize,
+    kind_at: usize,
+    n: usize,
+) -> Result<(WindowTvf, usize), Diag> {
+    let kind_tok = &tokens[kind_at];
+    let kind_name = match &kind_tok.token {
+        Token::Word(w) => w.value.to_ascii_uppercase(),
+        _ => unreachable!("window_call_at checked the keyword"),
+    };
+    let open = skip(tokens, kind_at + 1);
+    // Split the arguments at top-level commas until the matching parenthesis.
+    let mut args: Vec<Vec<&TokenWithSpan>> = vec![Vec::new()];
+    let mut depth = 0usize;
+    let mut i = open + 1;
+    loop {
+        let Some(t) = tokens.get(i) else {
+            return Err(Diag::at(
+                kind_tok.span.start,
+                format!("{kind_name}(...) is not closed: missing `)`"),
+            ));
+        };
+        match t.token {
+            Token::LParen => depth += 1,
+            Token::RParen if depth == 0 => break,
+            Token::RParen => depth -= 1,
+            Token::Comma if depth == 0 => {
+                args.push(Vec::new());
+                i += 1;
+                continue;
+            }
+            _ => {}
+        }
+        if !is_trivia(&t.token) {
+            args.last_mut().expect("never empty").push(t);
+        }
+        i += 1;
+    }
+    let close_inner = i;
+    let close_outer = skip(tokens, close_inner + 1);
+    if !matches!(
+        tokens.get(close_outer).map(|t| &t.token),
+        Some(Token::RParen)
+    ) {
+        return Err(Diag::at(
+            tokens[close_inner].span.end,
+            format!("expected `)` closing TABLE({kind_name}(...))"),
+        ));
+    }
+    let usage = match kind_name.as_str() {
+        "TUMBLE" => "TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '5' MINUTES)",
+        other => {
+            return Err(Diag::at(
+                kind_tok.span.start,
+                format!(
+                    "{other} windows are not supported yet; this engine runs TUMBLE \
+                     (e.g. TUMBLE(TABLE traffic, DESCRIPTOR(ts), INTERVAL '5' MINUTES))"
+                ),
+            ));
+        }
+    };
+    if args.len() != 3 || args.iter().any(Vec::is_empty) {
+        return Err(Diag::at(
+            kind_tok.span.start,
+            format!(
+                "{kind_name} takes 3 arguments, found {}: use {usage}",
+                args.iter().filter(|a| !a.is_empty()).count()
+            ),
+        ));
+    }
+    let table = parse_table_arg(&args[0], usage)?;
+    let time_column = parse_descriptor(&args[1], usage)?;
+    let size_ms = parse_interval(&args[2])?;
+    let tvf = WindowTvf {
+        kind: WindowKind::Tumble { size_ms },
+        table,
+        time_column,
+        slot: format!("__cb_w{n}"),
+        line: tokens[start].span.start.line,
+    };
+    Ok((tvf, close_outer))
+}
+
+fn ident(t: &Token) -> Option<String> {
+    match t {
+        Token::Word(w) if w.quote_style.is_some() => Some(w.value.clone()),
+        Token::Word(w) => Some(w.value.to_ascii_lowercase()),
+        _ => None,
+    }
+}
+
+fn parse_table_arg(arg: &[&TokenWithSpan], usage: &str) -> Result<String, Diag> {
+    match arg {
+        [kw, name] if word_is(&kw.token, "TABLE") => ident(&name.token).ok_or_else(|| {
+            Diag::at(name.span.start, format!("expected a table name; use {usage}"))
+        }),
+        _ => Err(Diag::at(
+            arg[0].span.start,
+            format!("the first argument must be `TABLE <feed>`; use {usage}"),
+        )),
+    }
+}
+
+fn parse_descriptor(arg: &[&TokenWithSpan], usage: &str) -> Result<String, Diag> {
+    match arg {
+        [kw, lp, col, rp]
+            if word_is(&kw.token, "DESCRIPTOR")
+                && lp.token == Token::LParen
+                && rp.token == Token::RParen =>
+        {
+            ident(&col.token).ok_or_else(|| {
+                Diag::at(
+                    col.span.start,
+                    format!("expected a time column name; use {usage}"),
+                )
+            })
+        }
+        _ => Err(Diag::at(
+            arg[0].span.start,
+            format!("the time attribute must be `DESCRIPTOR(<column>)`; use {usage}"),
+        )),
+    }
+}
+
+/// Parses `INTERVAL '5' MINUTE[S]` or `INTERVAL '5 minutes'` into milliseconds.
+pub(crate) fn parse_interval(arg: &[&TokenWithSpan]) -> Result<i64, Diag> {
+    let at = arg[0].span.start;
+    let bad = |why: &str| {
+        Diag::at(
+            at,
+            format!("{why}: write a window size like INTERVAL '5' MINUTES or INTERVAL '30' SECONDS"),
+        )
+    };
+    let (amount, unit) = match arg {
+        [kw, lit, unit] if word_is(&kw.token, "INTERVAL") => {
+            let Token::SingleQuotedString(s) = &lit.token else {
+                return Err(bad("expected a quoted amount"));
+            };
+            let Token::Word(u) = &unit.token else {
+                return Err(bad("expected a time unit"));
+            };
+            (s.trim().to_string(), u.value.clone())
+        }
+        [kw, lit] if word_is(&kw.token, "INTERVAL") => {
+            let Token::SingleQuotedString(s) = &lit.token else {
+                return Err(bad("expected a quoted amount"));
+            };
+            let mut parts = s.split_whitespace();
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(a), Some(u), None) => (a.to_string(), u.to_string()),
+                _ => return Err(bad("expected an amount and a unit")),
+            }
+        }
+        _ => return Err(bad("expected an INTERVAL")),
+    };
+    let unit_ms: i64 = match unit.to_ascii_lowercase().trim_end_matches('s') {
+        "millisecond" => 1,
+        "second" => 1_000,
+        "minute" => 60_000,
+        "hour" => 3_600_000,
+        "day" => 86_400_000,
+        other => return Err(bad(&format!("unknown time unit `{other}`"))),
+    };
+    let n: i64 = amount
+        .parse()
+        .map_err(|_| bad(&format!("`{amount}` is not a whole number")))?;
+    match n.checked_mul(unit_ms) {
+        Some(ms) if ms > 0 => Ok(ms),
+        _ => Err(bad("a window size must be positive")),
+    }
+}
+
+/// True when the tokens at `i` start a table alias (`AS x` or a plain identifier).
+fn has_alias(tokens: &[TokenWithSpan], i: usize) -> bool {
+    match tokens.get(skip(tokens, i)).map(|t| &t.token) {
+        Some(Token::Word(w)) => w.keyword == Keyword::AS || w.keyword == Keyword::NoKeyword,
+        _ => false,
+    }
+}
+
+/// Pushes the tokens that replace a window call, each carrying the call's span.
+fn emit_replacement(
+    tvf: &WindowTvf,
+    mode: Mode,
+    span: Span,
+    alias: bool,
+    out: &mut Vec<TokenWithSpan>,
+) {
+    let table = quote(&tvf.table);
+    let mut text = match mode {
+        Mode::Streaming => tvf.slot.clone(),
+        Mode::Batch => {
+            let ts = quote(&tvf.time_column);
+            let size = tvf.kind.size_ms();
+            format!(
+                "(SELECT *, \
+                   date_bin(INTERVAL '{size} milliseconds', {ts}, to_timestamp_millis(0)) AS {WINDOW_START}, \
+                   date_bin(INTERVAL '{size} milliseconds', {ts}, to_timestamp_millis(0)) + INTERVAL '{size} milliseconds' AS {WINDOW_END}, \
+                   date_bin(INTERVAL '{size} milliseconds', {ts}, to_timestamp_millis(0)) + INTERVAL '{} milliseconds' AS {WINDOW_TIME} \
+                 FROM {table})",
+                size - 1
+            )
+        }
+    };
+    if alias {
+        text.push_str(" AS ");
+        text.push_str(&table);
+    }
+    let generated = Tokenizer::new(&GenericDialect {}, &text)
+        .tokenize()
+        .expect("generated SQL always tokenizes");
+    out.push(TokenWithSpan::new(Token::Whitespace(
+        datafusion::sql::sqlparser::tokenizer::Whitespace::Space,
+    ), span));
+    out.extend(generated.into_iter().map(|token| TokenWithSpan::new(token, span)));
+    out.push(TokenWithSpan::new(Token::Whitespace(
+        datafusion::sql::sqlparser::tokenizer::Whitespace::Space,
+    ), span));
+}
+
+fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(r: &Rewritten) -> String {
+        r.tokens.iter().map(|t| t.token.to_string()).collect()
+    }
+
+    #[test]
+    fn tumble_call_becomes_slot_with_alias() {
+        let sql = "SELECT COUNT(*)\nFROM TABLE(TUMBLE(TABLE traffic, DESCRIPTOR(ts), INTERVAL '5' MINUTES))\nGROUP BY window_start, window_end";
+        let r = rewrite(sql, Mode::Streaming).expect("valid");
+        assert_eq!(
+            r.windows,
+            vec![WindowTvf {
+                kind: WindowKind::Tumble { size_ms: 300_000 },
+                table: "traffic".into(),
+                time_column: "ts".into(),
+                slot: "__cb_w0".into(),
+                line: 2,
+            }]
+        );
+        assert!(text(&r).contains("FROM  __cb_w0 AS \"traffic\" "), "{}", text(&r));
+    }
+
+    #[test]
+    fn existing_alias_is_kept() {
+        let sql = "SELECT 1 FROM TABLE(TUMBLE(TABLE police, DESCRIPTOR(ts), INTERVAL '1 hour')) AS p";
+        let r = rewrite(sql, Mode::Streaming).expect("valid");
+        assert!(text(&r).ends_with("__cb_w0  AS p"), "{}", text(&r));
+        assert_eq!(r.windows[0].kind.size_ms(), 3_600_000);
+    }
+
+    #[test]
+    fn errors_point_at_the_call() {
+        let sql = "SELECT 1\n\nFROM TABLE(TUMBLE(TABLE traffic, ts, INTERVAL '5' MINUTES))";
+        let d = rewrite(sql, Mode::Streaming).expect_err("descriptor missing");
+        assert_eq!(d[0].line, 3);
+        assert!(d[0].message.contains("DESCRIPTOR"), "{}", d[0].message);
+
+        let sql = "SELECT 1 FROM TABLE(TUMBLE(TABLE traffic, DESCRIPTOR(ts), INTERVAL '5' FORTNIGHTS))";
+        let d = rewrite(sql, Mode::Streaming).expect_err("bad unit");
+        assert!(d[0].message.contains("fortnight"), "{}", d[0].message);
+
+        let sql = "SELECT 1 FROM TABLE(TUMBLE(TABLE traffic, DESCRIPTOR(ts)))";
+        let d = rewrite(sql, Mode::Streaming).expect_err("missing size");
+        assert!(d[0].message.contains("3 arguments"), "{}", d[0].message);
+    }
+
+    #[test]
+    fn tumble_assignment_is_epoch_aligned() {
+        let k = WindowKind::Tumble { size_ms: 60_000 };
+        assert_eq!(k.assign(0), (0, 60_000));
+        assert_eq!(k.assign(59_999), (0, 60_000));
+        assert_eq!(k.assign(60_000), (60_000, 120_000));
+        assert_eq!(k.assign(-1), (-60_000, 0));
+    }
+}
