@@ -282,6 +282,9 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         CityConfig {
             seed: a.seed,
             sim_speed: a.speed,
+            // Paced at `rate` wall events/s, simulated time runs `speed` times faster than
+            // wall time when each simulated second holds rate / speed events.
+            events_per_sim_second: a.rate / a.speed,
             ..CityConfig::default()
         },
         Some(a.rate),
