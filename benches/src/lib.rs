@@ -1,1 +1,1 @@
-//! Benchmarks live in `benches/`.
+//! Criterion benchmarks of the citybrain data path live in `benches/`; see BENCHMARKS.md.

@@ -53,12 +53,17 @@ impl Alert {
             s("title")
         );
         if let (Some(ws), Some(we)) = (j.get("window_start"), j.get("window_end")) {
-            let short = |v: &Value| v.as_str().map(|t| t.get(..16).unwrap_or(t).replace('T', " "));
+            let short = |v: &Value| {
+                v.as_str()
+                    .map(|t| t.get(..16).unwrap_or(t).replace('T', " "))
+            };
             let _ = write!(
                 line,
                 "  [{} .. {}]",
                 short(ws).unwrap_or_default(),
-                short(we).and_then(|t| t.get(11..).map(str::to_string)).unwrap_or_default()
+                short(we)
+                    .and_then(|t| t.get(11..).map(str::to_string))
+                    .unwrap_or_default()
             );
         }
         if let Some(Value::Object(data)) = j.get("data") {
@@ -120,7 +125,10 @@ pub fn alerts(rule: &CompiledRule, emission: &Emission, emitted_at: DateTime<Utc
             let mut json = Map::new();
             json.insert("alert_id".into(), Value::String(id.clone()));
             json.insert("rule".into(), Value::String(rule.meta.id.clone()));
-            json.insert("severity".into(), Value::String(rule.meta.severity.to_string()));
+            json.insert(
+                "severity".into(),
+                Value::String(rule.meta.severity.to_string()),
+            );
             json.insert("title".into(), Value::String(rule.meta.title.clone()));
             if let Some(w) = emission.window {
                 json.insert("window_start".into(), Value::String(rfc3339(w.start)));
@@ -242,8 +250,12 @@ impl<'a> Cell<'a> {
             DataType::Float64 => float(a.as_primitive::<t::Float64Type>().value(row)),
             DataType::Timestamp(unit, _) => {
                 let v = match unit {
-                    TimeUnit::Second => a.as_primitive::<t::TimestampSecondType>().value(row) * 1000,
-                    TimeUnit::Millisecond => a.as_primitive::<t::TimestampMillisecondType>().value(row),
+                    TimeUnit::Second => {
+                        a.as_primitive::<t::TimestampSecondType>().value(row) * 1000
+                    }
+                    TimeUnit::Millisecond => {
+                        a.as_primitive::<t::TimestampMillisecondType>().value(row)
+                    }
                     TimeUnit::Microsecond => {
                         a.as_primitive::<t::TimestampMicrosecondType>().value(row) / 1000
                     }

@@ -15,7 +15,11 @@ use clap::{Args, Parser, Subcommand};
 use tracing::info;
 
 #[derive(Parser, Debug)]
-#[command(name = "citybrain", version, about = "Streaming SQL rules over a city's departmental feeds")]
+#[command(
+    name = "citybrain",
+    version,
+    about = "Streaming SQL rules over a city's departmental feeds"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -190,7 +194,11 @@ fn simulate(a: &SimulateArgs) -> anyhow::Result<()> {
         ..CityConfig::default()
     };
     let counts = write_feed_files(&a.out, cfg, a.events)?;
-    println!("wrote {} events to {}: {counts:?}", a.events, a.out.display());
+    println!(
+        "wrote {} events to {}: {counts:?}",
+        a.events,
+        a.out.display()
+    );
     Ok(())
 }
 
@@ -241,14 +249,21 @@ async fn replay(a: ReplayArgs) -> anyhow::Result<()> {
         eprintln!();
     }
     print!("{}", pipeline.stats().summary(started.elapsed()));
-    println!("alerts: {}  dead letters: {}", a.out.display(), a.dlq.display());
+    println!(
+        "alerts: {}  dead letters: {}",
+        a.out.display(),
+        a.dlq.display()
+    );
     Ok(())
 }
 
 fn progress_line(stats: &Stats, p: Option<Progress>, started: Instant) {
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     let pct = p
-        .and_then(|p| p.total_bytes.map(|t| (p.done_bytes as f64 / t.max(1) as f64) * 100.0))
+        .and_then(|p| {
+            p.total_bytes
+                .map(|t| (p.done_bytes as f64 / t.max(1) as f64) * 100.0)
+        })
         .map(|x| format!("{x:5.1}% "))
         .unwrap_or_default();
     let alerts: u64 = stats.alerts.values().sum();
@@ -273,7 +288,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         AlertFormat::Human
     };
     let config = pipeline_config(&a.engine, format)?;
-    if !(a.rate > 0.0) || !(a.speed > 0.0) {
+    if !(a.rate.is_finite() && a.rate > 0.0 && a.speed.is_finite() && a.speed > 0.0) {
         bail!("--rate and --speed must be positive");
     }
     let dir = a.rules.clone().unwrap_or_else(builtin_rules);
@@ -339,7 +354,9 @@ fn builtin_rules() -> PathBuf {
 /// Parses `250ms`, `5s`, `2m`, `1h` or a bare number of seconds.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: f64 = num
         .parse()
@@ -349,7 +366,11 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         "" | "s" => n,
         "m" | "min" => n * 60.0,
         "h" => n * 3600.0,
-        other => return Err(format!("unknown unit `{other}` in `{s}`: use ms, s, m or h")),
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{s}`: use ms, s, m or h"
+            ));
+        }
     };
     Duration::try_from_secs_f64(secs).map_err(|e| format!("`{s}`: {e}"))
 }

@@ -114,6 +114,10 @@ impl Stats {
     }
 }
 
+/// Called every two seconds during [`Pipeline::run`] with the counts so far and the source's
+/// progress.
+pub type ProgressFn<'a> = &'a mut dyn FnMut(&Stats, Option<citybrain_connectors::Progress>);
+
 /// Source to sinks, with every rule of the library running on its feed.
 pub struct Pipeline {
     config: PipelineConfig,
@@ -179,7 +183,7 @@ impl Pipeline {
         &mut self,
         source: &mut dyn Source,
         stop: impl std::future::Future<Output = ()>,
-        mut progress: Option<&mut dyn FnMut(&Stats, Option<citybrain_connectors::Progress>)>,
+        mut progress: Option<ProgressFn<'_>>,
     ) -> Result<()> {
         tokio::pin!(stop);
         let mut last_report = Instant::now();
@@ -207,7 +211,11 @@ impl Pipeline {
     /// When a sink fails or a plan fails to execute.
     pub async fn process(&mut self, raw: RawBatch) -> Result<()> {
         let feed = raw.feed;
-        self.stats.bytes += raw.records.iter().map(|r| r.payload.len() as u64).sum::<u64>();
+        self.stats.bytes += raw
+            .records
+            .iter()
+            .map(|r| r.payload.len() as u64)
+            .sum::<u64>();
         let decoder = self.decoders.get_mut(&feed).expect("a decoder per feed");
         let decoded = decoder.decode(&raw);
         *self.stats.events.entry(feed.name()).or_default() += decoded.batch.num_rows() as u64;
@@ -221,13 +229,22 @@ impl Pipeline {
         }
         let mut late: BTreeMap<u32, Vec<String>> = BTreeMap::new();
         let mut emitted = Vec::new();
-        for runner in self.runners.iter_mut().filter(|r| r.rule().input == feed.name()) {
+        for runner in self
+            .runners
+            .iter_mut()
+            .filter(|r| r.rule().input == feed.name())
+        {
             let step = runner.process(&decoded.batch).await.map_err(Error::Rules)?;
             if !step.late_rows.is_empty() {
-                *self.stats.late.entry(runner.rule().meta.id.clone()).or_default() +=
-                    step.late_rows.len() as u64;
+                *self
+                    .stats
+                    .late
+                    .entry(runner.rule().meta.id.clone())
+                    .or_default() += step.late_rows.len() as u64;
                 for row in step.late_rows {
-                    late.entry(row).or_default().push(runner.rule().meta.id.clone());
+                    late.entry(row)
+                        .or_default()
+                        .push(runner.rule().meta.id.clone());
                 }
             }
             for e in step.emissions {

@@ -23,7 +23,9 @@ fn alerts_without_emitted_at(path: &Path) -> Vec<String> {
         .lines()
         .map(|l| {
             let mut v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"));
-            v.as_object_mut().expect("alert object").remove("emitted_at");
+            v.as_object_mut()
+                .expect("alert object")
+                .remove("emitted_at");
             v.to_string()
         })
         .collect();
@@ -71,7 +73,11 @@ fn every_library_rule_fires_exactly_where_its_test_data_says() {
             String::from_utf8_lossy(&out.stderr)
         );
         let dead = std::fs::read_to_string(&dead_path).unwrap_or_default();
-        assert!(dead.is_empty(), "{}: test data has dead letters: {dead}", src.id);
+        assert!(
+            dead.is_empty(),
+            "{}: test data has dead letters: {dead}",
+            src.id
+        );
         let actual = alerts_without_emitted_at(&out_path);
         if bless {
             let mut text = actual.join("\n");
@@ -81,7 +87,10 @@ fn every_library_rule_fires_exactly_where_its_test_data_says() {
         }
         let expected = alerts_without_emitted_at(&case.join("expected.jsonl"));
         if expected.is_empty() {
-            failures.push(format!("{}: expected.jsonl is empty: show where the rule fires", src.id));
+            failures.push(format!(
+                "{}: expected.jsonl is empty: show where the rule fires",
+                src.id
+            ));
         } else if actual != expected {
             failures.push(format!(
                 "{}: alerts differ\n  expected:\n    {}\n  actual:\n    {}",

@@ -57,7 +57,9 @@ pub async fn evaluate(
     };
     let plan = ctx
         .state()
-        .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(stmt)))
+        .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
+            stmt,
+        )))
         .await
         .map_err(exec)?;
     ctx.execute_logical_plan(plan)

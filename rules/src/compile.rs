@@ -153,10 +153,7 @@ impl PartitionStream for SlotStream {
         &self.schema
     }
 
-    fn execute(
-        &self,
-        _ctx: Arc<TaskContext>,
-    ) -> datafusion::execution::SendableRecordBatchStream {
+    fn execute(&self, _ctx: Arc<TaskContext>) -> datafusion::execution::SendableRecordBatchStream {
         let batches = self.slot.take();
         Box::pin(RecordBatchStreamAdapter::new(
             Arc::clone(&self.schema),
@@ -200,7 +197,7 @@ pub(crate) fn parse_query(
         .iter()
         .filter(|t| !matches!(t.token, Token::Whitespace(_)));
     let first = code.next().map(|t| t.span.start);
-    let last = code.last().map_or(first, |t| Some(t.span.end));
+    let last = code.next_back().map_or(first, |t| Some(t.span.end));
     let mut parser = Parser::new(&GenericDialect {}).with_tokens_with_locations(rewritten.tokens);
     let statements = parser
         .parse_statements()
@@ -213,7 +210,9 @@ pub(crate) fn parse_query(
         Ok([stmt @ Statement::Query(_)]) => Ok(stmt),
         Ok(_) => Err(at("a rule must be one SELECT query")),
         Err(v) if v.is_empty() => Err(at("the rule has no query: write one SELECT")),
-        Err(_) => Err(at("a rule holds exactly one SELECT; split the others into their own files")),
+        Err(_) => Err(at(
+            "a rule holds exactly one SELECT; split the others into their own files",
+        )),
     }
 }
 
@@ -258,8 +257,16 @@ pub async fn compile(src: &RuleSource, catalog: &Catalog) -> Result<CompiledRule
             None => {
                 let hint = suggest(&w.table, catalog.names())
                     .map(|s| format!(" (did you mean `{s}`?)"))
-                    .unwrap_or_else(|| format!("; feeds are {}", catalog.names().collect::<Vec<_>>().join(", ")));
-                problems.push(problem(src, Diag::at(loc, format!("unknown feed `{}`{hint}", w.table))));
+                    .unwrap_or_else(|| {
+                        format!(
+                            "; feeds are {}",
+                            catalog.names().collect::<Vec<_>>().join(", ")
+                        )
+                    });
+                problems.push(problem(
+                    src,
+                    Diag::at(loc, format!("unknown feed `{}`{hint}", w.table)),
+                ));
             }
             Some((schema, time)) => {
                 if &w.time_column != time {
@@ -306,8 +313,12 @@ pub async fn compile(src: &RuleSource, catalog: &Catalog) -> Result<CompiledRule
                     .collect();
                 has_aggregate = Some(names.iter().all(|b| *b));
             }
-            LogicalPlan::Window(_) => unsupported = Some("OVER (...) window functions are not supported yet"),
-            LogicalPlan::Join(_) => unsupported = Some("joins are not supported yet: a rule reads one feed"),
+            LogicalPlan::Window(_) => {
+                unsupported = Some("OVER (...) window functions are not supported yet")
+            }
+            LogicalPlan::Join(_) => {
+                unsupported = Some("joins are not supported yet: a rule reads one feed")
+            }
             _ => {}
         }
         Ok(TreeNodeRecursion::Continue)
@@ -323,7 +334,11 @@ pub async fn compile(src: &RuleSource, catalog: &Catalog) -> Result<CompiledRule
     let [scan] = scans.as_slice() else {
         return Err(fail(format!(
             "a rule reads exactly one feed; this one reads {}",
-            if scans.is_empty() { "none".to_string() } else { scans.join(", ") }
+            if scans.is_empty() {
+                "none".to_string()
+            } else {
+                scans.join(", ")
+            }
         )));
     };
     let window = windows.iter().find(|w| &w.slot == scan).cloned();
@@ -408,7 +423,9 @@ fn with_key_columns(plan: LogicalPlan, shape: Shape) -> datafusion::error::Resul
                     .enumerate()
                     .map(|(i, e)| e.alias(format!("{KEY_PREFIX}{i}"))),
             );
-            Ok(LogicalPlan::Projection(Projection::try_new(exprs, p.input)?))
+            Ok(LogicalPlan::Projection(Projection::try_new(
+                exprs, p.input,
+            )?))
         }
         other => match other.inputs().as_slice() {
             [one] => {
@@ -448,15 +465,19 @@ fn parser_problem(
     message: &str,
     end: Option<datafusion::sql::sqlparser::tokenizer::Location>,
 ) -> Problem {
-    let message = message
-        .trim_start_matches("sql parser error: ")
-        .to_string();
+    let message = message.trim_start_matches("sql parser error: ").to_string();
     let (text, line, column) = match message.rfind(" at Line: ") {
         Some(i) => {
             let pos = &message[i + " at Line: ".len()..];
             let mut parts = pos.split(", Column: ");
-            let line = parts.next().and_then(|l| l.trim().parse().ok()).unwrap_or(1);
-            let col = parts.next().and_then(|c| c.trim().parse().ok()).unwrap_or(1);
+            let line = parts
+                .next()
+                .and_then(|l| l.trim().parse().ok())
+                .unwrap_or(1);
+            let col = parts
+                .next()
+                .and_then(|c| c.trim().parse().ok())
+                .unwrap_or(1);
             (message[..i].to_string(), line, col)
         }
         None => {

@@ -82,7 +82,10 @@ impl fmt::Display for Problems<'_> {
 }
 
 /// The candidate closest to `word` by edit distance, when it is close enough to be a typo.
-pub(crate) fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn suggest<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let word = word.to_ascii_lowercase();
     candidates
         .into_iter()

@@ -97,7 +97,8 @@ impl RuleRunner {
 
     /// The current watermark, once an event has been seen.
     pub fn watermark(&self) -> Option<i64> {
-        self.max_ts.map(|m| m.saturating_sub(self.out_of_orderness_ms))
+        self.max_ts
+            .map(|m| m.saturating_sub(self.out_of_orderness_ms))
     }
 
     /// Windows holding rows, not yet emitted.
@@ -261,4 +262,3 @@ fn emission(window: Option<Window>, batches: Vec<RecordBatch>) -> Option<Emissio
     let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
     (!batches.is_empty()).then_some(Emission { window, batches })
 }
-

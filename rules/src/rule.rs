@@ -174,16 +174,28 @@ pub(crate) fn parse_header(src: &RuleSource) -> std::result::Result<RuleMeta, Ve
                 })
                 .or_insert(value);
         } else if let Some(s) = suggest(&key, KEYS) {
-            problems.push(problem(n, format!("unknown header `{key}` (did you mean `{s}`?)")));
+            problems.push(problem(
+                n,
+                format!("unknown header `{key}` (did you mean `{s}`?)"),
+            ));
         }
     }
     let title = headers.get("title").cloned().unwrap_or_default();
     if title.is_empty() {
-        problems.push(problem(0, "missing header `-- title: <one line for the operations centre>`".into()));
+        problems.push(problem(
+            0,
+            "missing header `-- title: <one line for the operations centre>`".into(),
+        ));
     }
     let severity = match headers.get("severity") {
         None => {
-            problems.push(problem(0, format!("missing header `-- severity: <{}>`", Severity::NAMES.join("|"))));
+            problems.push(problem(
+                0,
+                format!(
+                    "missing header `-- severity: <{}>`",
+                    Severity::NAMES.join("|")
+                ),
+            ));
             None
         }
         Some(s) => {
@@ -196,7 +208,10 @@ pub(crate) fn parse_header(src: &RuleSource) -> std::result::Result<RuleMeta, Ve
                     .unwrap_or(0);
                 problems.push(problem(
                     line,
-                    format!("severity `{s}` is not one of {}", Severity::NAMES.join(", ")),
+                    format!(
+                        "severity `{s}` is not one of {}",
+                        Severity::NAMES.join(", ")
+                    ),
                 ));
             }
             parsed
@@ -237,8 +252,19 @@ mod tests {
         let src = RuleSource::inline("x", "-- titel: typo\n-- severity: urgent\nSELECT 1");
         let problems = parse_header(&src).expect_err("invalid header");
         let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
-        assert!(text.iter().any(|t| t.starts_with("x.sql:1:") && t.contains("did you mean `title`")), "{text:?}");
-        assert!(text.iter().any(|t| t.contains("missing header `-- title")), "{text:?}");
-        assert!(text.iter().any(|t| t.starts_with("x.sql:2:") && t.contains("`urgent`")), "{text:?}");
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("x.sql:1:") && t.contains("did you mean `title`")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter().any(|t| t.contains("missing header `-- title")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("x.sql:2:") && t.contains("`urgent`")),
+            "{text:?}"
+        );
     }
 }

@@ -290,7 +290,10 @@ fn ident(t: &Token) -> Option<String> {
 fn parse_table_arg(arg: &[&TokenWithSpan], usage: &str) -> Result<String, Diag> {
     match arg {
         [kw, name] if word_is(&kw.token, "TABLE") => ident(&name.token).ok_or_else(|| {
-            Diag::at(name.span.start, format!("expected a table name; use {usage}"))
+            Diag::at(
+                name.span.start,
+                format!("expected a table name; use {usage}"),
+            )
         }),
         _ => Err(Diag::at(
             arg[0].span.start,
@@ -326,7 +329,9 @@ pub(crate) fn parse_interval(arg: &[&TokenWithSpan]) -> Result<i64, Diag> {
     let bad = |why: &str| {
         Diag::at(
             at,
-            format!("{why}: write a window size like INTERVAL '5' MINUTES or INTERVAL '30' SECONDS"),
+            format!(
+                "{why}: write a window size like INTERVAL '5' MINUTES or INTERVAL '30' SECONDS"
+            ),
         )
     };
     let (amount, unit) = match arg {
@@ -407,13 +412,19 @@ fn emit_replacement(
     let generated = Tokenizer::new(&GenericDialect {}, &text)
         .tokenize()
         .expect("generated SQL always tokenizes");
-    out.push(TokenWithSpan::new(Token::Whitespace(
-        datafusion::sql::sqlparser::tokenizer::Whitespace::Space,
-    ), span));
-    out.extend(generated.into_iter().map(|token| TokenWithSpan::new(token, span)));
-    out.push(TokenWithSpan::new(Token::Whitespace(
-        datafusion::sql::sqlparser::tokenizer::Whitespace::Space,
-    ), span));
+    out.push(TokenWithSpan::new(
+        Token::Whitespace(datafusion::sql::sqlparser::tokenizer::Whitespace::Space),
+        span,
+    ));
+    out.extend(
+        generated
+            .into_iter()
+            .map(|token| TokenWithSpan::new(token, span)),
+    );
+    out.push(TokenWithSpan::new(
+        Token::Whitespace(datafusion::sql::sqlparser::tokenizer::Whitespace::Space),
+        span,
+    ));
 }
 
 fn quote(ident: &str) -> String {
@@ -442,12 +453,17 @@ mod tests {
                 line: 2,
             }]
         );
-        assert!(text(&r).contains("FROM  __cb_w0 AS \"traffic\" "), "{}", text(&r));
+        assert!(
+            text(&r).contains("FROM  __cb_w0 AS \"traffic\" "),
+            "{}",
+            text(&r)
+        );
     }
 
     #[test]
     fn existing_alias_is_kept() {
-        let sql = "SELECT 1 FROM TABLE(TUMBLE(TABLE police, DESCRIPTOR(ts), INTERVAL '1 hour')) AS p";
+        let sql =
+            "SELECT 1 FROM TABLE(TUMBLE(TABLE police, DESCRIPTOR(ts), INTERVAL '1 hour')) AS p";
         let r = rewrite(sql, Mode::Streaming).expect("valid");
         assert!(text(&r).ends_with("__cb_w0  AS p"), "{}", text(&r));
         assert_eq!(r.windows[0].kind.size_ms(), 3_600_000);
@@ -460,7 +476,8 @@ mod tests {
         assert_eq!(d[0].line, 3);
         assert!(d[0].message.contains("DESCRIPTOR"), "{}", d[0].message);
 
-        let sql = "SELECT 1 FROM TABLE(TUMBLE(TABLE traffic, DESCRIPTOR(ts), INTERVAL '5' FORTNIGHTS))";
+        let sql =
+            "SELECT 1 FROM TABLE(TUMBLE(TABLE traffic, DESCRIPTOR(ts), INTERVAL '5' FORTNIGHTS))";
         let d = rewrite(sql, Mode::Streaming).expect_err("bad unit");
         assert!(d[0].message.contains("fortnight"), "{}", d[0].message);
 
