@@ -43,7 +43,10 @@ fn late_events_go_to_the_dead_letter_file_and_do_not_change_emitted_windows() {
         traffic("late", "2026-03-02T16:00:30+08:00", "R1"),
         traffic("a5", "2026-03-02T08:01:20Z", "R2"),
     ];
-    write(&tmp.path().join("in/traffic.jsonl"), &(lines.join("\n") + "\n"));
+    write(
+        &tmp.path().join("in/traffic.jsonl"),
+        &(lines.join("\n") + "\n"),
+    );
     write(&tmp.path().join("rules/per_minute.sql"), PER_MINUTE);
     let out = citybrain(&[
         "replay",
@@ -56,31 +59,45 @@ fn late_events_go_to_the_dead_letter_file_and_do_not_change_emitted_windows() {
         "--dlq",
         tmp.path().join("dead.jsonl").to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let dead: Vec<Value> = std::fs::read_to_string(tmp.path().join("dead.jsonl"))
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(dead.len(), 1, "exactly the late event is dead-lettered: {dead:?}");
+    assert_eq!(
+        dead.len(),
+        1,
+        "exactly the late event is dead-lettered: {dead:?}"
+    );
     assert_eq!(dead[0]["reason"], "late");
     assert_eq!(dead[0]["rules"], serde_json::json!(["per_minute"]));
     assert_eq!(dead[0]["origin"]["line"], 5);
-    assert!(dead[0]["record"].as_str().unwrap().contains(r#""event_id":"late""#));
+    assert!(
+        dead[0]["record"]
+            .as_str()
+            .unwrap()
+            .contains(r#""event_id":"late""#)
+    );
 
-    let mut alerts: Vec<(String, String, i64)> = std::fs::read_to_string(tmp.path().join("alerts.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .map(|a| {
-            (
-                a["window_start"].as_str().unwrap().to_string(),
-                a["data"]["road_id"].as_str().unwrap().to_string(),
-                a["data"]["readings"].as_i64().unwrap(),
-            )
-        })
-        .collect();
+    let mut alerts: Vec<(String, String, i64)> =
+        std::fs::read_to_string(tmp.path().join("alerts.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .map(|a| {
+                (
+                    a["window_start"].as_str().unwrap().to_string(),
+                    a["data"]["road_id"].as_str().unwrap().to_string(),
+                    a["data"]["readings"].as_i64().unwrap(),
+                )
+            })
+            .collect();
     alerts.sort();
     assert_eq!(
         alerts,
@@ -91,7 +108,10 @@ fn late_events_go_to_the_dead_letter_file_and_do_not_change_emitted_windows() {
         ]
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("late events: 1"), "summary counts late events:\n{stdout}");
+    assert!(
+        stdout.contains("late events: 1"),
+        "summary counts late events:\n{stdout}"
+    );
 }
 
 #[test]
@@ -117,7 +137,11 @@ fn rules_check_reports_every_problem_with_file_and_line() {
     );
     let out = citybrain(&["rules", "check", dir.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "exit code 1 on problems:\n{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "exit code 1 on problems:\n{stderr}"
+    );
     let typo = dir.join("traffic/typo.sql");
     assert!(
         stderr.contains(&format!("{}:5:7:", typo.display())) && stderr.contains("speed_kmh"),
@@ -132,12 +156,18 @@ fn rules_check_reports_every_problem_with_file_and_line() {
             && stderr.contains("did you mean `market`"),
         "unknown feed with a suggestion:\n{stderr}"
     );
-    assert!(stderr.contains("3 problem(s) in 3 of 4 rule file(s)"), "{stderr}");
+    assert!(
+        stderr.contains("3 problem(s) in 3 of 4 rule file(s)"),
+        "{stderr}"
+    );
 
     let out = citybrain(&[
         "rules",
         "check",
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/library").to_str().unwrap(),
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../rules/library")
+            .to_str()
+            .unwrap(),
     ]);
     assert!(
         out.status.success(),
@@ -151,7 +181,9 @@ fn the_demo_prints_readable_alerts() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let out = Command::new(env!("CARGO_BIN_EXE_citybrain"))
         .current_dir(tmp.path())
-        .args(["run", "--events", "40000", "--rate", "1000000", "--speed", "3600"])
+        .args([
+            "run", "--events", "40000", "--rate", "1000000", "--speed", "3600",
+        ])
         .env_remove("CITYBRAIN_PSEUDONYM_KEY")
         .output()
         .expect("citybrain runs");
@@ -159,7 +191,10 @@ fn the_demo_prints_readable_alerts() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let alert_lines: Vec<&str> = stdout.lines().filter(|l| l.contains('/')).collect();
-    assert!(!alert_lines.is_empty(), "the demo prints alerts:\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        !alert_lines.is_empty(),
+        "the demo prints alerts:\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
     assert!(
         stderr.contains("development key"),
         "running without a key warns loudly:\n{stderr}"

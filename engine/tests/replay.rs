@@ -105,7 +105,9 @@ fn personal_values(input: &Path) -> BTreeSet<String> {
     for feed in Feed::ALL {
         let path = input.join(format!("{}.jsonl", feed.name()));
         for line in std::fs::read_to_string(&path).unwrap_or_default().lines() {
-            let Ok(Value::Object(o)) = serde_json::from_str::<Value>(line) else { continue };
+            let Ok(Value::Object(o)) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
             for field in feed.personal_fields() {
                 if let Some(Value::String(s)) = o.get(*field) {
                     out.insert(s.clone());
@@ -165,14 +167,20 @@ async fn replay_equals_batch_evaluation_and_dead_letters_hold_exactly_the_malfor
             assert_eq!(d["reason"], "malformed", "unexpected dead letter {d}");
             (
                 (
-                    d["origin"]["file"].as_str().expect("file origin").to_string(),
+                    d["origin"]["file"]
+                        .as_str()
+                        .expect("file origin")
+                        .to_string(),
                     d["origin"]["line"].as_u64().expect("line origin"),
                 ),
                 d["record"].as_str().expect("raw record").to_string(),
             )
         })
         .collect();
-    assert_eq!(got, injected, "dead letters differ from the injected records");
+    assert_eq!(
+        got, injected,
+        "dead letters differ from the injected records"
+    );
     assert!(
         stdout.contains("malformed"),
         "summary names malformed counts:\n{stdout}"
@@ -183,7 +191,12 @@ async fn replay_equals_batch_evaluation_and_dead_letters_hold_exactly_the_malfor
     let catalog = city_catalog();
     let tables: Vec<(&str, Vec<arrow::array::RecordBatch>)> = Feed::ALL
         .iter()
-        .map(|f| (f.name(), decode_file(&input.join(format!("{}.jsonl", f.name())), *f)))
+        .map(|f| {
+            (
+                f.name(),
+                decode_file(&input.join(format!("{}.jsonl", f.name())), *f),
+            )
+        })
         .collect();
     let mut fired = 0;
     for src in citybrain_rules::read_dir(&library()).expect("library") {
@@ -215,17 +228,32 @@ async fn replay_equals_batch_evaluation_and_dead_letters_hold_exactly_the_malfor
             .filter(|a| a["rule"] == src.id.as_str())
             .map(|a| a["alert_id"].as_str().expect("alert_id"))
             .collect();
-        assert_eq!(ids.len(), streamed.len(), "rule {}: alert ids are unique", src.id);
+        assert_eq!(
+            ids.len(),
+            streamed.len(),
+            "rule {}: alert ids are unique",
+            src.id
+        );
     }
-    assert!(fired >= 3, "the simulated city fires several rules, fired {fired}");
+    assert!(
+        fired >= 3,
+        "the simulated city fires several rules, fired {fired}"
+    );
 
     // No raw personal value in alerts or logs.
     let alerts_text = std::fs::read_to_string(&alerts_path).expect("alerts");
     let personal = personal_values(&input);
     assert!(personal.len() > 100, "the simulator fills personal fields");
     for v in &personal {
-        for (what, text) in [("alerts", &alerts_text), ("stdout", &stdout), ("stderr", &stderr)] {
-            assert!(!text.contains(v.as_str()), "raw personal value {v:?} found in {what}");
+        for (what, text) in [
+            ("alerts", &alerts_text),
+            ("stdout", &stdout),
+            ("stderr", &stderr),
+        ] {
+            assert!(
+                !text.contains(v.as_str()),
+                "raw personal value {v:?} found in {what}"
+            );
         }
     }
 }
@@ -251,7 +279,11 @@ async fn replay_is_deterministic_across_batch_sizes() {
             "--batch-size",
             batch,
         ]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let mut alerts: Vec<(String, String)> = read_jsonl(&out_path)
             .iter()
             .map(|a| (a["alert_id"].to_string(), a["data"].to_string()))
@@ -260,5 +292,8 @@ async fn replay_is_deterministic_across_batch_sizes() {
         runs.push(alerts);
     }
     assert!(!runs[0].is_empty(), "the simulated city produces alerts");
-    assert_eq!(runs[0], runs[1], "same alerts (and ids) whatever the batch size");
+    assert_eq!(
+        runs[0], runs[1],
+        "same alerts (and ids) whatever the batch size"
+    );
 }
