@@ -159,14 +159,12 @@ async fn rules_check(dir: &Path) -> anyhow::Result<()> {
     for src in &sources {
         match citybrain_rules::compile(src, &catalog).await {
             Ok(rule) => println!(
-                "ok   {:<40} {:?} on {}{}",
+                "ok   {:<40} {:<10} {}",
                 rule.meta.id,
-                rule.shape,
                 rule.input,
                 rule.window
                     .as_ref()
-                    .map(|w| format!(", {:?}", w.kind))
-                    .unwrap_or_default()
+                    .map_or("per event".to_string(), |w| w.kind.to_string())
             ),
             Err(ps) => {
                 bad_files += 1;

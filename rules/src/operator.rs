@@ -207,8 +207,8 @@ impl RuleRunner {
         };
         let mut columns = batch.columns().to_vec();
         columns.push(col(&|s| s));
-        columns.push(col(&|s| s + size));
-        columns.push(col(&|s| s + size - 1));
+        columns.push(col(&|s| s.saturating_add(size)));
+        columns.push(col(&|s| s.saturating_add(size - 1)));
         RecordBatch::try_new(Arc::clone(&self.rule.slot_schema), columns).map_err(|e| self.fault(e))
     }
 
@@ -234,10 +234,12 @@ impl RuleRunner {
     }
 
     fn open_window(&mut self, start: i64, size: i64) -> &mut OpenWindow {
-        self.open.entry(start + size).or_insert_with(|| OpenWindow {
-            start,
-            batches: Vec::new(),
-        })
+        self.open
+            .entry(start.saturating_add(size))
+            .or_insert_with(|| OpenWindow {
+                start,
+                batches: Vec::new(),
+            })
     }
 
     async fn emit_until(&mut self, watermark: i64) -> Result<Vec<Emission>> {

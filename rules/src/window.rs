@@ -69,7 +69,7 @@ impl WindowKind {
         match self {
             WindowKind::Tumble { size_ms } => {
                 let start = ts - ts.rem_euclid(size_ms);
-                (start, start + size_ms)
+                (start, start.saturating_add(size_ms))
             }
         }
     }
@@ -80,6 +80,29 @@ impl WindowKind {
             WindowKind::Tumble { size_ms } => size_ms,
         }
     }
+}
+
+impl std::fmt::Display for WindowKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WindowKind::Tumble { size_ms } => write!(f, "TUMBLE {}", human_ms(*size_ms)),
+        }
+    }
+}
+
+/// `300000` → `5min`, `1500` → `1500ms`.
+fn human_ms(ms: i64) -> String {
+    for (unit, name) in [
+        (86_400_000, "d"),
+        (3_600_000, "h"),
+        (60_000, "min"),
+        (1_000, "s"),
+    ] {
+        if ms % unit == 0 {
+            return format!("{}{name}", ms / unit);
+        }
+    }
+    format!("{ms}ms")
 }
 
 /// One window table-valued function found in a rule.
@@ -493,5 +516,11 @@ mod tests {
         assert_eq!(k.assign(59_999), (0, 60_000));
         assert_eq!(k.assign(60_000), (60_000, 120_000));
         assert_eq!(k.assign(-1), (-60_000, 0));
+        assert_eq!(
+            k.assign(i64::MAX).1,
+            i64::MAX,
+            "no overflow at the end of time"
+        );
+        assert_eq!(k.to_string(), "TUMBLE 1min");
     }
 }

@@ -1,0 +1,177 @@
+//! Streaming semantics of a rule runner on a small table: when windows are emitted, what is
+//! late, and that the plan is reused across windows.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use citybrain_rules::{Catalog, RuleRunner, RuleSource, Shape, compile};
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("k", DataType::Utf8, true),
+        Field::new("v", DataType::Int64, true),
+    ]))
+}
+
+fn catalog() -> Catalog {
+    Catalog::new().with_table("t", schema(), "ts")
+}
+
+fn batch(rows: &[(i64, &str, i64)]) -> RecordBatch {
+    RecordBatch::try_new(
+        schema(),
+        vec![
+            Arc::new(
+                TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.0))
+                    .with_timezone("UTC"),
+            ),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2))),
+        ],
+    )
+    .expect("batch")
+}
+
+const SUM_PER_10S: &str = "-- title: t\n-- severity: info\n\
+    SELECT k, window_start, SUM(v) AS total\n\
+    FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECONDS))\n\
+    GROUP BY k, window_start, window_end";
+
+async fn runner(sql: &str, bound_ms: i64) -> RuleRunner {
+    let rule = compile(&RuleSource::inline("r", sql), &catalog())
+        .await
+        .unwrap_or_else(|p| panic!("{p:?}"));
+    RuleRunner::new(Arc::new(rule), bound_ms)
+}
+
+fn totals(e: &citybrain_rules::Emission) -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    for b in &e.batches {
+        let k = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+        let t = b.column(2).as_any().downcast_ref::<Int64Array>().unwrap();
+        for i in 0..b.num_rows() {
+            out.push((k.value(i).to_string(), t.value(i)));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn a_window_is_emitted_only_when_the_watermark_reaches_its_end() {
+    let mut r = runner(SUM_PER_10S, 2_000).await;
+    assert_eq!(r.rule().shape, Shape::WindowAggregate);
+    // Max ts 11.999 s: watermark 9.999 s < end 10 s, nothing yet.
+    let step = r
+        .process(&batch(&[
+            (1_000, "a", 1),
+            (9_999, "b", 2),
+            (11_999, "a", 4),
+        ]))
+        .await
+        .unwrap();
+    assert!(
+        step.emissions.is_empty(),
+        "window [0,10s) must wait for the watermark"
+    );
+    assert_eq!(r.open_windows(), 2);
+    // Max ts 12 s: watermark 10 s reaches the end of [0, 10 s).
+    let step = r.process(&batch(&[(12_000, "a", 8)])).await.unwrap();
+    assert_eq!(step.emissions.len(), 1);
+    let w = step.emissions[0].window.expect("windowed");
+    assert_eq!((w.start, w.end), (0, 10_000));
+    assert_eq!(
+        totals(&step.emissions[0]),
+        vec![("a".into(), 1), ("b".into(), 2)]
+    );
+    // The same plan runs again for the next window, at the end of input.
+    let rest = r.finish().await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(totals(&rest[0]), vec![("a".into(), 12)]);
+    assert_eq!(r.open_windows(), 0);
+}
+
+#[tokio::test]
+async fn rows_behind_the_watermark_of_an_emitted_window_are_late_and_not_merged() {
+    let mut r = runner(SUM_PER_10S, 0).await;
+    let step = r
+        .process(&batch(&[
+            (5_000, "a", 1),
+            (10_000, "a", 2),  // watermark 10 s: [0, 10 s) emitted
+            (9_000, "a", 100), // late for the emitted window
+            (10_500, "a", 4),  // on time
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(step.late_rows, vec![2]);
+    assert_eq!(r.late_count(), 1);
+    assert_eq!(totals(&step.emissions[0]), vec![("a".into(), 1)]);
+    let rest = r.finish().await.unwrap();
+    assert_eq!(totals(&rest[0]), vec![("a".into(), 6)]);
+}
+
+#[tokio::test]
+async fn lateness_does_not_depend_on_batch_boundaries() {
+    let rows = [
+        (1_000, "a", 1),
+        (14_000, "b", 1),
+        (3_000, "a", 1), // late with a 2 s bound, wherever the batch is cut
+        (12_500, "a", 1),
+        (25_000, "a", 1),
+    ];
+    let mut late = Vec::new();
+    for cut in 0..=rows.len() {
+        let mut r = runner(SUM_PER_10S, 2_000).await;
+        let mut n = 0;
+        for part in [&rows[..cut], &rows[cut..]] {
+            if !part.is_empty() {
+                n += r.process(&batch(part)).await.unwrap().late_rows.len();
+            }
+        }
+        late.push(n);
+    }
+    assert_eq!(late, vec![1; rows.len() + 1]);
+}
+
+#[tokio::test]
+async fn per_event_rules_emit_at_once_and_never_see_late_data() {
+    let sql = "-- title: t\n-- severity: info\nSELECT k, v FROM t WHERE v > 1";
+    let mut r = runner(sql, 0).await;
+    assert_eq!(r.rule().shape, Shape::PerEvent);
+    r.process(&batch(&[(100_000, "a", 5)])).await.unwrap();
+    let step = r
+        .process(&batch(&[(1_000, "x", 1), (2_000, "y", 3)]))
+        .await
+        .unwrap();
+    assert!(step.late_rows.is_empty());
+    let b = &step.emissions[0].batches[0];
+    assert_eq!(b.num_rows(), 1);
+    let k = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+    assert_eq!(k.value(0), "y");
+    assert!(step.emissions[0].window.is_none());
+}
+
+#[tokio::test]
+async fn aggregations_need_a_window_grouped_by_its_bounds() {
+    let no_window = "-- title: t\n-- severity: info\nSELECT k, COUNT(*) FROM t GROUP BY k";
+    let p = compile(&RuleSource::inline("r", no_window), &catalog())
+        .await
+        .expect_err("endless aggregation");
+    assert!(p[0].message.contains("needs a window"), "{p:?}");
+    let partial = "-- title: t\n-- severity: info\n\nSELECT k, COUNT(*)\n\
+        FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE))\nGROUP BY k, window_start";
+    let p = compile(&RuleSource::inline("r", partial), &catalog())
+        .await
+        .expect_err("window_end missing");
+    assert_eq!(p[0].line, 4, "{p:?}");
+    assert!(
+        p[0].message.contains("GROUP BY window_start, window_end"),
+        "{p:?}"
+    );
+}
