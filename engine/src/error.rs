@@ -7,10 +7,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Reading the input failed.
-    #[error("reading input: {0}")]
+    #[error("reading input")]
     Source(#[source] citybrain_connectors::Error),
     /// Writing alerts or dead letters failed.
-    #[error("writing output: {0}")]
+    #[error("writing output")]
     Sink(#[source] citybrain_connectors::Error),
     /// Loading or running a rule failed.
     #[error(transparent)]

@@ -2,6 +2,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -124,7 +125,18 @@ struct SimulateArgs {
     seed: u64,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    match try_main() {
+        Ok(code) => code,
+        Err(e) => {
+            // `{:#}` prints the whole cause chain on one line: "cannot read x: permission denied".
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn try_main() -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -142,13 +154,13 @@ fn main() -> anyhow::Result<()> {
         Command::Rules {
             command: RulesCommand::Check { dir },
         } => runtime.block_on(rules_check(&dir)),
-        Command::Simulate(a) => simulate(&a),
-        Command::Replay(a) => runtime.block_on(replay(a)),
-        Command::Run(a) => runtime.block_on(run(a)),
+        Command::Simulate(a) => simulate(&a).map(|()| ExitCode::SUCCESS),
+        Command::Replay(a) => runtime.block_on(replay(a)).map(|()| ExitCode::SUCCESS),
+        Command::Run(a) => runtime.block_on(run(a)).map(|()| ExitCode::SUCCESS),
     }
 }
 
-async fn rules_check(dir: &Path) -> anyhow::Result<()> {
+async fn rules_check(dir: &Path) -> anyhow::Result<ExitCode> {
     let sources = citybrain_rules::read_dir(dir)?;
     if sources.is_empty() {
         bail!("no .sql rules found below {}", dir.display());
@@ -180,10 +192,10 @@ async fn rules_check(dir: &Path) -> anyhow::Result<()> {
             "{problems} problem(s) in {bad_files} of {} rule file(s)",
             sources.len()
         );
-        std::process::exit(1);
+        return Ok(ExitCode::FAILURE);
     }
     println!("{} rule(s) ok", sources.len());
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn simulate(a: &SimulateArgs) -> anyhow::Result<()> {

@@ -13,7 +13,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The rules folder could not be listed.
-    #[error("cannot read rules folder {path}: {source}")]
+    #[error("cannot read rules folder {path}")]
     ReadDir {
         /// The folder.
         path: PathBuf,
@@ -21,7 +21,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A rule file could not be read.
-    #[error("cannot read rule {path}: {source}")]
+    #[error("cannot read rule {path}")]
     ReadRule {
         /// The file.
         path: PathBuf,
@@ -32,7 +32,7 @@ pub enum Error {
     #[error("{}", Problems(.0))]
     Invalid(Vec<Problem>),
     /// Running a rule's plan failed (an engine fault, not the author's).
-    #[error("rule {rule}: execution failed: {source}")]
+    #[error("rule {rule}: execution failed")]
     Execute {
         /// The rule id.
         rule: String,
