@@ -77,7 +77,10 @@ impl Alert {
                     }
                     Value::Number(n) => match n.as_f64() {
                         Some(f) if !n.is_i64() && !n.is_u64() => {
-                            let _ = write!(line, "  {k}={f:.2}");
+                            // At most two decimals for a person: 17.0 → 17, 15.456 → 15.46.
+                            let text = format!("{f:.2}");
+                            let text = text.trim_end_matches('0').trim_end_matches('.');
+                            let _ = write!(line, "  {k}={text}");
                         }
                         _ => {
                             let _ = write!(line, "  {k}={n}");

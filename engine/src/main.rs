@@ -123,6 +123,10 @@ struct SimulateArgs {
     /// Simulator seed.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Events per simulated second (traffic readings fill it; the other departments have
+    /// fixed hourly rates): lower it to cover more simulated time with the same event count.
+    #[arg(long, default_value_t = 200.0)]
+    sim_rate: f64,
 }
 
 fn main() -> ExitCode {
@@ -199,8 +203,12 @@ async fn rules_check(dir: &Path) -> anyhow::Result<ExitCode> {
 }
 
 fn simulate(a: &SimulateArgs) -> anyhow::Result<()> {
+    if !(a.sim_rate.is_finite() && a.sim_rate > 0.0) {
+        bail!("--sim-rate must be positive");
+    }
     let cfg = CityConfig {
         seed: a.seed,
+        events_per_sim_second: a.sim_rate,
         ..CityConfig::default()
     };
     let counts = write_feed_files(&a.out, cfg, a.events)?;

@@ -21,9 +21,20 @@ fn library() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/library")
 }
 
-fn citybrain(args: &[&str]) -> Output {
+/// `citybrain replay` of `input` through the rule library.
+fn replay(input: &Path, alerts: &Path, dead: &Path, batch_size: usize) -> Output {
     Command::new(env!("CARGO_BIN_EXE_citybrain"))
-        .args(args)
+        .arg("replay")
+        .arg("--input")
+        .arg(input)
+        .arg("--rules")
+        .arg(library())
+        .arg("--out")
+        .arg(alerts)
+        .arg("--dlq")
+        .arg(dead)
+        .arg("--batch-size")
+        .arg(batch_size.to_string())
         .env("CITYBRAIN_PSEUDONYM_KEY", KEY)
         .env("CITYBRAIN_LOG", "info")
         .output()
@@ -142,19 +153,7 @@ async fn replay_equals_batch_evaluation_and_dead_letters_hold_exactly_the_malfor
 
     let alerts_path = tmp.path().join("out/alerts.jsonl");
     let dlq_path = tmp.path().join("out/dead.jsonl");
-    let out = citybrain(&[
-        "replay",
-        "--input",
-        input.to_str().unwrap(),
-        "--rules",
-        library().to_str().unwrap(),
-        "--out",
-        alerts_path.to_str().unwrap(),
-        "--dlq",
-        dlq_path.to_str().unwrap(),
-        "--batch-size",
-        "1000",
-    ]);
+    let out = replay(&input, &alerts_path, &dlq_path, 1000);
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "replay failed:\n{stdout}\n{stderr}");
@@ -264,21 +263,9 @@ async fn replay_is_deterministic_across_batch_sizes() {
     let input = tmp.path().join("feeds");
     write_feed_files(&input, CityConfig::default(), 20_000).expect("simulate");
     let mut runs = Vec::new();
-    for batch in ["7", "4096"] {
+    for batch in [7, 4096] {
         let out_path = tmp.path().join(format!("alerts-{batch}.jsonl"));
-        let out = citybrain(&[
-            "replay",
-            "--input",
-            input.to_str().unwrap(),
-            "--rules",
-            library().to_str().unwrap(),
-            "--out",
-            out_path.to_str().unwrap(),
-            "--dlq",
-            tmp.path().join("dead.jsonl").to_str().unwrap(),
-            "--batch-size",
-            batch,
-        ]);
+        let out = replay(&input, &out_path, &tmp.path().join("dead.jsonl"), batch);
         assert!(
             out.status.success(),
             "{}",

@@ -1,22 +1,34 @@
 //! A deterministic simulated city producing events in all four feeds.
 //!
-//! The city is centred on (30.25, 120.17) and spans about 10 km each way. Road sensors cluster
-//! around a few hotspots (squares, stations, business districts). Traffic is heavier and slower
-//! in the rush hours (07–09 and 17–19, simulated UTC hours) and thin at night. About 70 % of
-//! events are traffic, 12 % police, 10 % emergency and 8 % market.
+//! The city is centred on (30.25, 120.17) and spans about 10 km each way, the core of a
+//! mid-sized city (about 1.5 million people). Road sensors cluster around a few hotspots
+//! (squares, stations, business districts). Traffic is heavier and slower in the rush hours
+//! (07–09 and 17–19, simulated UTC hours) and thin at night; in the rush hours two bottleneck
+//! roads ([`BOTTLENECK_ROADS`]) turn stop-and-go.
 //!
-//! On top of the background the simulator stages incidents that rules are meant to find:
+//! Volumes are those of a real city, whatever [`CityConfig::events_per_sim_second`] says:
+//! police reports, emergency calls, market events and background traffic accidents come at fixed
+//! rates per simulated hour ([`POLICE_PER_HOUR`], [`EMERGENCY_PER_HOUR`], [`MARKET_PER_HOUR`],
+//! [`ACCIDENTS_PER_HOUR`], scaled by the time of day), and traffic sensor readings fill the rest
+//! of the configured rate (over 99 % of events at the default rate, as in a real city).
 //!
-//! - an accident burst at a hotspot: several traffic accidents, police `traffic_accident`
-//!   reports and medical calls nearby within minutes, and slow traffic there for half an hour;
-//! - a fight burst in the nightlife cell (Nanshan Road): `fight`/`assault`/`disturbance`
-//!   reports and a few medical calls;
-//! - merchant [`FOOD_SAFETY_MERCHANT`] with a food-safety problem: repeated complaints, then a
-//!   failed inspection;
-//! - a repeated caller: the same phone calling the emergency line many times;
-//! - now and then a slow emergency response (`response_s` > 900).
+//! On top of the background the simulator stages incidents that rules are meant to find, each
+//! recurring:
 //!
-//! The first of each incident comes within the first three simulated minutes so that short
+//! - an accident burst (every 20–40 minutes, at a random hotspot): several traffic accidents on
+//!   one road, police `traffic_accident` reports and medical calls nearby within minutes, and
+//!   stop-and-go traffic on that road for 20–30 minutes;
+//! - a fight burst in the nightlife area (Nanshan Road): many `fight`/`assault`/`disturbance`
+//!   reports within minutes and a few medical calls; about every 45 minutes in the evening and
+//!   at night, every few hours in the daytime;
+//! - a food-safety problem: repeated complaints about one merchant, then a failed inspection;
+//!   the first is merchant [`FOOD_SAFETY_MERCHANT`], later ones (every few hours) it or another;
+//! - a repeated caller: the same phone calling the emergency line every few minutes (about
+//!   hourly);
+//! - a slow response: a severe call whose responders took over 15 minutes (about every
+//!   40 minutes; background calls are rarely that slow).
+//!
+//! The first of each incident starts within the first three simulated minutes so that short
 //! demos show them. Event time advances by exponential gaps; some events carry a time up to
 //! 2 s before the simulator's clock (never more) to exercise watermarks. Output depends only on
 //! [`CityConfig`]: the same seed gives the same bytes.
@@ -37,8 +49,23 @@ use crate::record::{Origin, RawBatch, RawRecord};
 use crate::source::Source;
 use crate::{Error, Result};
 
-/// The merchant with the staged food-safety problem.
+/// The merchant with the (first) staged food-safety problem.
 pub const FOOD_SAFETY_MERCHANT: &str = "M0042";
+
+/// Police incident reports per simulated hour in daytime (half at night, a fifth more in the
+/// evening): about 50 calls an hour for 1.5 million people, of which most become a report.
+pub const POLICE_PER_HOUR: f64 = 36.0;
+/// Emergency calls (medical, fire, rescue, hazmat) per simulated hour in daytime (60 % at night).
+pub const EMERGENCY_PER_HOUR: f64 = 24.0;
+/// Market supervision events (complaints and inspections) per simulated hour while shops are
+/// open (08–22); a seventh of that at night.
+pub const MARKET_PER_HOUR: f64 = 12.0;
+/// Background traffic accidents reported by sensors and cameras per simulated hour in daytime
+/// (1.6 times in the rush hours, a third at night), besides the staged accident bursts.
+pub const ACCIDENTS_PER_HOUR: f64 = 6.0;
+/// Road numbers (`R001` is 0) that turn stop-and-go in the rush hours: the main road at Wulin
+/// Square and the one at the East Railway Station.
+pub const BOTTLENECK_ROADS: [usize; 2] = [0, 6];
 
 /// Configuration of the simulated city.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -52,7 +79,9 @@ pub struct CityConfig {
     /// time). Default 60: an hour of city in a minute.
     pub sim_speed: f64,
     /// Mean events per simulated second in daytime (rush hours about 1.4 times as many, night
-    /// about a third). Default 200, a mid-sized city's sensors and services.
+    /// about a third). Default 200. Police, emergency and market events and background
+    /// accidents come at fixed rates per simulated hour (see the module docs); traffic sensor
+    /// readings make up the rest, so this sets the density of readings only.
     pub events_per_sim_second: f64,
 }
 
@@ -174,12 +203,14 @@ pub struct CitySimulator {
     merchants: Vec<Merchant>,
     planned: BinaryHeap<Planned>,
     planned_seq: u64,
-    /// (hotspot, until ms): traffic near the hotspot is slow until then.
+    /// (road number, until ms): traffic on the road is stop-and-go until then.
     congestion: Vec<(usize, f64)>,
     next_accident_ms: f64,
     next_fight_ms: f64,
     next_food_ms: f64,
     next_caller_ms: f64,
+    next_slow_ms: f64,
+    food_episodes: u64,
 }
 
 const CENTRE: (f64, f64) = (30.25, 120.17);
@@ -197,8 +228,9 @@ const HOTSPOTS: [(f64, f64); 7] = [
     (30.2720, 120.1300), // Huanglong
     (30.2440, 120.1820), // City Station
 ];
-/// Nanshan Road bars: the nightlife cell.
-const NIGHTLIFE: (f64, f64) = (30.2440, 120.1560);
+/// Nanshan Road bars: the nightlife area, well inside one H3 resolution-7 cell (the nearest
+/// cell edge is about 800 m away) so that a fight burst counts in one cell.
+const NIGHTLIFE: (f64, f64) = (30.2380, 120.1560);
 /// Hefang Street: many small merchants.
 const MARKET_STREET: (f64, f64) = (30.2410, 120.1680);
 
@@ -209,6 +241,8 @@ const FLUSH_AFTER: Duration = Duration::from_millis(50);
 struct Sensor {
     id: String,
     road: String,
+    /// Road number (`road` is `R{road_no + 1:03}`).
+    road_no: usize,
     lat: f64,
     lon: f64,
     hotspot: Option<usize>,
@@ -225,6 +259,16 @@ struct Merchant {
     name: String,
     lat: f64,
     lon: f64,
+}
+
+/// The kind of a background (not staged) event.
+#[derive(Clone, Copy)]
+enum Background {
+    Traffic,
+    Accident,
+    Police,
+    Emergency,
+    Market,
 }
 
 /// An event staged for a later simulated time.
@@ -244,18 +288,23 @@ enum PlannedEvent {
         category: &'static str,
         priority: i64,
     },
-    Emergency {
-        at: (f64, f64),
-        service: &'static str,
-        severity: i64,
-        phone: Option<String>,
-        id_no: Option<String>,
-    },
+    Emergency(Call),
     Market {
         merchant: usize,
         category: &'static str,
         inspection_result: Option<&'static str>,
     },
+}
+
+/// One emergency call to write.
+struct Call {
+    at: (f64, f64),
+    service: &'static str,
+    severity: i64,
+    phone: Option<String>,
+    id_no: Option<String>,
+    /// Responders took longer than 15 minutes.
+    slow: bool,
 }
 
 impl PartialEq for Planned {
@@ -281,6 +330,7 @@ impl Ord for Planned {
 
 const MINUTE: f64 = 60_000.0;
 const HOUR: f64 = 60.0 * MINUTE;
+const DAY: f64 = 24.0 * HOUR;
 
 impl CitySimulator {
     /// A city as configured; the same configuration gives the same events.
@@ -304,10 +354,13 @@ impl CitySimulator {
             planned: BinaryHeap::new(),
             planned_seq: 0,
             congestion: Vec::new(),
-            next_caller_ms: start + 30_000.0,
-            next_food_ms: start + 60_000.0,
-            next_accident_ms: start + 90_000.0,
+            // The first of each incident early, so that short demos and tests show them.
+            next_accident_ms: start + 20_000.0,
+            next_slow_ms: start + 45_000.0,
+            next_caller_ms: start + 60_000.0,
+            next_food_ms: start + 90_000.0,
             next_fight_ms: start + 150_000.0,
+            food_episodes: 0,
         }
     }
 
@@ -326,7 +379,8 @@ impl CitySimulator {
             6 => 0.8,
             _ => 1.0,
         };
-        self.clock_ms += self.rng.exp(1000.0 / (self.events_per_sim_second * factor));
+        let events_per_s = self.events_per_sim_second * factor;
+        self.clock_ms += self.rng.exp(1000.0 / events_per_s);
         self.start_incidents(hour);
         if self
             .planned
@@ -336,31 +390,43 @@ impl CitySimulator {
         {
             return self.write_planned(out, planned.event);
         }
-        match self.rng.weighted(&[70, 12, 10, 8]) {
-            0 => {
+        match self.background_kind(hour, events_per_s) {
+            Background::Traffic => {
                 let sensor = self.rng.below(self.sensors.len());
-                let kind = match self.rng.unit() {
-                    r if r < 0.004 => "accident",
-                    r if r < 0.03 => "violation",
-                    _ => "flow",
+                let kind = if self.rng.chance(0.026) {
+                    "violation"
+                } else {
+                    "flow"
                 };
                 self.write_traffic(out, sensor, kind, None)
             }
-            1 => {
+            Background::Accident => {
+                let sensor = self.rng.below(self.sensors.len());
+                self.write_traffic(out, sensor, "accident", None)
+            }
+            Background::Police => {
                 let at = self.random_place(0.6, 500.0);
                 let (category, priority) = self.police_category();
                 self.write_police(out, at, category, priority)
             }
-            2 => {
+            Background::Emergency => {
                 let at = self.random_place(0.5, 800.0);
                 let service =
                     ["medical", "fire", "rescue", "hazmat"][self.rng.weighted(&[68, 14, 12, 6])];
                 let severity = [1, 2, 3, 4, 5][self.rng.weighted(&[25, 30, 25, 14, 6])];
                 let phone = self.rng.chance(0.95).then(|| self.rng.phone());
                 let id_no = self.rng.chance(0.35).then(|| self.rng.id_number());
-                self.write_emergency(out, at, service, severity, phone, id_no)
+                let call = Call {
+                    at,
+                    service,
+                    severity,
+                    phone,
+                    id_no,
+                    slow: false,
+                };
+                self.write_emergency(out, call)
             }
-            _ => {
+            Background::Market => {
                 let merchant = self.rng.below(self.merchants.len());
                 let category = ["food_safety", "price", "counterfeit", "license", "quality"]
                     [self.rng.weighted(&[20, 30, 15, 10, 25])];
@@ -376,6 +442,42 @@ impl CitySimulator {
                 self.write_market(out, merchant, category, result)
             }
         }
+    }
+
+    /// What the next background event is. Departments' events come at their rates per
+    /// simulated hour whatever the total rate `events_per_s`; traffic readings fill the rest
+    /// (and at least half, should the configured rate be tiny).
+    fn background_kind(&mut self, hour: u32, events_per_s: f64) -> Background {
+        let police = match hour {
+            0..=5 => 0.5,
+            6 => 0.7,
+            19..=23 => 1.2,
+            _ => 1.0,
+        };
+        let emergency = if hour <= 5 { 0.6 } else { 1.0 };
+        let market = if (8..=21).contains(&hour) { 1.0 } else { 0.15 };
+        let accidents = match hour {
+            7..=8 | 17..=18 => 1.6,
+            22..=23 | 0..=5 => 0.3,
+            _ => 1.0,
+        };
+        let per_hour = [
+            (Background::Police, POLICE_PER_HOUR * police),
+            (Background::Emergency, EMERGENCY_PER_HOUR * emergency),
+            (Background::Market, MARKET_PER_HOUR * market),
+            (Background::Accident, ACCIDENTS_PER_HOUR * accidents),
+        ];
+        let total: f64 = per_hour.iter().map(|(_, r)| r).sum::<f64>() / 3600.0;
+        let scale = 1.0 / events_per_s.max(2.0 * total) / 3600.0;
+        let mut r = self.rng.unit();
+        for (kind, rate) in per_hour {
+            let p = rate * scale;
+            if r < p {
+                return kind;
+            }
+            r -= p;
+        }
+        Background::Traffic
     }
 
     /// Hour of the day (UTC) on the simulated clock.
@@ -398,38 +500,55 @@ impl CitySimulator {
         let now = self.clock_ms;
         if now >= self.next_accident_ms {
             self.accident_burst();
-            self.next_accident_ms = now + 5.0 * MINUTE + self.rng.exp(30.0 * MINUTE);
+            self.next_accident_ms = now + self.rng.range(20.0 * MINUTE, 40.0 * MINUTE);
         }
         if now >= self.next_fight_ms {
             self.fight_burst();
-            let night = matches!(hour, 20..=23 | 0..=3);
-            let mean = if night { 45.0 * MINUTE } else { 3.0 * HOUR };
-            self.next_fight_ms = now + 10.0 * MINUTE + self.rng.exp(mean);
+            let night = matches!(hour, 19..=23 | 0..=2);
+            let mean = if night { 35.0 * MINUTE } else { 3.0 * HOUR };
+            let mut next = now + 10.0 * MINUTE + self.rng.exp(mean);
+            if !night {
+                // Nightlife wakes up at 19:00 whenever the last daytime fight was.
+                let evening = (now / DAY).floor() * DAY + 19.0 * HOUR;
+                if next > evening {
+                    next = evening + self.rng.range(0.0, 30.0 * MINUTE);
+                }
+            }
+            self.next_fight_ms = next;
         }
         if now >= self.next_food_ms {
             self.food_safety_episode();
-            self.next_food_ms = now + HOUR + self.rng.exp(4.0 * HOUR);
+            self.next_food_ms = now + HOUR + self.rng.exp(3.0 * HOUR);
         }
         if now >= self.next_caller_ms {
             self.repeated_caller();
-            self.next_caller_ms = now + 30.0 * MINUTE + self.rng.exp(2.0 * HOUR);
+            self.next_caller_ms = now + 30.0 * MINUTE + self.rng.exp(40.0 * MINUTE);
+        }
+        if now >= self.next_slow_ms {
+            self.slow_response();
+            self.next_slow_ms = now + 10.0 * MINUTE + self.rng.exp(30.0 * MINUTE);
         }
     }
 
     fn accident_burst(&mut self) {
         let hotspot = self.rng.below(HOTSPOTS.len());
-        let centre = self.rng.near(HOTSPOTS[hotspot], 200.0);
-        let sensor = self
-            .sensors
-            .iter()
-            .position(|s| s.hotspot == Some(hotspot))
-            .unwrap_or(0);
+        let candidates: Vec<usize> = (0..self.sensors.len())
+            .filter(|&i| self.sensors[i].hotspot == Some(hotspot))
+            .collect();
+        let sensor = if candidates.is_empty() {
+            0
+        } else {
+            candidates[self.rng.below(candidates.len())]
+        };
+        let s = &self.sensors[sensor];
+        let (place, road) = ((s.lat, s.lon), s.road_no);
+        let centre = self.rng.near(place, 50.0);
         self.congestion.retain(|&(_, until)| until > self.clock_ms);
-        self.congestion
-            .push((hotspot, self.clock_ms + 30.0 * MINUTE));
+        let until = self.clock_ms + self.rng.range(20.0 * MINUTE, 30.0 * MINUTE);
+        self.congestion.push((road, until));
         for _ in 0..3 + self.rng.below(4) {
-            let delay = self.rng.range(0.0, 4.0 * MINUTE);
-            let at = self.rng.near(centre, 120.0);
+            let delay = self.rng.range(0.0, 3.0 * MINUTE);
+            let at = self.rng.near(centre, 60.0);
             self.plan(delay, PlannedEvent::Accident { sensor, at });
         }
         for _ in 0..2 + self.rng.below(3) {
@@ -451,21 +570,23 @@ impl CitySimulator {
             let phone = Some(self.rng.phone());
             self.plan(
                 delay,
-                PlannedEvent::Emergency {
+                PlannedEvent::Emergency(Call {
                     at,
                     service: "medical",
                     severity,
                     phone,
                     id_no: None,
-                },
+                    slow: false,
+                }),
             );
         }
     }
 
     fn fight_burst(&mut self) {
         let centre = self.rng.near(NIGHTLIFE, 80.0);
-        for _ in 0..4 + self.rng.below(5) {
-            let delay = self.rng.range(0.0, 10.0 * MINUTE);
+        // Many bystanders report the same brawl within minutes.
+        for _ in 0..7 + self.rng.below(5) {
+            let delay = self.rng.range(0.0, 6.0 * MINUTE);
             let at = self.rng.near(centre, 100.0);
             let category = ["fight", "assault", "disturbance"][self.rng.weighted(&[5, 2, 3])];
             let priority = if category == "disturbance" { 2 } else { 1 };
@@ -485,20 +606,26 @@ impl CitySimulator {
             let phone = Some(self.rng.phone());
             self.plan(
                 delay,
-                PlannedEvent::Emergency {
+                PlannedEvent::Emergency(Call {
                     at,
                     service: "medical",
                     severity,
                     phone,
                     id_no: None,
-                },
+                    slow: false,
+                }),
             );
         }
     }
 
     fn food_safety_episode(&mut self) {
-        let merchant = FOOD_SAFETY_MERCHANT_INDEX;
-        for _ in 0..6 + self.rng.below(5) {
+        self.food_episodes += 1;
+        let merchant = if self.food_episodes == 1 || self.rng.chance(0.3) {
+            FOOD_SAFETY_MERCHANT_INDEX
+        } else {
+            self.rng.below(self.merchants.len())
+        };
+        for _ in 0..5 + self.rng.below(4) {
             let delay = self.rng.range(0.0, 10.0 * MINUTE);
             self.plan(
                 delay,
@@ -524,8 +651,9 @@ impl CitySimulator {
         let phone = self.rng.phone();
         let id_no = self.rng.id_number();
         let home = self.random_place(0.3, 1500.0);
-        for _ in 0..8 + self.rng.below(5) {
-            let delay = self.rng.range(0.0, 30.0 * MINUTE);
+        // Calls back every half minute to three minutes.
+        let mut delay = 0.0;
+        for _ in 0..5 + self.rng.below(4) {
             let at = self.rng.near(home, 30.0);
             let service = if self.rng.chance(0.8) {
                 "medical"
@@ -536,15 +664,40 @@ impl CitySimulator {
             let id_no = self.rng.chance(0.5).then(|| id_no.clone());
             self.plan(
                 delay,
-                PlannedEvent::Emergency {
+                PlannedEvent::Emergency(Call {
                     at,
                     service,
                     severity,
                     phone: Some(phone.clone()),
                     id_no,
-                },
+                    slow: false,
+                }),
             );
+            delay += self.rng.range(0.5 * MINUTE, 3.0 * MINUTE);
         }
+    }
+
+    /// A severe call whose responders are held up for more than 15 minutes.
+    fn slow_response(&mut self) {
+        let at = self.random_place(0.4, 1500.0);
+        let service = if self.rng.chance(0.7) {
+            "medical"
+        } else {
+            "fire"
+        };
+        let severity = 4 + i64::from(self.rng.chance(0.4));
+        let phone = Some(self.rng.phone());
+        self.plan(
+            0.0,
+            PlannedEvent::Emergency(Call {
+                at,
+                service,
+                severity,
+                phone,
+                id_no: None,
+                slow: true,
+            }),
+        );
     }
 
     fn write_planned(&mut self, out: &mut Vec<u8>, event: PlannedEvent) -> Feed {
@@ -557,13 +710,7 @@ impl CitySimulator {
                 category,
                 priority,
             } => self.write_police(out, at, category, priority),
-            PlannedEvent::Emergency {
-                at,
-                service,
-                severity,
-                phone,
-                id_no,
-            } => self.write_emergency(out, at, service, severity, phone, id_no),
+            PlannedEvent::Emergency(call) => self.write_emergency(out, call),
             PlannedEvent::Market {
                 merchant,
                 category,
@@ -653,24 +800,25 @@ impl CitySimulator {
     ) -> Feed {
         let hour = self.hour();
         let s = &self.sensors[sensor];
-        let (lat, lon, free_speed, base_flow, camera, hotspot) =
-            (s.lat, s.lon, s.free_speed, s.base_flow, s.camera, s.hotspot);
+        let (lat, lon, free_speed, base_flow, camera, road) =
+            (s.lat, s.lon, s.free_speed, s.base_flow, s.camera, s.road_no);
         let rush = matches!(hour, 7..=8 | 17..=18);
         let night = matches!(hour, 22..=23 | 0..=5);
-        let congested = hotspot.is_some_and(|h| {
-            self.congestion
-                .iter()
-                .any(|&(c, until)| c == h && until > self.clock_ms)
-        });
+        let after_accident = self
+            .congestion
+            .iter()
+            .any(|&(r, until)| r == road && until > self.clock_ms);
+        let congested = after_accident || (rush && BOTTLENECK_ROADS.contains(&road));
+        // Rush hours slow every road, yet most stay above 20 km/h; a congested road crawls.
         let mut speed_factor = if rush {
-            0.5
+            0.6
         } else if night {
             1.1
         } else {
             0.85
         };
         if congested {
-            speed_factor *= 0.35;
+            speed_factor *= if rush { 0.4 } else { 0.25 };
         }
         let flow_factor = if rush {
             1.8
@@ -734,28 +882,30 @@ impl CitySimulator {
         Feed::Police
     }
 
-    fn write_emergency(
-        &mut self,
-        out: &mut Vec<u8>,
-        at: (f64, f64),
-        service: &'static str,
-        severity: i64,
-        phone: Option<String>,
-        id_no: Option<String>,
-    ) -> Feed {
+    fn write_emergency(&mut self, out: &mut Vec<u8>, call: Call) -> Feed {
+        let Call {
+            at,
+            service,
+            severity,
+            phone,
+            id_no,
+            slow,
+        } = call;
         self.calls += 1;
-        let call = format!("C{:08}", self.calls);
+        let call_id = format!("C{:08}", self.calls);
         #[allow(clippy::cast_precision_loss)]
-        let response = if self.rng.chance(0.03) {
+        let response = if slow {
+            self.rng.range(960.0, 2400.0)
+        } else if self.rng.chance(0.02) {
             self.rng.range(900.0, 2400.0)
         } else {
             // Log-normal around 7 minutes, faster for severe calls.
             let median = 420.0 - 40.0 * (severity - 1) as f64;
             (median * (0.35 * self.rng.normal()).exp()).clamp(60.0, 890.0)
         };
-        let response = (!self.rng.chance(0.08)).then_some(response);
+        let response = (slow || !self.rng.chance(0.08)).then_some(response);
         let mut obj = self.begin(out, Feed::Emergency, at);
-        obj.str("call_id", Some(&call));
+        obj.str("call_id", Some(&call_id));
         obj.str("service", Some(service));
         obj.int("severity", Some(severity));
         obj.str("caller_phone", phone.as_deref());
@@ -814,6 +964,7 @@ impl Sensor {
         Self {
             id: format!("S{:04}", i + 1),
             road: format!("R{:03}", road + 1),
+            road_no: road,
             lat,
             lon,
             hotspot,

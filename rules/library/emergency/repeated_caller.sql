@@ -3,6 +3,7 @@
 -- owner: emergency
 -- description: The same (pseudonymised) phone number calls three or more times in thirty
 -- description: minutes: either an unresolved emergency or line abuse; both need a supervisor.
+-- description: Calling back once (a dropped line, a question) is common; a third call is not.
 SELECT caller_phone,
        window_start,
        window_end,

@@ -2,7 +2,8 @@
 -- severity: high
 -- owner: market
 -- description: Three or more food-safety complaints about the same merchant within one hour:
--- description: a single complaint is noise, three independent ones point at a real problem.
+-- description: a single complaint is noise, three independent ones point at a real problem. The
+-- description: city gets a few food-safety complaints an hour over hundreds of merchants.
 SELECT merchant_id,
        window_start,
        window_end,
