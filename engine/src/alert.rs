@@ -107,10 +107,7 @@ pub fn alerts(rule: &CompiledRule, emission: &Emission, emitted_at: DateTime<Utc
     for batch in &emission.batches {
         let cols: Vec<Cell<'_>> = batch.columns().iter().map(Cell::new).collect();
         for row in 0..batch.num_rows() {
-            let mut data = Map::new();
-            for (i, c) in cols.iter().enumerate().take(rule.data_columns) {
-                data.insert(schema.field(i).name().clone(), c.json(row));
-            }
+            let data = row_json(schema, &cols, row, rule.data_columns);
             let key_values: Vec<Value> = if key_cols.is_empty() {
                 data.values().cloned().collect()
             } else {
@@ -156,17 +153,23 @@ pub fn rows_json(batches: &[RecordBatch], columns: usize) -> Vec<Map<String, Val
     for batch in batches {
         let schema = batch.schema();
         let cols: Vec<Cell<'_>> = batch.columns().iter().map(Cell::new).collect();
-        for row in 0..batch.num_rows() {
-            out.push(
-                cols.iter()
-                    .enumerate()
-                    .take(columns)
-                    .map(|(i, c)| (schema.field(i).name().clone(), c.json(row)))
-                    .collect(),
-            );
-        }
+        out.extend((0..batch.num_rows()).map(|row| row_json(&schema, &cols, row, columns)));
     }
     out
+}
+
+/// The first `columns` cells of `row`, by column name.
+fn row_json(
+    schema: &arrow::datatypes::Schema,
+    cols: &[Cell<'_>],
+    row: usize,
+    columns: usize,
+) -> Map<String, Value> {
+    cols.iter()
+        .enumerate()
+        .take(columns)
+        .map(|(i, c)| (schema.field(i).name().clone(), c.json(row)))
+        .collect()
 }
 
 /// The deterministic alert id of a rule, window and group.
