@@ -203,9 +203,7 @@ async fn rules_check(dir: &Path) -> anyhow::Result<ExitCode> {
 }
 
 fn simulate(a: &SimulateArgs) -> anyhow::Result<()> {
-    if !(a.sim_rate.is_finite() && a.sim_rate > 0.0) {
-        bail!("--sim-rate must be positive");
-    }
+    ensure_positive("--sim-rate", a.sim_rate)?;
     let cfg = CityConfig {
         seed: a.seed,
         events_per_sim_second: a.sim_rate,
@@ -306,9 +304,8 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         AlertFormat::Human
     };
     let config = pipeline_config(&a.engine, format)?;
-    if !(a.rate.is_finite() && a.rate > 0.0 && a.speed.is_finite() && a.speed > 0.0) {
-        bail!("--rate and --speed must be positive");
-    }
+    ensure_positive("--rate", a.rate)?;
+    ensure_positive("--speed", a.speed)?;
     let dir = a.rules.clone().unwrap_or_else(builtin_rules);
     let rules = load_rules(&dir).await?;
     let mut source = SimulatorSource::new(
@@ -366,6 +363,15 @@ fn builtin_rules() -> PathBuf {
         local
     } else {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/library")
+    }
+}
+
+/// Rejects zero, negative, infinite and NaN values of a numeric option.
+fn ensure_positive(flag: &str, value: f64) -> anyhow::Result<()> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        bail!("{flag} must be a positive number, got {value}")
     }
 }
 
