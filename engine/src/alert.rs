@@ -135,6 +135,7 @@ pub fn alerts(rule: &CompiledRule, emission: &Emission, emitted_at: DateTime<Utc
                 json.insert("window_end".into(), Value::String(rfc3339(w.end)));
             }
             json.insert("emitted_at".into(), Value::String(emitted.clone()));
+            json.insert("revision".into(), Value::from(emission.revision));
             json.insert("data".into(), Value::Object(data));
             out.push(Alert {
                 id,

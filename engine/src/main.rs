@@ -55,6 +55,10 @@ struct EngineArgs {
     /// Bounded out-of-orderness of each feed (e.g. 5s, 500ms, 1m).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     out_of_orderness: Duration,
+    /// Live runs: after how long without events a feed stops holding back the rules that read
+    /// several feeds (a replay reads every feed to its end and never treats one as idle).
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    idle_timeout: Duration,
     /// Secret for pseudonymising personal fields (default: $CITYBRAIN_PSEUDONYM_KEY, else a
     /// development key with a warning).
     #[arg(long, env = "CITYBRAIN_PSEUDONYM_KEY", hide_env_values = true)]
@@ -169,37 +173,40 @@ async fn rules_check(dir: &Path) -> anyhow::Result<ExitCode> {
     if sources.is_empty() {
         bail!("no .sql rules found below {}", dir.display());
     }
-    let catalog = city_catalog();
-    let mut problems = 0;
-    let mut bad_files = 0;
-    for src in &sources {
-        match citybrain_rules::compile(src, &catalog).await {
-            Ok(rule) => println!(
-                "ok   {:<40} {:<10} {}",
-                rule.meta.id,
-                rule.input,
-                rule.window
-                    .as_ref()
-                    .map_or("per event".to_string(), |w| w.kind.to_string())
-            ),
-            Err(ps) => {
-                bad_files += 1;
-                problems += ps.len();
-                for p in ps {
-                    eprintln!("{p}");
-                }
+    match citybrain_rules::compile_all(&sources, &city_catalog()).await {
+        Ok(rules) => {
+            for rule in &rules {
+                let kind = match rule.meta.emit {
+                    citybrain_rules::Emit::View => "view",
+                    citybrain_rules::Emit::Alert => "alert",
+                };
+                println!(
+                    "ok   {:<40} {kind:<5} {:<24} {}",
+                    rule.meta.id,
+                    rule.inputs.join(","),
+                    rule.window
+                        .as_ref()
+                        .map_or("per event".to_string(), |w| w.kind.to_string())
+                );
             }
+            println!("{} rule(s) ok", sources.len());
+            Ok(ExitCode::SUCCESS)
         }
+        Err(citybrain_rules::Error::Invalid(problems)) => {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            let files: std::collections::BTreeSet<_> = problems.iter().map(|p| &p.file).collect();
+            eprintln!(
+                "{} problem(s) in {} of {} rule file(s)",
+                problems.len(),
+                files.len(),
+                sources.len()
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => Err(e.into()),
     }
-    if problems > 0 {
-        eprintln!(
-            "{problems} problem(s) in {bad_files} of {} rule file(s)",
-            sources.len()
-        );
-        return Ok(ExitCode::FAILURE);
-    }
-    println!("{} rule(s) ok", sources.len());
-    Ok(ExitCode::SUCCESS)
 }
 
 fn simulate(a: &SimulateArgs) -> anyhow::Result<()> {
@@ -230,6 +237,9 @@ fn pipeline_config(e: &EngineArgs, format: AlertFormat) -> anyhow::Result<Pipeli
     Ok(PipelineConfig {
         out_of_orderness_ms: i64::try_from(e.out_of_orderness.as_millis())
             .context("--out-of-orderness is too large")?,
+        idle_timeout_ms: Some(
+            i64::try_from(e.idle_timeout.as_millis()).context("--idle-timeout is too large")?,
+        ),
         alert_format: format,
     })
 }
@@ -244,7 +254,10 @@ async fn load_rules(dir: &Path) -> anyhow::Result<Vec<citybrain_rules::CompiledR
 }
 
 async fn replay(a: ReplayArgs) -> anyhow::Result<()> {
-    let config = pipeline_config(&a.engine, AlertFormat::Json)?;
+    let config = PipelineConfig {
+        idle_timeout_ms: None,
+        ..pipeline_config(&a.engine, AlertFormat::Json)?
+    };
     let rules = load_rules(&a.rules).await?;
     let mut source = FileSource::open(&a.input, a.engine.batch_size)?;
     let alerts = JsonlSink::create(&a.out)?;

@@ -1,11 +1,16 @@
 //! The one data path: source, decode and privacy, rules, sinks.
 //!
 //! ```text
-//!  Source ──RawBatch──▶ Decoder(feed) ──RecordBatch──▶ RuleRunner × rules of that feed
+//!  Source ──RawBatch──▶ Decoder(feed) ──RecordBatch──▶ RuleRunner × rules reading that feed
 //!                         │ malformed                      │ late rows      │ emissions
-//!                         ▼                                ▼                ▼
-//!                       dead-letter Sink ◀────────────────┘          alert Sink
+//!                         ▼                                ▼                ├─ alert rules ──▶ alert Sink
+//!                       dead-letter Sink ◀────────────────┘                └─ view rules: rows and
+//!                                                                             watermark to the rules
+//!                                                                             reading the view
 //! ```
+//!
+//! Runners are kept in dependency order (views before their readers), so one pass over them
+//! carries a batch's effects through every chain of views.
 //!
 //! The pipeline owns the runtime parts built from a validated [`PipelineConfig`]; the same
 //! struct serves `replay` (files), `run` (simulator) and, later, Kafka.
@@ -14,11 +19,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arrow::array::RecordBatch;
 use chrono::Utc;
 use citybrain_connectors::{
     DeadLetter, DeadReason, Decoder, Feed, Pseudonymizer, RawBatch, Sink, SinkRecord, Source,
 };
-use citybrain_rules::{Catalog, CompiledRule, Emission, RuleRunner};
+use citybrain_rules::{Catalog, CompiledRule, Emission, Emit, RuleRunner, RunnerConfig};
 
 use crate::alert::{self, Alert};
 use crate::error::{Error, Result};
@@ -35,6 +41,9 @@ pub fn city_catalog() -> Catalog {
 pub struct PipelineConfig {
     /// Bounded out-of-orderness of every feed, in milliseconds (default 5,000).
     pub out_of_orderness_ms: i64,
+    /// After how long without input (wall-clock milliseconds) a feed stops holding back the
+    /// rules reading several; `None` for replays, where every feed runs to its end.
+    pub idle_timeout_ms: Option<i64>,
     /// How alerts are written.
     pub alert_format: AlertFormat,
 }
@@ -43,6 +52,7 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
             out_of_orderness_ms: citybrain_rules::DEFAULT_OUT_OF_ORDERNESS_MS,
+            idle_timeout_ms: None,
             alert_format: AlertFormat::Json,
         }
     }
@@ -118,11 +128,20 @@ impl Stats {
 /// progress.
 pub type ProgressFn<'a> = &'a mut dyn FnMut(&Stats, Option<citybrain_connectors::Progress>);
 
-/// Source to sinks, with every rule of the library running on its feed.
+/// One rule at work, with where its inputs come from.
+struct Stage {
+    runner: RuleRunner,
+    /// Input index of each feed it reads.
+    feeds: Vec<(Feed, usize)>,
+    /// Input index of each view it reads, with the stage producing that view.
+    views: Vec<(usize, usize)>,
+}
+
+/// Source to sinks, with every rule of the library running on its feeds and views.
 pub struct Pipeline {
     config: PipelineConfig,
     decoders: BTreeMap<Feed, Decoder>,
-    runners: Vec<RuleRunner>,
+    stages: Vec<Stage>,
     alert_sink: Box<dyn Sink>,
     dead_sink: Box<dyn Sink>,
     stats: Stats,
@@ -132,13 +151,14 @@ impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pipeline")
             .field("config", &self.config)
-            .field("runners", &self.runners)
+            .field("rules", &self.stages.len())
             .finish_non_exhaustive()
     }
 }
 
 impl Pipeline {
-    /// Wires the parts together.
+    /// Wires the parts together. `rules` must be in dependency order (as
+    /// [`citybrain_rules::load_dir`] returns them).
     pub fn new(
         config: PipelineConfig,
         rules: Vec<CompiledRule>,
@@ -151,17 +171,37 @@ impl Pipeline {
             .map(|f| (*f, Decoder::new(*f, Arc::clone(&pseudonymizer))))
             .collect();
         let mut stats = Stats::default();
-        let runners = rules
-            .into_iter()
-            .map(|r| {
-                stats.alerts.insert(r.meta.id.clone(), 0);
-                RuleRunner::new(Arc::new(r), config.out_of_orderness_ms)
-            })
-            .collect();
+        let runner_config = RunnerConfig {
+            out_of_orderness_ms: config.out_of_orderness_ms,
+            idle_timeout_ms: config.idle_timeout_ms,
+        };
+        let mut stages: Vec<Stage> = Vec::with_capacity(rules.len());
+        for rule in rules {
+            if rule.meta.emit == Emit::Alert {
+                stats.alerts.insert(rule.meta.id.clone(), 0);
+            }
+            let mut feeds = Vec::new();
+            let mut views = Vec::new();
+            for (input, name) in rule.inputs.iter().enumerate() {
+                if let Some(feed) = Feed::ALL.iter().find(|f| f.name() == name) {
+                    feeds.push((*feed, input));
+                } else if let Some(producer) = stages.iter().position(|s| {
+                    s.runner.rule().meta.emit == Emit::View
+                        && s.runner.rule().meta.view_name() == name
+                }) {
+                    views.push((producer, input));
+                }
+            }
+            stages.push(Stage {
+                runner: RuleRunner::new(Arc::new(rule), runner_config),
+                feeds,
+                views,
+            });
+        }
         Self {
             config,
             decoders,
-            runners,
+            stages,
             alert_sink,
             dead_sink,
             stats,
@@ -229,27 +269,33 @@ impl Pipeline {
         }
         let mut late: BTreeMap<u32, Vec<String>> = BTreeMap::new();
         let mut emitted = Vec::new();
-        for runner in self
-            .runners
-            .iter_mut()
-            .filter(|r| r.rule().input == feed.name())
-        {
-            let step = runner.process(&decoded.batch).await.map_err(Error::Rules)?;
-            if !step.late_rows.is_empty() {
-                *self
-                    .stats
-                    .late
-                    .entry(runner.rule().meta.id.clone())
-                    .or_default() += step.late_rows.len() as u64;
-                for row in step.late_rows {
-                    late.entry(row)
-                        .or_default()
-                        .push(runner.rule().meta.id.clone());
+        let mut view_rows: Vec<Vec<RecordBatch>> = vec![Vec::new(); self.stages.len()];
+        for i in 0..self.stages.len() {
+            let inputs: Vec<usize> = self.stages[i]
+                .feeds
+                .iter()
+                .filter(|(f, _)| *f == feed)
+                .map(|(_, input)| *input)
+                .collect();
+            for input in inputs {
+                let stage = &mut self.stages[i];
+                let step = stage
+                    .runner
+                    .process(input, &decoded.batch)
+                    .await
+                    .map_err(Error::Rules)?;
+                let rule = Arc::clone(stage.runner.rule());
+                if !step.late_rows.is_empty() {
+                    *self.stats.late.entry(rule.meta.id.clone()).or_default() +=
+                        step.late_rows.len() as u64;
+                    for row in step.late_rows {
+                        late.entry(row).or_default().push(rule.meta.id.clone());
+                    }
                 }
+                route(&rule, step.emissions, &mut view_rows[i], &mut emitted);
             }
-            for e in step.emissions {
-                emitted.push((Arc::clone(runner.rule()), e));
-            }
+            self.feed_views(i, &mut view_rows, &mut emitted, false)
+                .await?;
         }
         if !late.is_empty() {
             let records: Vec<SinkRecord> = late
@@ -275,14 +321,68 @@ impl Pipeline {
     /// When a sink fails or a plan fails to execute.
     pub async fn finish(&mut self) -> Result<()> {
         let mut emitted = Vec::new();
-        for runner in &mut self.runners {
-            for e in runner.finish().await.map_err(Error::Rules)? {
-                emitted.push((Arc::clone(runner.rule()), e));
-            }
+        let mut view_rows: Vec<Vec<RecordBatch>> = vec![Vec::new(); self.stages.len()];
+        for i in 0..self.stages.len() {
+            self.feed_views(i, &mut view_rows, &mut emitted, true)
+                .await?;
+            let stage = &mut self.stages[i];
+            let emissions = stage.runner.finish().await.map_err(Error::Rules)?;
+            let rule = Arc::clone(stage.runner.rule());
+            route(&rule, emissions, &mut view_rows[i], &mut emitted);
         }
         self.write_alerts(emitted).await?;
         self.alert_sink.flush().await.map_err(Error::Sink)?;
         self.dead_sink.flush().await.map_err(Error::Sink)
+    }
+
+    /// Hands stage `i` the rows its views produced in this pass, then their watermarks (or
+    /// the end of input, `at_end`), routing what that emits.
+    async fn feed_views(
+        &mut self,
+        i: usize,
+        view_rows: &mut [Vec<RecordBatch>],
+        emitted: &mut Vec<(Arc<CompiledRule>, Emission)>,
+        at_end: bool,
+    ) -> Result<()> {
+        let views = self.stages[i].views.clone();
+        for (producer, input) in views {
+            let rows = view_rows[producer].clone();
+            let watermark = if at_end {
+                Some(i64::MAX)
+            } else {
+                self.stages[producer].runner.watermark()
+            };
+            let stage = &mut self.stages[i];
+            let rule = Arc::clone(stage.runner.rule());
+            for batch in &rows {
+                let step = stage
+                    .runner
+                    .process_view(input, batch)
+                    .await
+                    .map_err(Error::Rules)?;
+                *self.stats.late.entry(rule.meta.id.clone()).or_default() +=
+                    step.late_rows.len() as u64;
+                route(&rule, step.emissions, &mut view_rows[i], emitted);
+            }
+            if let Some(wm) = watermark {
+                let emissions = stage
+                    .runner
+                    .advance(input, wm)
+                    .await
+                    .map_err(Error::Rules)?;
+                route(&rule, emissions, &mut view_rows[i], emitted);
+            }
+        }
+        Ok(())
+    }
+
+    /// The earliest event time whose effects are not final in some rule (see
+    /// [`RuleRunner::oldest_needed_ts`]); `None` when no rule holds anything.
+    pub fn oldest_needed_ts(&self) -> Option<i64> {
+        self.stages
+            .iter()
+            .filter_map(|s| s.runner.oldest_needed_ts())
+            .min()
     }
 
     async fn write_alerts(&mut self, emitted: Vec<(Arc<CompiledRule>, Emission)>) -> Result<()> {
@@ -304,6 +404,30 @@ impl Pipeline {
             }));
         }
         self.alert_sink.write(&records).await.map_err(Error::Sink)
+    }
+}
+
+/// Alert rules' emissions go to the alert sink; a view's rows go to the rules reading it.
+fn route(
+    rule: &Arc<CompiledRule>,
+    emissions: Vec<Emission>,
+    view_rows: &mut Vec<RecordBatch>,
+    emitted: &mut Vec<(Arc<CompiledRule>, Emission)>,
+) {
+    match rule.meta.emit {
+        Emit::Alert => emitted.extend(emissions.into_iter().map(|e| (Arc::clone(rule), e))),
+        Emit::View => {
+            let schema = rule.view_schema();
+            for e in emissions {
+                for b in e.batches {
+                    let columns = b.columns()[..rule.data_columns].to_vec();
+                    view_rows.push(
+                        RecordBatch::try_new(Arc::clone(&schema), columns)
+                            .expect("a view's rows are its selected columns"),
+                    );
+                }
+            }
+        }
     }
 }
 

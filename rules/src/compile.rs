@@ -21,13 +21,25 @@ use std::sync::{Arc, Mutex};
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::streaming::StreamingTable;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::ScalarValue;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
-use datafusion::logical_expr::{Expr, LogicalPlan, Projection};
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::{Expr, LogicalPlan, Operator, Projection};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::utils::collect_columns;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::physical_plan::execution_plan::{
+    ChildrenPropertiesMode, ReplaceChildrenOptions, reset_plan_states,
+};
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::streaming::PartitionStream;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement;
@@ -36,8 +48,10 @@ use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
 
 use crate::error::{Problem, suggest};
-use crate::rule::{RuleMeta, RuleSource, parse_header};
-use crate::window::{self, Diag, Mode, WINDOW_END, WINDOW_START, WINDOW_TIME, WindowTvf};
+use crate::rule::{Emit, RuleMeta, RuleSource, parse_header};
+use crate::window::{
+    self, Diag, Mode, WINDOW_END, WINDOW_START, WINDOW_TIME, WindowKind, WindowTvf,
+};
 
 /// Prefix of the hidden output columns that identify an alert's group.
 pub const KEY_PREFIX: &str = "__cb_key_";
@@ -75,12 +89,45 @@ impl Catalog {
 /// How a rule turns input rows into results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
-    /// No aggregation: every input batch is run through the plan at once and results are
-    /// emitted immediately (per-event alerts).
+    /// No window and no aggregation: every input batch runs through the plan at once and its
+    /// results are emitted immediately (per-event alerts).
     PerEvent,
-    /// A window aggregation: rows are held per window and the plan runs when the watermark
-    /// passes the window's end.
-    WindowAggregate,
+    /// Reads every input through the same window TVF (window aggregations, window Top-N,
+    /// window joins): the plan runs once per window, when the watermark passes its end.
+    Windowed,
+    /// Two inputs joined on a bounded distance in event time: each new batch is joined at once
+    /// against the rows the other side still retains.
+    IntervalJoin,
+}
+
+/// One table the plan reads, and which input fills it.
+#[derive(Debug)]
+pub(crate) struct Scan {
+    /// Index into [`CompiledRule::inputs`].
+    pub input: usize,
+    /// The event-time column in the input's schema.
+    pub time_index: usize,
+    /// The window call this scan reads through.
+    pub window: Option<WindowTvf>,
+    /// `SESSION ... PARTITION BY` columns, as indexes into the input's schema.
+    pub partition_by: Vec<usize>,
+    pub slot: Arc<Slot>,
+    /// What the slot holds: the input's columns, plus the window columns when windowed.
+    pub schema: SchemaRef,
+}
+
+/// A window aggregation cut in two, as Flink slices windows: the partial aggregate runs once
+/// per slice, the final aggregate (and whatever sits above it) once per window over the
+/// partial states of the window's slices.
+#[derive(Debug)]
+pub(crate) struct Split {
+    pub partial: Arc<dyn ExecutionPlan>,
+    pub final_plan: Arc<dyn ExecutionPlan>,
+    pub state: Arc<Slot>,
+    pub state_schema: SchemaRef,
+    /// Where `window_start`, `window_end`, `window_time` sit among the grouping columns of the
+    /// partial state, when grouped by.
+    pub window_columns: [Option<usize>; 3],
 }
 
 /// A rule planned once and ready to run.
@@ -88,37 +135,74 @@ pub enum Shape {
 pub struct CompiledRule {
     /// Header metadata.
     pub meta: RuleMeta,
-    /// The catalog table the rule reads.
-    pub input: String,
-    /// The window call, when the rule reads through one.
+    /// The tables it reads (feeds or views), in order of first use.
+    pub inputs: Vec<String>,
+    /// The window call (every window call of a rule is the same kind and size).
     pub window: Option<WindowTvf>,
-    /// Per event or per window.
+    /// Per event, per window, or an interval join.
     pub shape: Shape,
-    /// Index of the event-time column in the input table.
-    pub time_index: usize,
-    /// What the slot holds: the input table's columns, plus the window columns when windowed.
-    pub slot_schema: SchemaRef,
     /// The plan's output: the selected columns, then the hidden key columns.
     pub output_schema: SchemaRef,
     /// How many leading output columns the analyst selected.
     pub data_columns: usize,
+    /// For an interval join, the largest distance in event time between joined rows.
+    pub interval_ms: Option<i64>,
+    pub(crate) scans: Vec<Scan>,
     pub(crate) plan: Arc<dyn ExecutionPlan>,
-    pub(crate) slot: Arc<Slot>,
+    pub(crate) split: Option<Split>,
+    /// The plan caches state between executions (a join's build side, a sort's dynamic
+    /// filter) and must be reset before each run.
+    pub(crate) stateful: bool,
     pub(crate) task_ctx: Arc<TaskContext>,
 }
 
 impl CompiledRule {
-    /// Runs the plan once over `batches` (with the [`CompiledRule::slot_schema`]).
-    ///
-    /// # Errors
-    /// When DataFusion fails to execute the plan (an engine fault).
-    pub async fn execute(&self, batches: Vec<RecordBatch>) -> crate::Result<Vec<RecordBatch>> {
-        self.slot.put(batches);
-        let out =
-            datafusion::physical_plan::collect(Arc::clone(&self.plan), Arc::clone(&self.task_ctx))
-                .await;
+    /// Whether the window aggregation runs as partial aggregates per slice (constant work and
+    /// memory per slice however much windows overlap).
+    pub fn is_sliced(&self) -> bool {
+        self.split.is_some()
+    }
+
+    /// The schema of this rule's rows as a view: the selected columns.
+    pub fn view_schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(
+            self.output_schema.fields()[..self.data_columns].to_vec(),
+        ))
+    }
+
+    /// The event-time column of this rule's rows as a view: `window_time`, `rowtime` or `ts`,
+    /// whichever it selects first in that order of preference.
+    pub fn view_time_column(&self) -> Option<&str> {
+        let schema = self.view_schema();
+        [WINDOW_TIME, "rowtime", "ts"].into_iter().find(|name| {
+            schema.field_with_name(name).is_ok_and(|f| {
+                matches!(f.data_type(), DataType::Timestamp(TimeUnit::Millisecond, _))
+            })
+        })
+    }
+
+    /// Runs `plan` once with each slot holding its batches.
+    pub(crate) async fn run(
+        &self,
+        plan: &Arc<dyn ExecutionPlan>,
+        fills: Vec<(&Slot, Vec<RecordBatch>)>,
+    ) -> crate::Result<Vec<RecordBatch>> {
+        for (slot, batches) in &fills {
+            slot.put(batches.clone());
+        }
+        let plan = if self.stateful {
+            reset_plan_states(Arc::clone(plan)).map_err(|source| crate::Error::Execute {
+                rule: self.meta.id.clone(),
+                source,
+            })?
+        } else {
+            Arc::clone(plan)
+        };
+        let out = datafusion::physical_plan::collect(plan, Arc::clone(&self.task_ctx)).await;
         // Never leave rows behind for the next run, even when execution failed early.
-        self.slot.put(Vec::new());
+        for (slot, _) in fills {
+            slot.put(Vec::new());
+        }
         out.map_err(|source| crate::Error::Execute {
             rule: self.meta.id.clone(),
             source,
@@ -126,7 +210,7 @@ impl CompiledRule {
     }
 }
 
-/// The leaf a plan reads from: the operator puts batches in, one execution takes them out.
+/// The leaf a plan reads from: the operator puts batches in, executions read them.
 #[derive(Debug, Default)]
 pub(crate) struct Slot {
     batches: Mutex<Vec<RecordBatch>>,
@@ -137,8 +221,11 @@ impl Slot {
         *self.batches.lock().unwrap_or_else(|e| e.into_inner()) = batches;
     }
 
-    fn take(&self) -> Vec<RecordBatch> {
-        std::mem::take(&mut *self.batches.lock().unwrap_or_else(|e| e.into_inner()))
+    fn get(&self) -> Vec<RecordBatch> {
+        self.batches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -154,7 +241,8 @@ impl PartitionStream for SlotStream {
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> datafusion::execution::SendableRecordBatchStream {
-        let batches = self.slot.take();
+        // Cloned, not taken: a table scanned twice (a self join) sees its rows both times.
+        let batches = self.slot.get();
         Box::pin(RecordBatchStreamAdapter::new(
             Arc::clone(&self.schema),
             futures::stream::iter(batches.into_iter().map(Ok)),
@@ -176,13 +264,27 @@ pub fn with_window_columns(schema: &Schema) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// A fresh session with the city functions, planning for one partition.
+/// A fresh session with the city functions, planning for one partition. Partial and final
+/// aggregates are left apart so that a window aggregation can be sliced.
 pub(crate) fn new_context() -> SessionContext {
     let mut config = SessionConfig::new()
         .with_target_partitions(1)
         .with_information_schema(false);
     config.options_mut().sql_parser.collect_spans = true;
-    let ctx = SessionContext::new_with_config(config);
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .build();
+    let rules: Vec<_> = state
+        .physical_optimizers()
+        .iter()
+        .filter(|r| r.name() != "CombinePartialFinalAggregate")
+        .cloned()
+        .collect();
+    let state = SessionStateBuilder::new_from_existing(state)
+        .with_physical_optimizer_rules(rules)
+        .build();
+    let ctx = SessionContext::new_with_state(state);
     crate::functions::register(&ctx);
     ctx
 }
@@ -214,6 +316,45 @@ pub(crate) fn parse_query(
             "a rule holds exactly one SELECT; split the others into their own files",
         )),
     }
+}
+
+/// What the logical plan reads and does, for classifying the rule.
+#[derive(Default)]
+struct Anatomy {
+    scans: Vec<String>,
+    /// One entry per aggregate: does it group by `window_start` and `window_end`?
+    aggregates: Vec<bool>,
+    joins: bool,
+    over: bool,
+}
+
+fn anatomy(plan: &LogicalPlan) -> Anatomy {
+    let mut a = Anatomy::default();
+    plan.apply_with_subqueries(|node| {
+        match node {
+            LogicalPlan::TableScan(scan) => {
+                let name = scan.table_name.table().to_string();
+                if !a.scans.contains(&name) {
+                    a.scans.push(name);
+                }
+            }
+            LogicalPlan::Aggregate(agg) => {
+                let grouped = |w: &str| {
+                    agg.group_expr
+                        .iter()
+                        .any(|e| matches!(e, Expr::Column(c) if c.name == w))
+                };
+                a.aggregates
+                    .push(grouped(WINDOW_START) && grouped(WINDOW_END));
+            }
+            LogicalPlan::Window(_) => a.over = true,
+            LogicalPlan::Join(_) => a.joins = true,
+            _ => {}
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .expect("visiting never fails");
+    a
 }
 
 /// Plans `src` against `catalog`, reporting every problem found.
@@ -259,7 +400,7 @@ pub async fn compile(src: &RuleSource, catalog: &Catalog) -> Result<CompiledRule
                     .map(|s| format!(" (did you mean `{s}`?)"))
                     .unwrap_or_else(|| {
                         format!(
-                            "; feeds are {}",
+                            "; tables are {}",
                             catalog.names().collect::<Vec<_>>().join(", ")
                         )
                     });
@@ -281,6 +422,24 @@ pub async fn compile(src: &RuleSource, catalog: &Catalog) -> Result<CompiledRule
                         ),
                     ));
                 }
+                for key in &w.partition_by {
+                    if schema.index_of(key).is_err() {
+                        let names = schema.fields().iter().map(|f| f.name().as_str());
+                        let hint = suggest(key, names)
+                            .map(|s| format!(" (did you mean `{s}`?)"))
+                            .unwrap_or_default();
+                        problems.push(problem(
+                            src,
+                            Diag::at(
+                                loc,
+                                format!(
+                                    "PARTITION BY column `{key}` is not a column of `{}`{hint}",
+                                    w.table
+                                ),
+                            ),
+                        ));
+                    }
+                }
                 register(&w.slot, with_window_columns(schema));
             }
         }
@@ -295,144 +454,462 @@ pub async fn compile(src: &RuleSource, catalog: &Catalog) -> Result<CompiledRule
         .await
         .map_err(|e| vec![planning_problem(src, &e)])?;
 
-    // Which tables does it read?
-    let mut scans = Vec::new();
-    let mut has_aggregate = None;
-    let mut unsupported = None;
-    plan.apply(|node| {
-        match node {
-            LogicalPlan::TableScan(scan) => scans.push(scan.table_name.table().to_string()),
-            LogicalPlan::Aggregate(agg) => {
-                let names: Vec<bool> = [WINDOW_START, WINDOW_END]
-                    .iter()
-                    .map(|w| {
-                        agg.group_expr
-                            .iter()
-                            .any(|e| matches!(e, Expr::Column(c) if c.name == *w))
-                    })
-                    .collect();
-                has_aggregate = Some(names.iter().all(|b| *b));
-            }
-            LogicalPlan::Window(_) => {
-                unsupported = Some("OVER (...) window functions are not supported yet")
-            }
-            LogicalPlan::Join(_) => {
-                unsupported = Some("joins are not supported yet: a rule reads one feed")
-            }
-            _ => {}
-        }
-        Ok(TreeNodeRecursion::Continue)
-    })
-    .expect("visiting never fails");
+    let a = anatomy(&plan);
     let first_line = first_query_line(&src.text);
     let fail = |message: String| vec![problem(src, Diag::at(first_line, message))];
-    if let Some(why) = unsupported {
-        return Err(fail(why.to_string()));
+    let tvfs: Vec<&WindowTvf> = a
+        .scans
+        .iter()
+        .filter_map(|s| windows.iter().find(|w| &w.slot == s))
+        .collect();
+    let plain: Vec<&String> = a
+        .scans
+        .iter()
+        .filter(|s| !windows.iter().any(|w| &w.slot == *s))
+        .collect();
+    if a.scans.is_empty() {
+        return Err(fail("a rule reads at least one feed".to_string()));
     }
-    scans.sort();
-    scans.dedup();
-    let [scan] = scans.as_slice() else {
-        return Err(fail(format!(
-            "a rule reads exactly one feed; this one reads {}",
-            if scans.is_empty() {
-                "none".to_string()
-            } else {
-                scans.join(", ")
-            }
-        )));
-    };
-    let window = windows.iter().find(|w| &w.slot == scan).cloned();
-    let input = window.as_ref().map_or(scan.clone(), |w| w.table.clone());
-    let shape = match (has_aggregate, &window) {
-        (None, _) => Shape::PerEvent,
-        (Some(true), Some(_)) => Shape::WindowAggregate,
-        (Some(false), Some(_)) => {
+    let mut interval_ms = None;
+    let shape = if let Some(first) = tvfs.first() {
+        if let Some(p) = plain.first() {
+            return Err(fail(format!(
+                "`{p}` is read directly while other inputs go through {}: a windowed rule reads \
+                 every input through the same window, e.g. TABLE({}(TABLE {p}, ...))",
+                first.kind,
+                first.kind.to_string().split(' ').next().unwrap_or("TUMBLE")
+            )));
+        }
+        if let Some(other) = tvfs.iter().find(|w| w.kind != first.kind) {
+            return Err(fail(format!(
+                "every window of a rule must be the same (as in Flink's window joins): found {} and {}",
+                first.kind, other.kind
+            )));
+        }
+        if a.aggregates.iter().any(|g| !g) {
             return Err(fail(format!(
                 "a windowed aggregation must GROUP BY {WINDOW_START}, {WINDOW_END} (as in Flink)"
             )));
         }
-        (Some(_), None) => {
+        if matches!(first.kind, WindowKind::Session { .. }) && tvfs.len() > 1 {
+            return Err(fail(
+                "SESSION windows cannot be joined: join TUMBLE, HOP or CUMULATE windows".into(),
+            ));
+        }
+        Shape::Windowed
+    } else {
+        let input = plain[0];
+        if !a.aggregates.is_empty() {
             return Err(fail(format!(
                 "aggregation over an endless feed needs a window: read FROM TABLE(TUMBLE(TABLE {input}, \
                  DESCRIPTOR(ts), INTERVAL '5' MINUTES)) and GROUP BY {WINDOW_START}, {WINDOW_END}"
             )));
         }
+        if a.over {
+            return Err(fail(format!(
+                "OVER (...) needs a window to partition by: read through TUMBLE/HOP/CUMULATE and \
+                 PARTITION BY {WINDOW_START}, {WINDOW_END}"
+            )));
+        }
+        match (plain.len(), a.joins) {
+            (1, false) => Shape::PerEvent,
+            (1, true) => {
+                return Err(fail(format!(
+                    "joining `{input}` with itself needs windows: join two TUMBLE/HOP windows of it"
+                )));
+            }
+            (2, _) => {
+                let times: Vec<String> = plain
+                    .iter()
+                    .filter_map(|t| catalog.tables.get(*t).map(|(_, time)| time.clone()))
+                    .collect();
+                match interval_bounds(&plan, &times) {
+                    Some(span) => interval_ms = Some(span),
+                    None => {
+                        return Err(fail(format!(
+                            "joining `{}` and `{}` without windows needs an interval on event time, \
+                             e.g. `b.ts BETWEEN a.ts - INTERVAL '10' MINUTES AND a.ts` (as in Flink's \
+                             interval joins), or join two windows",
+                            plain[0], plain[1]
+                        )));
+                    }
+                }
+                Shape::IntervalJoin
+            }
+            (n, _) => {
+                return Err(fail(format!(
+                    "an interval join reads two inputs; this one reads {n}: join windows instead"
+                )));
+            }
+        }
     };
-    let (input_schema, time) = catalog
-        .tables
-        .get(&input)
-        .expect("scans only name registered tables");
-    let time_index = input_schema
-        .index_of(time)
-        .expect("catalog time column is in its schema");
+
     let data_columns = plan.schema().fields().len();
-    let plan = with_key_columns(plan, shape).map_err(|e| vec![planning_problem(src, &e)])?;
+    let plan = with_key_columns(plan, !a.aggregates.is_empty());
     let physical = state
         .create_physical_plan(&plan)
         .await
         .map_err(|e| vec![planning_problem(src, &e)])?;
-    let (slot, slot_schema) = slots.remove(scan).expect("scanned table has a slot");
-    Ok(CompiledRule {
+
+    let mut inputs: Vec<String> = Vec::new();
+    let mut scans = Vec::new();
+    for name in &a.scans {
+        let w = windows.iter().find(|w| &w.slot == name).cloned();
+        let table = w.as_ref().map_or(name.clone(), |w| w.table.clone());
+        let (input_schema, time) = catalog
+            .tables
+            .get(&table)
+            .expect("scans only name registered tables");
+        let input = inputs.iter().position(|i| *i == table).unwrap_or_else(|| {
+            inputs.push(table.clone());
+            inputs.len() - 1
+        });
+        let (slot, schema) = slots.remove(name).expect("scanned table has a slot");
+        scans.push(Scan {
+            input,
+            time_index: input_schema
+                .index_of(time)
+                .expect("catalog time column is in its schema"),
+            partition_by: w.as_ref().map_or_else(Vec::new, |w| {
+                w.partition_by
+                    .iter()
+                    .map(|k| input_schema.index_of(k).expect("checked above"))
+                    .collect()
+            }),
+            window: w,
+            slot,
+            schema,
+        });
+    }
+    let window = scans.iter().find_map(|s| s.window.clone());
+    let split = match (&window, scans.as_slice()) {
+        (Some(w), [_]) if w.kind.slice_ms().is_some() => split_aggregate(&physical),
+        _ => None,
+    };
+    let mut stateful = false;
+    physical
+        .apply(|node| {
+            stateful |= node.name().contains("Join") || node.name().contains("Sort");
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .expect("visiting never fails");
+    let rule = CompiledRule {
+        stateful,
         meta,
-        input,
+        inputs,
         window,
         shape,
-        time_index,
-        slot_schema,
         output_schema: physical.schema(),
         data_columns,
+        interval_ms,
+        scans,
         plan: physical,
-        slot,
+        split,
         task_ctx: ctx.task_ctx(),
+    };
+    if rule.meta.emit == Emit::View && rule.view_time_column().is_none() {
+        return Err(fail(format!(
+            "a view must select its event time for the rules reading it: select {WINDOW_TIME} \
+             (and GROUP BY it, as in Flink), `... AS rowtime`, or ts"
+        )));
+    }
+    Ok(rule)
+}
+
+fn names_window_column(expr: &Arc<dyn PhysicalExpr>) -> bool {
+    collect_columns(expr)
+        .iter()
+        .any(|c| [WINDOW_START, WINDOW_END, WINDOW_TIME].contains(&c.name()))
+}
+
+/// Finds the one partial/final aggregate pair of a window aggregation and cuts the plan
+/// between them, when the part below the final aggregate uses the window columns only as
+/// grouping keys (so a slice's partial state is valid for every window holding the slice).
+fn split_aggregate(plan: &Arc<dyn ExecutionPlan>) -> Option<Split> {
+    let mut pairs = Vec::new();
+    let mut partials = 0;
+    plan.apply(|node| {
+        if let Some(agg) = node.downcast_ref::<AggregateExec>() {
+            match agg.mode() {
+                AggregateMode::Partial => partials += 1,
+                AggregateMode::Final
+                    if agg
+                        .input()
+                        .downcast_ref::<AggregateExec>()
+                        .is_some_and(|p| *p.mode() == AggregateMode::Partial) =>
+                {
+                    pairs.push(Arc::clone(node));
+                }
+                _ => {}
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .ok()?;
+    let ([final_node], 1) = (pairs.as_slice(), partials) else {
+        return None;
+    };
+    let final_agg = final_node.downcast_ref::<AggregateExec>()?;
+    let partial = Arc::clone(final_agg.input());
+    let partial_agg = partial.downcast_ref::<AggregateExec>()?;
+    if !partial_agg.group_expr().is_single()
+        || partial_agg
+            .aggr_expr()
+            .iter()
+            .flat_map(|a| a.expressions())
+            .chain(partial_agg.filter_expr().iter().flatten().cloned())
+            .any(|e| names_window_column(&e))
+    {
+        return None;
+    }
+    let mut window_columns = [None; 3];
+    for (i, (expr, name)) in partial_agg.group_expr().expr().iter().enumerate() {
+        if !names_window_column(expr) {
+            continue;
+        }
+        let column = expr.downcast_ref::<Column>()?;
+        let w = [WINDOW_START, WINDOW_END, WINDOW_TIME]
+            .iter()
+            .position(|w| *w == column.name() && *w == name)?;
+        window_columns[w] = Some(i);
+    }
+    window_columns[0]?;
+    window_columns[1]?;
+    // Below the partial aggregate, window columns may only be passed through.
+    let mut plain = true;
+    partial_agg
+        .input()
+        .apply(|node| {
+            if let Some(p) = node.downcast_ref::<ProjectionExec>() {
+                plain &= p.expr().iter().all(|e| {
+                    !names_window_column(&e.expr)
+                        || e.expr
+                            .downcast_ref::<Column>()
+                            .is_some_and(|c| c.name() == e.alias)
+                });
+            } else if let Some(f) = node.downcast_ref::<FilterExec>() {
+                plain &= !names_window_column(f.predicate());
+            } else if !matches!(
+                node.name(),
+                "StreamingTableExec"
+                    | "CoalesceBatchesExec"
+                    | "RepartitionExec"
+                    | "CooperativeExec"
+            ) {
+                plain = false;
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .ok()?;
+    if !plain {
+        return None;
+    }
+    let state_schema = partial.schema();
+    let state = Arc::new(Slot::default());
+    let stream = SlotStream {
+        schema: Arc::clone(&state_schema),
+        slot: Arc::clone(&state),
+    };
+    let leaf: Arc<dyn ExecutionPlan> = Arc::new(
+        StreamingTableExec::try_new(
+            Arc::clone(&state_schema),
+            vec![Arc::new(stream)],
+            None,
+            Vec::new(),
+            false,
+            None,
+        )
+        .ok()?,
+    );
+    let final_plan = Arc::clone(plan)
+        .transform_down(|node| {
+            if Arc::ptr_eq(&node, final_node) {
+                let replaced = Arc::clone(&node).replace_children(
+                    vec![Arc::clone(&leaf)],
+                    ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+                )?;
+                Ok(Transformed::new(replaced, true, TreeNodeRecursion::Jump))
+            } else {
+                Ok(Transformed::no(node))
+            }
+        })
+        .ok()?
+        .data;
+    Some(Split {
+        partial,
+        final_plan,
+        state,
+        state_schema,
+        window_columns,
     })
 }
 
-/// Appends the columns that identify a result row's group to the query's output, so alerts get
-/// an id that is the same whenever the same rule, window and group come round again: the GROUP
-/// BY values for a window aggregation, the input's `event_id` for a per-event rule.
-fn with_key_columns(plan: LogicalPlan, shape: Shape) -> datafusion::error::Result<LogicalPlan> {
-    match plan {
-        LogicalPlan::Projection(p) => {
-            let keys: Vec<Expr> = match shape {
-                Shape::WindowAggregate => {
-                    let mut node = p.input.as_ref();
-                    loop {
-                        match node {
-                            LogicalPlan::Aggregate(agg) => {
-                                break (0..agg.group_expr.len())
-                                    .map(|i| Expr::Column(agg.schema.qualified_field(i).into()))
-                                    .collect();
-                            }
-                            other => match other.inputs().as_slice() {
-                                [one] => node = one,
-                                _ => break Vec::new(),
-                            },
+/// The largest distance in event time between the rows of an interval join, from its
+/// predicates: both `a.ts - b.ts >= lo` and `a.ts - b.ts <= hi` must be stated (with
+/// `BETWEEN`, comparisons, or `=`), as Flink requires.
+fn interval_bounds(plan: &LogicalPlan, time_columns: &[String]) -> Option<i64> {
+    let mut predicates = Vec::new();
+    plan.apply(|node| {
+        match node {
+            LogicalPlan::Filter(f) => predicates.push(f.predicate.clone()),
+            LogicalPlan::Join(j) => {
+                predicates.extend(j.filter.clone());
+                for (l, r) in &j.on {
+                    predicates.push(l.clone().eq(r.clone()));
+                }
+            }
+            _ => {}
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .ok()?;
+    // A side of a comparison: a time column plus a constant offset.
+    let term = |e: &Expr| -> Option<(String, i64)> {
+        let column = |e: &Expr| match e {
+            Expr::Column(c) if time_columns.contains(&c.name) => Some(
+                c.relation
+                    .as_ref()
+                    .map_or(c.name.clone(), |r| r.to_string()),
+            ),
+            _ => None,
+        };
+        if let Some(q) = column(e) {
+            return Some((q, 0));
+        }
+        match e {
+            Expr::BinaryExpr(b) => {
+                let offset = interval_literal_ms(&b.right)?;
+                let q = column(&b.left)?;
+                match b.op {
+                    Operator::Plus => Some((q, offset)),
+                    Operator::Minus => Some((q, -offset)),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    };
+    let (mut lower, mut upper): (Option<i64>, Option<i64>) = (None, None);
+    let mut first: Option<String> = None;
+    // Records `l <op> r` where l = (qa, a), r = (qb, b): bounds on first - other.
+    let mut record = |l: (String, i64), op: Operator, r: (String, i64)| {
+        if l.0 == r.0 {
+            return;
+        }
+        let reference = first.get_or_insert_with(|| l.0.clone()).clone();
+        // l.q + a OP r.q + b  <=>  l.q - r.q OP b - a
+        let (diff, op) = if l.0 == reference {
+            (r.1 - l.1, op)
+        } else {
+            // r.q - l.q  (flipped) OP' a - b
+            (l.1 - r.1, op.swap().unwrap_or(op))
+        };
+        match op {
+            Operator::Lt | Operator::LtEq => upper = Some(upper.map_or(diff, |u| u.min(diff))),
+            Operator::Gt | Operator::GtEq => lower = Some(lower.map_or(diff, |x| x.max(diff))),
+            Operator::Eq => {
+                upper = Some(diff);
+                lower = Some(diff);
+            }
+            _ => {}
+        }
+    };
+    for p in &predicates {
+        for c in split_conjunction(p) {
+            match c {
+                Expr::BinaryExpr(b) => {
+                    if let (Some(l), Some(r)) = (term(&b.left), term(&b.right)) {
+                        record(l, b.op, r);
+                    }
+                }
+                Expr::Between(b) if !b.negated => {
+                    if let Some(x) = term(&b.expr) {
+                        if let Some(lo) = term(&b.low) {
+                            record(x.clone(), Operator::GtEq, lo);
+                        }
+                        if let Some(hi) = term(&b.high) {
+                            record(x, Operator::LtEq, hi);
                         }
                     }
                 }
-                Shape::PerEvent => p
-                    .input
-                    .schema()
-                    .qualified_field_with_unqualified_name("event_id")
-                    .map(|f| vec![Expr::Column(f.into())])
-                    .unwrap_or_default(),
-            };
+                _ => {}
+            }
+        }
+    }
+    Some(lower?.abs().max(upper?.abs()))
+}
+
+fn interval_literal_ms(e: &Expr) -> Option<i64> {
+    match e {
+        Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) if v.months == 0 => {
+            Some(i64::from(v.days) * 86_400_000 + v.nanoseconds / 1_000_000)
+        }
+        Expr::Literal(ScalarValue::IntervalDayTime(Some(v)), _) => {
+            Some(i64::from(v.days) * 86_400_000 + i64::from(v.milliseconds))
+        }
+        Expr::Cast(c) => interval_literal_ms(&c.expr),
+        _ => None,
+    }
+}
+
+/// Appends the columns that identify a result row to the query's output, so alerts get an id
+/// that is the same whenever the same rule, window and group come round again: the GROUP BY
+/// values of a window aggregation, otherwise every input `event_id` (one per joined side).
+/// When neither can be reached from the top of the query, no column is added and the alert id
+/// is taken over the selected values.
+fn with_key_columns(plan: LogicalPlan, aggregated: bool) -> LogicalPlan {
+    match plan {
+        LogicalPlan::Projection(p) => {
+            let input_schema = p.input.schema();
+            let mut keys: Vec<Expr> = Vec::new();
+            if aggregated {
+                let mut node = p.input.as_ref();
+                loop {
+                    match node {
+                        LogicalPlan::Aggregate(agg) => {
+                            keys = (0..agg.group_expr.len())
+                                .map(|i| Expr::Column(agg.schema.qualified_field(i).into()))
+                                .collect();
+                            break;
+                        }
+                        other => match other.inputs().as_slice() {
+                            [one] => node = one,
+                            _ => break,
+                        },
+                    }
+                }
+            } else {
+                keys = (0..input_schema.fields().len())
+                    .filter(|i| input_schema.field(*i).name() == "event_id")
+                    .map(|i| Expr::Column(input_schema.qualified_field(i).into()))
+                    .collect();
+            }
+            let resolvable = keys.iter().all(|k| match k {
+                Expr::Column(c) => input_schema.has_column(c),
+                _ => false,
+            });
+            if keys.is_empty() || !resolvable {
+                return LogicalPlan::Projection(p);
+            }
             let mut exprs = p.expr.clone();
             exprs.extend(
                 keys.into_iter()
                     .enumerate()
                     .map(|(i, e)| e.alias(format!("{KEY_PREFIX}{i}"))),
             );
-            Ok(LogicalPlan::Projection(Projection::try_new(
-                exprs, p.input,
-            )?))
+            match Projection::try_new(exprs, Arc::clone(&p.input)) {
+                Ok(with_keys) => LogicalPlan::Projection(with_keys),
+                Err(_) => LogicalPlan::Projection(p),
+            }
         }
         other => match other.inputs().as_slice() {
             [one] => {
-                let child = with_key_columns((*one).clone(), shape)?;
-                other.with_new_exprs(other.expressions(), vec![child])
+                let child = with_key_columns((*one).clone(), aggregated);
+                other
+                    .with_new_exprs(other.expressions(), vec![child])
+                    .unwrap_or_else(|_| other.clone())
             }
-            _ => Ok(other),
+            _ => other,
         },
     }
 }

@@ -24,6 +24,7 @@
 //! - [`Problem`]: a rule author's mistake with file, line and column.
 
 pub mod batch;
+pub mod chain;
 pub mod compile;
 pub mod error;
 pub mod functions;
@@ -31,28 +32,20 @@ pub mod operator;
 pub mod rule;
 pub mod window;
 
+pub use chain::compile_all;
 pub use compile::{Catalog, CompiledRule, KEY_PREFIX, Shape, compile};
 pub use error::{Error, Problem, Result};
-pub use operator::{DEFAULT_OUT_OF_ORDERNESS_MS, Emission, RuleRunner, Step, Window};
-pub use rule::{RuleMeta, RuleSource, Severity, read_dir};
+pub use operator::{
+    DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_OUT_OF_ORDERNESS_MS, Emission, RuleRunner, RunnerConfig, Step,
+    Window,
+};
+pub use rule::{Emit, RuleMeta, RuleSource, Severity, read_dir};
 
-/// Reads and plans every rule below `dir`, reporting the problems of all files at once.
+/// Reads and plans every rule below `dir` (views before the rules reading them), reporting the
+/// problems of all files at once.
 ///
 /// # Errors
 /// [`Error::Invalid`] listing every problem in every file, or a read error.
 pub async fn load_dir(dir: &std::path::Path, catalog: &Catalog) -> Result<Vec<CompiledRule>> {
-    let sources = read_dir(dir)?;
-    let mut rules = Vec::with_capacity(sources.len());
-    let mut problems = Vec::new();
-    for src in &sources {
-        match compile(src, catalog).await {
-            Ok(rule) => rules.push(rule),
-            Err(p) => problems.extend(p),
-        }
-    }
-    if problems.is_empty() {
-        Ok(rules)
-    } else {
-        Err(Error::Invalid(problems))
-    }
+    compile_all(&read_dir(dir)?, catalog).await
 }

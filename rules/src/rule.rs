@@ -133,11 +133,74 @@ pub struct RuleMeta {
     pub severity: Severity,
     /// What it detects and why (may be empty).
     pub description: String,
+    /// Where results go: alerts (the default) or a view other rules read.
+    pub emit: Emit,
+    /// How long after a window's end a late event still updates it (`allowed_lateness`,
+    /// default 0), in milliseconds.
+    pub allowed_lateness_ms: i64,
     /// Every `key: value` pair of the header, including the ones above.
     pub headers: BTreeMap<String, String>,
 }
 
-const KEYS: [&str; 4] = ["title", "severity", "description", "owner"];
+impl RuleMeta {
+    /// The table name a view rule's rows are read by: the file name without `.sql`.
+    pub fn view_name(&self) -> &str {
+        self.id.rsplit('/').next().unwrap_or(&self.id)
+    }
+}
+
+/// What a rule's result rows become.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Emit {
+    /// Alerts for the operations centre.
+    #[default]
+    Alert,
+    /// A stream other rules read by the rule's [`RuleMeta::view_name`] (`-- emit: view`).
+    View,
+}
+
+const KEYS: [&str; 6] = [
+    "title",
+    "severity",
+    "description",
+    "owner",
+    "emit",
+    "allowed_lateness",
+];
+
+/// `1 minute`, `30 seconds`, `INTERVAL '2' MINUTES` or `0`, in milliseconds.
+fn parse_lateness(value: &str) -> std::result::Result<i64, String> {
+    let v = value.trim();
+    if v == "0" {
+        return Ok(0);
+    }
+    let sql = if v.to_ascii_uppercase().starts_with("INTERVAL") {
+        v.to_string()
+    } else {
+        format!("INTERVAL '{}'", v.replace('\'', ""))
+    };
+    let tokens = datafusion::sql::sqlparser::tokenizer::Tokenizer::new(
+        &datafusion::sql::sqlparser::dialect::GenericDialect {},
+        &sql,
+    )
+    .tokenize_with_location()
+    .map_err(|e| e.message)?;
+    let code: Vec<_> = tokens
+        .iter()
+        .filter(|t| {
+            !matches!(
+                t.token,
+                datafusion::sql::sqlparser::tokenizer::Token::Whitespace(_)
+            )
+        })
+        .collect();
+    crate::window::parse_interval(&code).map_err(|d| {
+        format!(
+            "allowed_lateness `{value}` is not a duration: write e.g. `-- allowed_lateness: 2 minutes` ({})",
+            d.message
+        )
+    })
+}
 
 /// Reads the header of `src`, reporting every problem.
 pub(crate) fn parse_header(src: &RuleSource) -> std::result::Result<RuleMeta, Vec<Problem>> {
@@ -217,8 +280,35 @@ pub(crate) fn parse_header(src: &RuleSource) -> std::result::Result<RuleMeta, Ve
             parsed
         }
     };
+    let at_key = |key: &str| {
+        src.text
+            .lines()
+            .position(|l| l.to_ascii_lowercase().contains(key))
+            .unwrap_or(0)
+    };
+    let emit = match headers.get("emit").map(|v| v.to_ascii_lowercase()) {
+        None => Emit::Alert,
+        Some(v) if v == "alert" || v == "alerts" => Emit::Alert,
+        Some(v) if v == "view" => Emit::View,
+        Some(v) => {
+            problems.push(problem(
+                at_key("emit"),
+                format!("`-- emit: {v}` must be `alert` (the default) or `view`"),
+            ));
+            Emit::Alert
+        }
+    };
+    let allowed_lateness_ms = match headers.get("allowed_lateness") {
+        None => 0,
+        Some(v) => parse_lateness(v).unwrap_or_else(|e| {
+            problems.push(problem(at_key("allowed_lateness"), e));
+            0
+        }),
+    };
     match severity {
         Some(severity) if problems.is_empty() => Ok(RuleMeta {
+            emit,
+            allowed_lateness_ms,
             id: src.id.clone(),
             path: src.path.clone(),
             title,

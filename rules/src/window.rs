@@ -53,6 +53,10 @@ impl Diag {
 }
 
 /// The kind and size of a window, with all lengths in milliseconds.
+///
+/// The kinds that tile time (`TUMBLE`, `HOP`, `CUMULATE`) are cut into **slices**, as Flink
+/// does: every window is a run of whole slices, so a row is stored (or pre-aggregated) once, in
+/// its slice, however many windows it belongs to. A `SESSION` window is its own unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WindowKind {
     /// `TUMBLE(TABLE t, DESCRIPTOR(ts), size)`: fixed, non-overlapping windows aligned to the epoch.
@@ -60,24 +64,112 @@ pub enum WindowKind {
         /// Window length.
         size_ms: i64,
     },
+    /// `HOP(TABLE t, DESCRIPTOR(ts), slide, size)`: windows of `size` starting every `slide`.
+    Hop {
+        /// Distance between window starts (the slice length).
+        slide_ms: i64,
+        /// Window length, a whole multiple of the slide.
+        size_ms: i64,
+    },
+    /// `CUMULATE(TABLE t, DESCRIPTOR(ts), step, max_size)`: windows that all start at a
+    /// multiple of `max_size` and end every `step` until `max_size`.
+    Cumulate {
+        /// Growth step (the slice length).
+        step_ms: i64,
+        /// Length of the largest window, a whole multiple of the step.
+        max_size_ms: i64,
+    },
+    /// `SESSION(TABLE t [PARTITION BY k], DESCRIPTOR(ts), gap)`: per key, events closer than
+    /// `gap` share a window `[first ts, last ts + gap)`.
+    Session {
+        /// Inactivity that closes a session.
+        gap_ms: i64,
+    },
+}
+
+#[inline]
+fn floor_to(ts: i64, unit: i64) -> i64 {
+    ts - ts.rem_euclid(unit)
 }
 
 impl WindowKind {
-    /// The `[start, end)` of the window holding `ts`.
+    /// The slice length, for the kinds that tile time.
+    pub fn slice_ms(self) -> Option<i64> {
+        match self {
+            WindowKind::Tumble { size_ms } => Some(size_ms),
+            WindowKind::Hop { slide_ms, .. } => Some(slide_ms),
+            WindowKind::Cumulate { step_ms, .. } => Some(step_ms),
+            WindowKind::Session { .. } => None,
+        }
+    }
+
+    /// The start of the slice holding `ts` (sliced kinds).
+    #[inline]
+    pub fn slice_start(self, ts: i64) -> i64 {
+        floor_to(ts, self.slice_ms().unwrap_or(1))
+    }
+
+    /// The ends of every window that holds the slice starting at `slice`, ascending.
+    pub fn window_ends(self, slice: i64) -> impl Iterator<Item = i64> {
+        let (step, last) = match self {
+            WindowKind::Tumble { size_ms } => (size_ms, slice.saturating_add(size_ms)),
+            WindowKind::Hop { slide_ms, size_ms } => (slide_ms, slice.saturating_add(size_ms)),
+            WindowKind::Cumulate {
+                step_ms,
+                max_size_ms,
+            } => (
+                step_ms,
+                floor_to(slice, max_size_ms).saturating_add(max_size_ms),
+            ),
+            WindowKind::Session { gap_ms } => (gap_ms, slice.saturating_add(gap_ms)),
+        };
+        let first = slice.saturating_add(step);
+        let mut next = Some(first);
+        std::iter::from_fn(move || {
+            let end = next?;
+            next = (end < last).then(|| end.saturating_add(step));
+            Some(end.min(last))
+        })
+    }
+
+    /// The end of the last window holding the slice starting at `slice`: until the watermark
+    /// passes it, rows of that slice still count somewhere.
+    pub fn last_window_end(self, slice: i64) -> i64 {
+        self.window_ends(slice).last().unwrap_or(slice)
+    }
+
+    /// The start of the window ending at `end` (sliced kinds).
+    pub fn window_start(self, end: i64) -> i64 {
+        match self {
+            WindowKind::Tumble { size_ms } | WindowKind::Hop { size_ms, .. } => {
+                end.saturating_sub(size_ms)
+            }
+            WindowKind::Cumulate { max_size_ms, .. } => floor_to(end - 1, max_size_ms),
+            WindowKind::Session { gap_ms } => end.saturating_sub(gap_ms),
+        }
+    }
+
+    /// The `[start, end)` of the first window holding `ts` (the only one for `TUMBLE`).
     #[inline]
     pub fn assign(self, ts: i64) -> (i64, i64) {
         match self {
-            WindowKind::Tumble { size_ms } => {
-                let start = ts - ts.rem_euclid(size_ms);
-                (start, start.saturating_add(size_ms))
+            WindowKind::Session { gap_ms } => (ts, ts.saturating_add(gap_ms)),
+            _ => {
+                let end = self
+                    .window_ends(self.slice_start(ts))
+                    .next()
+                    .unwrap_or(i64::MAX);
+                (self.window_start(end), end)
             }
         }
     }
 
-    /// The window length.
+    /// The longest window: how far back in event time a window can reach.
     pub fn size_ms(self) -> i64 {
         match self {
-            WindowKind::Tumble { size_ms } => size_ms,
+            WindowKind::Tumble { size_ms } | WindowKind::Hop { size_ms, .. } => size_ms,
+            WindowKind::Cumulate { max_size_ms, .. } => max_size_ms,
+            WindowKind::Session { gap_ms } => gap_ms,
         }
     }
 }
@@ -86,6 +178,22 @@ impl std::fmt::Display for WindowKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             WindowKind::Tumble { size_ms } => write!(f, "TUMBLE {}", human_ms(*size_ms)),
+            WindowKind::Hop { slide_ms, size_ms } => write!(
+                f,
+                "HOP {} every {}",
+                human_ms(*size_ms),
+                human_ms(*slide_ms)
+            ),
+            WindowKind::Cumulate {
+                step_ms,
+                max_size_ms,
+            } => write!(
+                f,
+                "CUMULATE to {} by {}",
+                human_ms(*max_size_ms),
+                human_ms(*step_ms)
+            ),
+            WindowKind::Session { gap_ms } => write!(f, "SESSION gap {}", human_ms(*gap_ms)),
         }
     }
 }
@@ -114,6 +222,8 @@ pub struct WindowTvf {
     pub table: String,
     /// The time attribute column (`DESCRIPTOR(ts)`).
     pub time_column: String,
+    /// `SESSION(TABLE t PARTITION BY k, ...)`: the columns sessions are kept apart by.
+    pub partition_by: Vec<String>,
     /// The name the call was replaced by in streaming mode.
     pub slot: String,
     /// Where the call starts in the rule file.
@@ -268,38 +378,128 @@ fn parse_call(
             format!("expected `)` closing TABLE({kind_name}(...))"),
         ));
     }
-    let usage = match kind_name.as_str() {
-        "TUMBLE" => "TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '5' MINUTES)",
-        other => {
-            return Err(Diag::at(
-                kind_tok.span.start,
-                format!(
-                    "{other} windows are not supported yet; this engine runs TUMBLE \
-                     (e.g. TUMBLE(TABLE traffic, DESCRIPTOR(ts), INTERVAL '5' MINUTES))"
-                ),
-            ));
-        }
+    let (usage, names): (&str, &[&str]) = match kind_name.as_str() {
+        "TUMBLE" => (
+            "TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '5' MINUTES)",
+            &["DATA", "TIMECOL", "SIZE"],
+        ),
+        "HOP" => (
+            "HOP(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE, INTERVAL '10' MINUTES) (slide, then size)",
+            &["DATA", "TIMECOL", "SLIDE", "SIZE"],
+        ),
+        "CUMULATE" => (
+            "CUMULATE(TABLE t, DESCRIPTOR(ts), INTERVAL '10' MINUTES, INTERVAL '1' HOUR) (step, then max size)",
+            &["DATA", "TIMECOL", "STEP", "SIZE"],
+        ),
+        _ => (
+            "SESSION(TABLE t PARTITION BY key, DESCRIPTOR(ts), INTERVAL '10' MINUTES)",
+            &["DATA", "TIMECOL", "GAP"],
+        ),
     };
-    if args.len() != 3 || args.iter().any(Vec::is_empty) {
+    let args = named_args(args, names, usage, kind_tok.span.start)?;
+    if args.len() != names.len() || args.iter().any(Vec::is_empty) {
         return Err(Diag::at(
             kind_tok.span.start,
             format!(
-                "{kind_name} takes 3 arguments, found {}: use {usage}",
+                "{kind_name} takes {} arguments, found {}: use {usage}",
+                names.len(),
                 args.iter().filter(|a| !a.is_empty()).count()
             ),
         ));
     }
-    let table = parse_table_arg(&args[0], usage)?;
+    let (table, partition_by) = parse_table_arg(&args[0], usage, kind_name == "SESSION")?;
     let time_column = parse_descriptor(&args[1], usage)?;
-    let size_ms = parse_interval(&args[2])?;
+    let at = |i: usize| args[i][0].span.start;
+    let multiple = |small: i64, big: i64, what: &str| {
+        if big % small == 0 {
+            Ok(())
+        } else {
+            Err(Diag::at(
+                kind_tok.span.start,
+                format!(
+                    "the {what} of {kind_name} must be a whole multiple of its {}: use {usage}",
+                    if kind_name == "HOP" { "slide" } else { "step" }
+                ),
+            ))
+        }
+    };
+    let kind = match kind_name.as_str() {
+        "TUMBLE" => WindowKind::Tumble {
+            size_ms: parse_interval(&args[2])?,
+        },
+        "HOP" => {
+            let (slide_ms, size_ms) = (parse_interval(&args[2])?, parse_interval(&args[3])?);
+            multiple(slide_ms, size_ms, "size").map_err(|mut d| {
+                (d.line, d.column) = (at(3).line, at(3).column);
+                d
+            })?;
+            WindowKind::Hop { slide_ms, size_ms }
+        }
+        "CUMULATE" => {
+            let (step_ms, max_size_ms) = (parse_interval(&args[2])?, parse_interval(&args[3])?);
+            multiple(step_ms, max_size_ms, "max size").map_err(|mut d| {
+                (d.line, d.column) = (at(3).line, at(3).column);
+                d
+            })?;
+            WindowKind::Cumulate {
+                step_ms,
+                max_size_ms,
+            }
+        }
+        _ => WindowKind::Session {
+            gap_ms: parse_interval(&args[2])?,
+        },
+    };
     let tvf = WindowTvf {
-        kind: WindowKind::Tumble { size_ms },
+        kind,
         table,
         time_column,
+        partition_by,
         slot: format!("__cb_w{n}"),
         line: tokens[start].span.start.line,
     };
     Ok((tvf, close_outer))
+}
+
+/// Puts `NAME => value` arguments (Flink's named form) in their positional order.
+fn named_args<'a>(
+    args: Vec<Vec<&'a TokenWithSpan>>,
+    names: &[&str],
+    usage: &str,
+    at: Location,
+) -> Result<Vec<Vec<&'a TokenWithSpan>>, Diag> {
+    let is_named = |a: &[&TokenWithSpan]| matches!(a, [name, arrow, ..] if matches!(name.token, Token::Word(_)) && arrow.token == Token::RArrow);
+    if !args.iter().any(|a| is_named(a)) {
+        return Ok(args);
+    }
+    let mut out: Vec<Vec<&TokenWithSpan>> = vec![Vec::new(); names.len()];
+    for a in args {
+        let name = match (is_named(&a), &a[0].token) {
+            (true, Token::Word(w)) => w.value.to_ascii_uppercase(),
+            _ => {
+                return Err(Diag::at(
+                    a.first().map_or(at, |t| t.span.start),
+                    format!("name every argument or none: use {usage}"),
+                ));
+            }
+        };
+        let name = if name == "MAX_SIZE" {
+            "SIZE".to_string()
+        } else {
+            name
+        };
+        let Some(i) = names.iter().position(|n| *n == name) else {
+            return Err(Diag::at(
+                a[0].span.start,
+                format!(
+                    "unknown argument `{name}`; this window takes {}",
+                    names.join(", ")
+                ),
+            ));
+        };
+        out[i] = a[2..].to_vec();
+    }
+    Ok(out)
 }
 
 fn ident(t: &Token) -> Option<String> {
@@ -310,19 +510,48 @@ fn ident(t: &Token) -> Option<String> {
     }
 }
 
-fn parse_table_arg(arg: &[&TokenWithSpan], usage: &str) -> Result<String, Diag> {
-    match arg {
-        [kw, name] if word_is(&kw.token, "TABLE") => ident(&name.token).ok_or_else(|| {
-            Diag::at(
-                name.span.start,
-                format!("expected a table name; use {usage}"),
-            )
-        }),
-        _ => Err(Diag::at(
-            arg[0].span.start,
-            format!("the first argument must be `TABLE <feed>`; use {usage}"),
-        )),
+fn parse_table_arg(
+    arg: &[&TokenWithSpan],
+    usage: &str,
+    session: bool,
+) -> Result<(String, Vec<String>), Diag> {
+    let bad =
+        |t: &TokenWithSpan, what: &str| Diag::at(t.span.start, format!("{what}; use {usage}"));
+    let (kw, name, rest) = match arg {
+        [kw, name, rest @ ..] if word_is(&kw.token, "TABLE") => (kw, name, rest),
+        _ => return Err(bad(arg[0], "the first argument must be `TABLE <feed>`")),
+    };
+    let _ = kw;
+    let table = ident(&name.token).ok_or_else(|| bad(name, "expected a table name"))?;
+    let mut partition_by = Vec::new();
+    match rest {
+        [] => {}
+        [p, b, cols @ ..] if word_is(&p.token, "PARTITION") && word_is(&b.token, "BY") => {
+            if !session {
+                return Err(bad(p, "only SESSION windows take PARTITION BY"));
+            }
+            let cols = match cols {
+                [lp, inner @ .., rp] if lp.token == Token::LParen && rp.token == Token::RParen => {
+                    inner
+                }
+                other => other,
+            };
+            for (i, c) in cols.iter().enumerate() {
+                match (&c.token, i % 2) {
+                    (Token::Comma, 1) => {}
+                    (t, 0) => {
+                        partition_by.push(ident(t).ok_or_else(|| bad(c, "expected a column name"))?)
+                    }
+                    _ => return Err(bad(c, "expected `,` between PARTITION BY columns")),
+                }
+            }
+            if partition_by.is_empty() {
+                return Err(bad(b, "PARTITION BY needs at least one column"));
+            }
+        }
+        [t, ..] => return Err(bad(t, "unexpected text after the table name")),
     }
+    Ok((table, partition_by))
 }
 
 fn parse_descriptor(arg: &[&TokenWithSpan], usage: &str) -> Result<String, Diag> {
@@ -415,18 +644,7 @@ fn emit_replacement(
     let table = quote(&tvf.table);
     let mut text = match mode {
         Mode::Streaming => tvf.slot.clone(),
-        Mode::Batch => {
-            let ts = quote(&tvf.time_column);
-            let size = tvf.kind.size_ms();
-            format!(
-                "(SELECT *, \
-                   date_bin(INTERVAL '{size} milliseconds', {ts}, to_timestamp_millis(0)) AS {WINDOW_START}, \
-                   date_bin(INTERVAL '{size} milliseconds', {ts}, to_timestamp_millis(0)) + INTERVAL '{size} milliseconds' AS {WINDOW_END}, \
-                   date_bin(INTERVAL '{size} milliseconds', {ts}, to_timestamp_millis(0)) + INTERVAL '{} milliseconds' AS {WINDOW_TIME} \
-                 FROM {table})",
-                size - 1
-            )
-        }
+        Mode::Batch => batch_sql(tvf),
     };
     if alias {
         text.push_str(" AS ");
@@ -448,6 +666,75 @@ fn emit_replacement(
         Token::Whitespace(datafusion::sql::sqlparser::tokenizer::Whitespace::Space),
         span,
     ));
+}
+
+/// The window call as a plain DataFusion subquery over the whole table: the oracle's
+/// independent definition of each window kind (`date_bin`, `generate_series`, `LAG`).
+fn batch_sql(tvf: &WindowTvf) -> String {
+    let table = quote(&tvf.table);
+    let ts = quote(&tvf.time_column);
+    let ms = |n: i64| format!("INTERVAL '{n} milliseconds'");
+    let bin = |n: i64| format!("date_bin({}, {ts}, to_timestamp_millis(0))", ms(n));
+    match tvf.kind {
+        WindowKind::Tumble { size_ms } => format!(
+            "(SELECT *, {b} AS {WINDOW_START}, {b} + {size} AS {WINDOW_END}, \
+               {b} + {last} AS {WINDOW_TIME} FROM {table})",
+            b = bin(size_ms),
+            size = ms(size_ms),
+            last = ms(size_ms - 1),
+        ),
+        WindowKind::Hop { slide_ms, size_ms } => format!(
+            "(SELECT * EXCLUDE (\"__cb_ws\"), \"__cb_ws\" AS {WINDOW_START}, \
+               \"__cb_ws\" + {size} AS {WINDOW_END}, \
+               \"__cb_ws\" + {last} AS {WINDOW_TIME} \
+             FROM (SELECT *, unnest(generate_series({b} - {back}, {b}, {slide})) AS \"__cb_ws\" FROM {table}))",
+            b = bin(slide_ms),
+            back = ms(size_ms - slide_ms),
+            slide = ms(slide_ms),
+            size = ms(size_ms),
+            last = ms(size_ms - 1),
+        ),
+        WindowKind::Cumulate {
+            step_ms,
+            max_size_ms,
+        } => format!(
+            "(SELECT * EXCLUDE (\"__cb_we\"), {start} AS {WINDOW_START}, \
+               \"__cb_we\" AS {WINDOW_END}, \
+               \"__cb_we\" - {one} AS {WINDOW_TIME} \
+             FROM (SELECT *, unnest(generate_series({b} + {step}, {start} + {max}, {step})) AS \"__cb_we\" FROM {table}))",
+            b = bin(step_ms),
+            start = bin(max_size_ms),
+            step = ms(step_ms),
+            max = ms(max_size_ms),
+            one = ms(1),
+        ),
+        WindowKind::Session { gap_ms } => {
+            let keys: Vec<String> = tvf.partition_by.iter().map(|k| quote(k)).collect();
+            let by = |extra: &str| {
+                let mut all = keys.clone();
+                if !extra.is_empty() {
+                    all.push(extra.to_string());
+                }
+                if all.is_empty() {
+                    String::new()
+                } else {
+                    format!("PARTITION BY {}", all.join(", "))
+                }
+            };
+            let session = format!("OVER ({})", by("\"__cb_sid\""));
+            format!(
+                "(SELECT * EXCLUDE (\"__cb_prev\", \"__cb_sid\"), MIN({ts}) {session} AS {WINDOW_START}, \
+                   MAX({ts}) {session} + {gap} AS {WINDOW_END}, MAX({ts}) {session} + {last} AS {WINDOW_TIME} \
+                 FROM (SELECT *, SUM(CASE WHEN \"__cb_prev\" IS NULL \
+                         OR CAST({ts} AS BIGINT) - CAST(\"__cb_prev\" AS BIGINT) >= {gap_ms} THEN 1 ELSE 0 END) \
+                         OVER ({order} ROWS UNBOUNDED PRECEDING) AS \"__cb_sid\" \
+                       FROM (SELECT *, LAG({ts}) OVER ({order}) AS \"__cb_prev\" FROM {table})))",
+                order = format!("{} ORDER BY {ts}", by("")),
+                gap = ms(gap_ms),
+                last = ms(gap_ms - 1),
+            )
+        }
+    }
 }
 
 fn quote(ident: &str) -> String {
@@ -472,6 +759,7 @@ mod tests {
                 kind: WindowKind::Tumble { size_ms: 300_000 },
                 table: "traffic".into(),
                 time_column: "ts".into(),
+                partition_by: Vec::new(),
                 slot: "__cb_w0".into(),
                 line: 2,
             }]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use citybrain_rules::{Catalog, RuleRunner, RuleSource, Shape, compile};
+use citybrain_rules::{Catalog, RuleRunner, RuleSource, RunnerConfig, Shape, compile};
 
 fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -47,7 +47,10 @@ async fn runner(sql: &str, bound_ms: i64) -> RuleRunner {
     let rule = compile(&RuleSource::inline("r", sql), &catalog())
         .await
         .unwrap_or_else(|p| panic!("{p:?}"));
-    RuleRunner::new(Arc::new(rule), bound_ms)
+    RuleRunner::new(
+        Arc::new(rule),
+        RunnerConfig::with_out_of_orderness(bound_ms),
+    )
 }
 
 fn totals(e: &citybrain_rules::Emission) -> Vec<(String, i64)> {
@@ -64,16 +67,15 @@ fn totals(e: &citybrain_rules::Emission) -> Vec<(String, i64)> {
 }
 
 #[tokio::test]
-async fn a_window_is_emitted_only_when_the_watermark_reaches_its_end() {
+async fn a_window_is_emitted_only_when_the_watermark_reaches_its_last_millisecond() {
     let mut r = runner(SUM_PER_10S, 2_000).await;
-    assert_eq!(r.rule().shape, Shape::WindowAggregate);
-    // Max ts 11.999 s: watermark 9.999 s < end 10 s, nothing yet.
+    assert_eq!(r.rule().shape, Shape::Windowed);
+    // Max ts 11.998 s: watermark 9.998 s, before the window's last millisecond: nothing yet.
     let step = r
-        .process(&batch(&[
-            (1_000, "a", 1),
-            (9_999, "b", 2),
-            (11_999, "a", 4),
-        ]))
+        .process(
+            0,
+            &batch(&[(1_000, "a", 1), (9_999, "b", 2), (11_998, "a", 4)]),
+        )
         .await
         .unwrap();
     assert!(
@@ -81,8 +83,9 @@ async fn a_window_is_emitted_only_when_the_watermark_reaches_its_end() {
         "window [0,10s) must wait for the watermark"
     );
     assert_eq!(r.open_windows(), 2);
-    // Max ts 12 s: watermark 10 s reaches the end of [0, 10 s).
-    let step = r.process(&batch(&[(12_000, "a", 8)])).await.unwrap();
+    // Max ts 11.999 s: watermark 9.999 s reaches the last millisecond of [0, 10 s) (its
+    // window_time), which closes it, as in Flink.
+    let step = r.process(0, &batch(&[(11_999, "a", 8)])).await.unwrap();
     assert_eq!(step.emissions.len(), 1);
     let w = step.emissions[0].window.expect("windowed");
     assert_eq!((w.start, w.end), (0, 10_000));
@@ -101,12 +104,15 @@ async fn a_window_is_emitted_only_when_the_watermark_reaches_its_end() {
 async fn rows_behind_the_watermark_of_an_emitted_window_are_late_and_not_merged() {
     let mut r = runner(SUM_PER_10S, 0).await;
     let step = r
-        .process(&batch(&[
-            (5_000, "a", 1),
-            (10_000, "a", 2),  // watermark 10 s: [0, 10 s) emitted
-            (9_000, "a", 100), // late for the emitted window
-            (10_500, "a", 4),  // on time
-        ]))
+        .process(
+            0,
+            &batch(&[
+                (5_000, "a", 1),
+                (10_000, "a", 2),  // watermark 10 s: [0, 10 s) emitted
+                (9_000, "a", 100), // late for the emitted window
+                (10_500, "a", 4),  // on time
+            ]),
+        )
         .await
         .unwrap();
     assert_eq!(step.late_rows, vec![2]);
@@ -131,7 +137,7 @@ async fn lateness_does_not_depend_on_batch_boundaries() {
         let mut n = 0;
         for part in [&rows[..cut], &rows[cut..]] {
             if !part.is_empty() {
-                n += r.process(&batch(part)).await.unwrap().late_rows.len();
+                n += r.process(0, &batch(part)).await.unwrap().late_rows.len();
             }
         }
         late.push(n);
@@ -144,9 +150,9 @@ async fn per_event_rules_emit_at_once_and_never_see_late_data() {
     let sql = "-- title: t\n-- severity: info\nSELECT k, v FROM t WHERE v > 1";
     let mut r = runner(sql, 0).await;
     assert_eq!(r.rule().shape, Shape::PerEvent);
-    r.process(&batch(&[(100_000, "a", 5)])).await.unwrap();
+    r.process(0, &batch(&[(100_000, "a", 5)])).await.unwrap();
     let step = r
-        .process(&batch(&[(1_000, "x", 1), (2_000, "y", 3)]))
+        .process(0, &batch(&[(1_000, "x", 1), (2_000, "y", 3)]))
         .await
         .unwrap();
     assert!(step.late_rows.is_empty());

@@ -1,0 +1,86 @@
+//! Interval joins: two inputs joined where their event times are at most a bounded distance
+//! apart (`b.ts BETWEEN a.ts - INTERVAL '10' MINUTES AND a.ts`).
+//!
+//! Each side keeps its rows until the watermark is further past them than the interval: no
+//! row still to come can match them after that. A new batch of one side is joined at once
+//! with the rows the other side keeps, then kept itself, so every matching pair is produced
+//! exactly once, as soon as its second row arrives.
+
+use arrow::array::{RecordBatch, UInt32Array};
+
+use super::fault;
+use crate::Result;
+use crate::compile::CompiledRule;
+
+pub(crate) struct IntervalJoin {
+    span: i64,
+    /// Per scan: kept batches with their smallest and largest event time.
+    kept: [Vec<(i64, i64, RecordBatch)>; 2],
+}
+
+impl IntervalJoin {
+    pub fn new(span: i64) -> Self {
+        Self {
+            span,
+            kept: [Vec::new(), Vec::new()],
+        }
+    }
+
+    pub fn oldest_needed_ts(&self) -> Option<i64> {
+        self.kept.iter().flatten().map(|(min, _, _)| *min).min()
+    }
+
+    /// Joins the on-time rows of `batch` (input `input`) with the other side; returns the late
+    /// rows and the joined results.
+    pub async fn insert(
+        &mut self,
+        rule: &CompiledRule,
+        input: usize,
+        batch: &RecordBatch,
+        ts: &[i64],
+        marks: &[i64],
+    ) -> Result<(Vec<u32>, Vec<RecordBatch>)> {
+        let mut late = Vec::new();
+        let mut keep = Vec::with_capacity(ts.len());
+        for (i, (t, wm)) in ts.iter().zip(marks).enumerate() {
+            if t < wm {
+                late.push(i as u32);
+            } else {
+                keep.push(i as u32);
+            }
+        }
+        let kept = if late.is_empty() {
+            batch.clone()
+        } else {
+            arrow::compute::take_record_batch(batch, &UInt32Array::from(keep))
+                .map_err(|e| fault(rule, e))?
+        };
+        if kept.num_rows() == 0 {
+            return Ok((late, Vec::new()));
+        }
+        let max_ts = ts.iter().copied().max().unwrap_or(i64::MIN);
+        let min_ts = ts.iter().copied().min().unwrap_or(i64::MIN);
+        let Some(side) = rule.scans.iter().position(|s| s.input == input) else {
+            return Ok((late, Vec::new()));
+        };
+        let other = 1 - side;
+        let fills = vec![
+            (&*rule.scans[side].slot, vec![kept.clone()]),
+            (
+                &*rule.scans[other].slot,
+                self.kept[other].iter().map(|(_, _, b)| b.clone()).collect(),
+            ),
+        ];
+        let out = rule.run(&rule.plan, fills).await?;
+        self.kept[side].push((min_ts, max_ts, kept));
+        Ok((late, out))
+    }
+
+    /// Drops kept batches entirely older than the watermark minus the interval.
+    pub fn forget_before(&mut self, wm: i64) {
+        let horizon = wm.saturating_sub(self.span);
+        for side in &mut self.kept {
+            side.retain(|(_, max, _)| *max >= horizon);
+        }
+    }
+}

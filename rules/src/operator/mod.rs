@@ -1,0 +1,475 @@
+//! Running a compiled rule over streams: event time, watermarks, windows and late data.
+//!
+//! ```text
+//!  batch of input i ──▶ RuleRunner::process(i, batch)
+//!                         │ per row: the rule's watermark before the row; late rows out
+//!                         ├─ late rows ───────────────────────────────────────▶ Step::late_rows
+//!                         ├─ PerEvent:     run the plan now ──────────────────▶ Step::emissions
+//!                         ├─ Windowed:     sliced::Slices (TUMBLE/HOP/CUMULATE)
+//!                         │                session::Sessions (SESSION)
+//!                         │                └─ when the watermark passes a window's end,
+//!                         │                   run the plan for that window ───▶ Step::emissions
+//!                         └─ IntervalJoin: interval::IntervalJoin, joined at once ▶ Step::emissions
+//! ```
+//!
+//! **Watermarks.** Each input has its own watermark: for a feed, the largest event time seen
+//! minus the bounded out-of-orderness, advanced row by row (so lateness never depends on how
+//! input is cut into batches); for a view, the watermark of the rule producing it, set with
+//! [`RuleRunner::advance`] after its rows. A rule's watermark is the minimum over its inputs.
+//! An input that has delivered nothing for the idle timeout (wall-clock time, as in Flink) is
+//! left out of that minimum until it delivers again, so a feed that has gone quiet does not
+//! stall the rule forever. A window closes when the watermark reaches its last millisecond.
+//!
+//! **Late data.** A row is late when every window it belongs to was emitted more than the
+//! rule's allowed lateness ago; it is reported in [`Step::late_rows`] and merged into nothing.
+//! A row that arrives after its window was emitted but within the allowed lateness updates the
+//! window, which is emitted again: rows whose result changed carry the next revision.
+
+mod interval;
+mod revisions;
+mod session;
+mod sliced;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, ArrayRef, RecordBatch, TimestampMillisecondArray};
+
+use crate::Result;
+use crate::compile::{CompiledRule, Scan, Shape};
+use crate::window::WindowKind;
+
+use interval::IntervalJoin;
+use revisions::Revisions;
+use session::Sessions;
+use sliced::Slices;
+
+/// Bounded out-of-orderness used when none is configured: 5 seconds, enough for feeds whose
+/// devices batch uploads every few seconds without holding alerts back noticeably.
+pub const DEFAULT_OUT_OF_ORDERNESS_MS: i64 = 5_000;
+
+/// Idle timeout of live runs when none is configured: an input of a multi-input rule that has
+/// delivered nothing for a minute stops holding the rule's watermark back.
+pub const DEFAULT_IDLE_TIMEOUT_MS: i64 = 60_000;
+
+/// How a runner treats time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunnerConfig {
+    /// Bounded out-of-orderness of feed inputs, in milliseconds.
+    pub out_of_orderness_ms: i64,
+    /// After how long without input (wall-clock milliseconds) an input stops holding back a
+    /// multi-input rule; `None` never (replays of files, where every feed runs to its end).
+    pub idle_timeout_ms: Option<i64>,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        Self {
+            out_of_orderness_ms: DEFAULT_OUT_OF_ORDERNESS_MS,
+            idle_timeout_ms: None,
+        }
+    }
+}
+
+impl RunnerConfig {
+    /// The defaults with another out-of-orderness.
+    pub fn with_out_of_orderness(out_of_orderness_ms: i64) -> Self {
+        Self {
+            out_of_orderness_ms,
+            ..Self::default()
+        }
+    }
+}
+
+/// A window's `[start, end)` in epoch milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Window {
+    /// Inclusive start.
+    pub start: i64,
+    /// Exclusive end.
+    pub end: i64,
+}
+
+/// Results of one plan execution.
+#[derive(Debug)]
+pub struct Emission {
+    /// The window these rows close, for windowed rules.
+    pub window: Option<Window>,
+    /// Result rows with the rule's [`CompiledRule::output_schema`]; never empty.
+    pub batches: Vec<RecordBatch>,
+    /// 1 for a window's first results; higher when late rows (within the allowed lateness)
+    /// changed these rows after they were first emitted.
+    pub revision: u32,
+}
+
+/// What one input batch produced.
+#[derive(Debug, Default)]
+pub struct Step {
+    /// Results ready to become alerts, in window order.
+    pub emissions: Vec<Emission>,
+    /// Indexes (into the input batch) of rows that were too late to count.
+    pub late_rows: Vec<u32>,
+}
+
+/// One input's clock.
+#[derive(Debug, Clone, Copy, Default)]
+struct Clock {
+    max_ts: Option<i64>,
+    /// Set from outside (a view's producer, or a source tracking partitions).
+    explicit: Option<i64>,
+    /// When it last delivered rows or a watermark.
+    last_active: Option<Instant>,
+}
+
+enum State {
+    PerEvent,
+    Slices(Slices),
+    Sessions(Sessions),
+    Interval(IntervalJoin),
+}
+
+/// Runs one [`CompiledRule`] over its inputs.
+pub struct RuleRunner {
+    rule: Arc<CompiledRule>,
+    config: RunnerConfig,
+    started: Instant,
+    clocks: Vec<Clock>,
+    state: State,
+    revisions: Option<Revisions>,
+    late: u64,
+}
+
+impl std::fmt::Debug for RuleRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleRunner")
+            .field("rule", &self.rule.meta.id)
+            .field("watermark", &self.watermark())
+            .field("open_windows", &self.open_windows())
+            .finish()
+    }
+}
+
+impl RuleRunner {
+    /// A runner with no state yet.
+    pub fn new(rule: Arc<CompiledRule>, config: RunnerConfig) -> Self {
+        let lateness = rule.meta.allowed_lateness_ms.max(0);
+        let state = match (rule.shape, rule.window.as_ref().map(|w| w.kind)) {
+            (Shape::Windowed, Some(WindowKind::Session { gap_ms })) => {
+                State::Sessions(Sessions::new(&rule.scans[0], gap_ms))
+            }
+            (Shape::Windowed, Some(kind)) => {
+                State::Slices(Slices::new(kind, lateness, rule.scans.len()))
+            }
+            (Shape::IntervalJoin, _) => {
+                State::Interval(IntervalJoin::new(rule.interval_ms.unwrap_or(0)))
+            }
+            _ => State::PerEvent,
+        };
+        let revisions = (lateness > 0 && matches!(state, State::Slices(_)))
+            .then(|| Revisions::new(&rule.meta.id, &rule.output_schema, rule.data_columns));
+        Self {
+            clocks: vec![Clock::default(); rule.inputs.len()],
+            config: RunnerConfig {
+                out_of_orderness_ms: config.out_of_orderness_ms.max(0),
+                idle_timeout_ms: config.idle_timeout_ms.map(|t| t.max(0)),
+            },
+            started: Instant::now(),
+            rule,
+            state,
+            revisions,
+            late: 0,
+        }
+    }
+
+    /// The rule this runner runs.
+    pub fn rule(&self) -> &Arc<CompiledRule> {
+        &self.rule
+    }
+
+    /// The rule's watermark, once its inputs have one.
+    pub fn watermark(&self) -> Option<i64> {
+        self.combined(None, Instant::now())
+    }
+
+    /// Windows (or sessions) holding rows, not yet emitted.
+    pub fn open_windows(&self) -> usize {
+        match &self.state {
+            State::Slices(s) => s.open_windows(),
+            State::Sessions(s) => s.open_windows(),
+            State::PerEvent | State::Interval(_) => 0,
+        }
+    }
+
+    /// Late rows seen so far.
+    pub fn late_count(&self) -> u64 {
+        self.late
+    }
+
+    /// The earliest event time of any row whose effects are not final yet (it sits in a
+    /// window not yet emitted, or one that late rows may still update, or an interval join
+    /// buffer). Input before it can be forgotten: a restart from there rebuilds the same state.
+    pub fn oldest_needed_ts(&self) -> Option<i64> {
+        match &self.state {
+            State::PerEvent => None,
+            State::Slices(s) => s.oldest_needed_ts(),
+            State::Sessions(s) => s.oldest_needed_ts(),
+            State::Interval(j) => j.oldest_needed_ts(),
+        }
+    }
+
+    fn input_watermark(&self, c: &Clock) -> Option<i64> {
+        c.explicit.or(c
+            .max_ts
+            .map(|m| m.saturating_sub(self.config.out_of_orderness_ms)))
+    }
+
+    /// The rule's watermark at `now`, with input `replaced` (index, watermark) standing in
+    /// for its clock: the minimum over the inputs not idle, or the largest watermark when all
+    /// are idle.
+    fn combined(&self, replaced: Option<(usize, Option<i64>)>, now: Instant) -> Option<i64> {
+        let timeout = self
+            .config
+            .idle_timeout_ms
+            .map(|t| Duration::from_millis(t.unsigned_abs()));
+        let mut min: Option<i64> = None;
+        let mut missing = false;
+        let mut max = None::<i64>;
+        for (i, c) in self.clocks.iter().enumerate() {
+            let (wm, current) = match replaced {
+                Some((r, wm)) if r == i => (wm, true),
+                _ => (self.input_watermark(c), false),
+            };
+            max = max.max(wm);
+            let idle = !current
+                && timeout.is_some_and(|t| {
+                    now.saturating_duration_since(c.last_active.unwrap_or(self.started)) >= t
+                });
+            if idle {
+                continue;
+            }
+            match wm {
+                Some(w) => min = Some(min.map_or(w, |m| m.min(w))),
+                None => missing = true,
+            }
+        }
+        if missing { None } else { min.or(max) }
+    }
+
+    /// Takes one batch of input `input` (a feed: its rows also advance that input's
+    /// watermark).
+    ///
+    /// # Errors
+    /// When the plan fails to execute (an engine fault).
+    pub async fn process(&mut self, input: usize, batch: &RecordBatch) -> Result<Step> {
+        self.take(input, batch, true).await
+    }
+
+    /// Takes rows of a view input: they do not move its watermark, which the producing rule
+    /// sets with [`RuleRunner::advance`] after handing over its rows.
+    ///
+    /// # Errors
+    /// When the plan fails to execute (an engine fault).
+    pub async fn process_view(&mut self, input: usize, batch: &RecordBatch) -> Result<Step> {
+        self.take(input, batch, false).await
+    }
+
+    /// Sets the watermark of input `input` from outside (a view's producer, or a source that
+    /// tracks partitions), and emits what it completes. From then on that input's rows no
+    /// longer move its watermark.
+    ///
+    /// # Errors
+    /// When the plan fails to execute (an engine fault).
+    pub async fn advance(&mut self, input: usize, watermark: i64) -> Result<Vec<Emission>> {
+        let c = &mut self.clocks[input];
+        c.explicit = Some(c.explicit.map_or(watermark, |w| w.max(watermark)));
+        c.last_active = Some(Instant::now());
+        match self.watermark() {
+            Some(wm) => self.fire(wm).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// End of a finite input: emits every open window.
+    ///
+    /// # Errors
+    /// When the plan fails to execute (an engine fault).
+    pub async fn finish(&mut self) -> Result<Vec<Emission>> {
+        self.fire(i64::MAX).await
+    }
+
+    async fn take(&mut self, input: usize, batch: &RecordBatch, observe: bool) -> Result<Step> {
+        let Some(scan) = self.rule.scans.iter().find(|s| s.input == input) else {
+            return Ok(Step::default());
+        };
+        let ts = batch
+            .column(scan.time_index)
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()
+            .expect("the catalog's time column is a millisecond timestamp")
+            .clone();
+        let now = Instant::now();
+        let before = self.watermark().map(|w| closing(Some(w)));
+        // The rule's watermark just before each row.
+        self.clocks[input].last_active = Some(now);
+        let clock = self.clocks[input];
+        let observe = observe && clock.explicit.is_none();
+        let mut running = clock.max_ts;
+        let mut marks = Vec::with_capacity(ts.len());
+        for t in ts.values() {
+            let own = match (observe, running) {
+                (true, Some(m)) => Some(m.saturating_sub(self.config.out_of_orderness_ms)),
+                (true, None) => None,
+                (false, _) => self.input_watermark(&clock),
+            };
+            marks.push(closing(self.combined(Some((input, own)), now)));
+            if observe {
+                running = Some(running.map_or(*t, |m| m.max(*t)));
+            }
+        }
+        if observe {
+            self.clocks[input].max_ts = running;
+        }
+        let rule = Arc::clone(&self.rule);
+        let mut step = Step::default();
+        match &mut self.state {
+            State::PerEvent => {
+                let out = rule
+                    .run(&rule.plan, vec![(&*scan.slot, vec![batch.clone()])])
+                    .await?;
+                step.emissions.extend(emission(None, out, 1));
+            }
+            State::Slices(s) => {
+                step.late_rows = s.insert(&rule, input, batch, ts.values(), &marks, before)?;
+            }
+            State::Sessions(s) => {
+                step.late_rows = s.insert(&rule, batch, ts.values(), &marks)?;
+            }
+            State::Interval(j) => {
+                // Rows older than the watermark itself are late here (the closing horizon is
+                // one past it).
+                let marks: Vec<i64> = marks.iter().map(|m| m.saturating_sub(1)).collect();
+                let (late, out) = j.insert(&rule, input, batch, ts.values(), &marks).await?;
+                step.late_rows = late;
+                step.emissions.extend(emission(None, out, 1));
+            }
+        }
+        self.late += step.late_rows.len() as u64;
+        if let Some(wm) = self.watermark() {
+            step.emissions.extend(self.fire(wm).await?);
+        }
+        Ok(step)
+    }
+
+    /// Emits every window the watermark `wm` has closed (and re-emits windows updated by
+    /// late rows), then drops state nothing can reach any more.
+    async fn fire(&mut self, wm: i64) -> Result<Vec<Emission>> {
+        let wm = closing(Some(wm));
+        let rule = Arc::clone(&self.rule);
+        let out = match &mut self.state {
+            State::PerEvent => Vec::new(),
+            State::Slices(s) => {
+                let mut out = Vec::new();
+                for (window, batches, first) in s.fire(&rule, wm).await? {
+                    match &mut self.revisions {
+                        Some(r) => out.extend(r.revise(window, batches, first)?),
+                        None => out.extend(emission(Some(window), batches, 1)),
+                    }
+                }
+                if let Some(r) = &mut self.revisions {
+                    r.forget_before(wm.saturating_sub(rule.meta.allowed_lateness_ms));
+                }
+                out
+            }
+            State::Sessions(s) => s
+                .fire(&rule, wm)
+                .await?
+                .into_iter()
+                .filter_map(|(w, b)| emission(Some(w), b, 1))
+                .collect(),
+            State::Interval(j) => {
+                j.forget_before(wm);
+                Vec::new()
+            }
+        };
+        Ok(out)
+    }
+}
+
+/// The closing horizon for watermark `wm`: windows ending at or before it are complete. As in
+/// Flink, a window `[start, end)` closes when the watermark reaches its last millisecond,
+/// `end - 1` (its `window_time`), so the horizon is one past the watermark.
+fn closing(wm: Option<i64>) -> i64 {
+    wm.map_or(i64::MIN, |w| w.saturating_add(1))
+}
+
+/// Results as an emission, unless there are none.
+pub(crate) fn emission(
+    window: Option<Window>,
+    batches: Vec<RecordBatch>,
+    revision: u32,
+) -> Option<Emission> {
+    let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
+    (!batches.is_empty()).then_some(Emission {
+        window,
+        batches,
+        revision,
+    })
+}
+
+/// A constant timestamp column (UTC milliseconds).
+pub(crate) fn constant_ts(value: i64, len: usize) -> ArrayRef {
+    Arc::new(TimestampMillisecondArray::from_value(value, len).with_timezone("UTC"))
+}
+
+/// `batch` (an input's rows) with the window columns of `[start, end)` appended, as the scan's
+/// slot expects.
+pub(crate) fn windowed(
+    rule: &CompiledRule,
+    scan: &Scan,
+    batch: &RecordBatch,
+    start: i64,
+    end: i64,
+) -> Result<RecordBatch> {
+    let n = batch.num_rows();
+    let mut columns = batch.columns().to_vec();
+    columns.push(constant_ts(start, n));
+    columns.push(constant_ts(end, n));
+    columns.push(constant_ts(end.saturating_sub(1), n));
+    RecordBatch::try_new(Arc::clone(&scan.schema), columns).map_err(|e| fault(rule, e))
+}
+
+pub(crate) fn fault(rule: &CompiledRule, e: arrow::error::ArrowError) -> crate::Error {
+    crate::Error::Execute {
+        rule: rule.meta.id.clone(),
+        source: e.into(),
+    }
+}
+
+/// Splits `batch` by a key per row (rows keep their order within each part).
+pub(crate) fn split_by(
+    rule: &CompiledRule,
+    batch: &RecordBatch,
+    keys: &[i64],
+) -> Result<Vec<(i64, RecordBatch)>> {
+    let Some(&first) = keys.first() else {
+        return Ok(Vec::new());
+    };
+    if keys.iter().all(|k| *k == first) {
+        return Ok(vec![(first, batch.clone())]);
+    }
+    let mut distinct = keys.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let mut out = Vec::with_capacity(distinct.len());
+    for k in distinct {
+        let idx: arrow::array::UInt32Array = keys
+            .iter()
+            .enumerate()
+            .filter(|(_, x)| **x == k)
+            .map(|(i, _)| i as u32)
+            .collect();
+        let part = arrow::compute::take_record_batch(batch, &idx).map_err(|e| fault(rule, e))?;
+        out.push((k, part));
+    }
+    Ok(out)
+}

@@ -1,0 +1,212 @@
+//! Windows that tile time (TUMBLE, HOP, CUMULATE), kept as slices.
+//!
+//! Every window is a run of whole slices (the slide, the step, or the size of a tumbling
+//! window), so each row is stored once, in its slice, however many windows it belongs to.
+//! When the rule's plan is a window aggregation that can be cut in two
+//! ([`CompiledRule::is_sliced`]), a slice is reduced to partial aggregate states as soon as
+//! the watermark passes its end, and a window is the final aggregation over the states of its
+//! slices: a 10-minute window hopping every 10 s keeps 60 small states per group, not 60
+//! copies of the rows. Other windowed plans (window joins, Top-N over them) run over the rows
+//! of the window's slices.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+
+use super::{Window, constant_ts, fault, split_by, windowed};
+use crate::Result;
+use crate::compile::CompiledRule;
+use crate::window::WindowKind;
+
+pub(crate) struct Slices {
+    kind: WindowKind,
+    lateness: i64,
+    /// Per scan: slice start → rows (input schema), not yet reduced.
+    raw: Vec<BTreeMap<i64, Vec<RecordBatch>>>,
+    /// Slice start → partial aggregate states (split plans only).
+    partials: BTreeMap<i64, Vec<RecordBatch>>,
+    /// Ends of windows holding rows, not yet emitted.
+    pending: BTreeSet<i64>,
+    /// Ends of emitted windows that late rows (within the allowed lateness) have updated.
+    refire: BTreeSet<i64>,
+}
+
+impl Slices {
+    pub fn new(kind: WindowKind, lateness: i64, scans: usize) -> Self {
+        Self {
+            kind,
+            lateness,
+            raw: (0..scans).map(|_| BTreeMap::new()).collect(),
+            partials: BTreeMap::new(),
+            pending: BTreeSet::new(),
+            refire: BTreeSet::new(),
+        }
+    }
+
+    pub fn open_windows(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn oldest_needed_ts(&self) -> Option<i64> {
+        self.raw
+            .iter()
+            .filter_map(|m| m.keys().next().copied())
+            .chain(self.partials.keys().next().copied())
+            .min()
+    }
+
+    /// Files the rows of `batch` (input `input`) under their slices; returns the late rows.
+    /// `marks[i]` is the rule's watermark just before row `i`; `before` the watermark at the
+    /// last emission.
+    pub fn insert(
+        &mut self,
+        rule: &CompiledRule,
+        input: usize,
+        batch: &RecordBatch,
+        ts: &[i64],
+        marks: &[i64],
+        before: Option<i64>,
+    ) -> Result<Vec<u32>> {
+        let kind = self.kind;
+        let mut late = Vec::new();
+        let mut keep = Vec::with_capacity(ts.len());
+        let mut slices = Vec::with_capacity(ts.len());
+        let mut last = (i64::MIN, i64::MIN);
+        for (i, (t, wm)) in ts.iter().zip(marks).enumerate() {
+            let slice = kind.slice_start(*t);
+            // The last window holding the slice; cached as rows mostly share slices.
+            if slice != last.0 {
+                last = (slice, kind.last_window_end(slice));
+            }
+            if last.1.saturating_add(self.lateness) <= *wm {
+                late.push(i as u32);
+            } else {
+                keep.push(i as u32);
+                slices.push(slice);
+            }
+        }
+        let kept = if late.is_empty() {
+            batch.clone()
+        } else {
+            let idx = arrow::array::UInt32Array::from(keep);
+            arrow::compute::take_record_batch(batch, &idx).map_err(|e| fault(rule, e))?
+        };
+        let emitted_up_to = before.unwrap_or(i64::MIN);
+        for (slice, part) in split_by(rule, &kept, &slices)? {
+            for (scan_index, scan) in rule.scans.iter().enumerate() {
+                if scan.input == input {
+                    self.raw[scan_index]
+                        .entry(slice)
+                        .or_default()
+                        .push(part.clone());
+                }
+            }
+            for end in kind.window_ends(slice) {
+                if end > emitted_up_to {
+                    self.pending.insert(end);
+                } else if end.saturating_add(self.lateness) > emitted_up_to {
+                    self.refire.insert(end);
+                }
+            }
+        }
+        Ok(late)
+    }
+
+    /// Runs every window the watermark has passed, then windows updated by late rows, and
+    /// drops slices no window can reach any more. Each result says whether it is the
+    /// window's first.
+    pub async fn fire(
+        &mut self,
+        rule: &CompiledRule,
+        wm: i64,
+    ) -> Result<Vec<(Window, Vec<RecordBatch>, bool)>> {
+        let mut out = Vec::new();
+        for end in std::mem::take(&mut self.refire) {
+            let window = Window {
+                start: self.kind.window_start(end),
+                end,
+            };
+            out.push((window, self.run(rule, window).await?, false));
+        }
+        while let Some(&end) = self.pending.first() {
+            if end > wm {
+                break;
+            }
+            self.pending.pop_first();
+            let window = Window {
+                start: self.kind.window_start(end),
+                end,
+            };
+            out.push((window, self.run(rule, window).await?, true));
+        }
+        let horizon = wm.saturating_sub(self.lateness);
+        let kind = self.kind;
+        let gone = |slice: &i64| kind.last_window_end(*slice) <= horizon;
+        for map in self
+            .raw
+            .iter_mut()
+            .chain(std::iter::once(&mut self.partials))
+        {
+            while let Some((slice, _)) = map.first_key_value() {
+                if !gone(slice) {
+                    break;
+                }
+                map.pop_first();
+            }
+        }
+        Ok(out)
+    }
+
+    async fn run(&mut self, rule: &CompiledRule, w: Window) -> Result<Vec<RecordBatch>> {
+        match &rule.split {
+            Some(split) => {
+                let scan = &rule.scans[0];
+                let slice_ms = self.kind.slice_ms().unwrap_or(1);
+                // Reduce the window's slices still holding rows to partial states.
+                let ready: Vec<i64> = self.raw[0].range(w.start..w.end).map(|(s, _)| *s).collect();
+                for slice in ready {
+                    let rows = self.raw[0].remove(&slice).unwrap_or_default();
+                    let input = rows
+                        .iter()
+                        .map(|b| windowed(rule, scan, b, slice, slice.saturating_add(slice_ms)))
+                        .collect::<Result<Vec<_>>>()?;
+                    let states = rule.run(&split.partial, vec![(&*scan.slot, input)]).await?;
+                    self.partials.entry(slice).or_default().extend(states);
+                }
+                let values = [w.start, w.end, w.end.saturating_sub(1)];
+                let mut states = Vec::new();
+                for batch in self.partials.range(w.start..w.end).flat_map(|(_, b)| b) {
+                    let n = batch.num_rows();
+                    let mut columns = batch.columns().to_vec();
+                    for (position, value) in split.window_columns.iter().zip(values) {
+                        if let Some(p) = position {
+                            columns[*p] = constant_ts(value, n);
+                        }
+                    }
+                    states.push(
+                        RecordBatch::try_new(Arc::clone(&split.state_schema), columns)
+                            .map_err(|e| fault(rule, e))?,
+                    );
+                }
+                if states.is_empty() {
+                    return Ok(Vec::new());
+                }
+                rule.run(&split.final_plan, vec![(&*split.state, states)])
+                    .await
+            }
+            None => {
+                let mut fills = Vec::with_capacity(rule.scans.len());
+                for (i, scan) in rule.scans.iter().enumerate() {
+                    let rows = self.raw[i]
+                        .range(w.start..w.end)
+                        .flat_map(|(_, b)| b)
+                        .map(|b| windowed(rule, scan, b, w.start, w.end))
+                        .collect::<Result<Vec<_>>>()?;
+                    fills.push((&*scan.slot, rows));
+                }
+                rule.run(&rule.plan, fills).await
+            }
+        }
+    }
+}
