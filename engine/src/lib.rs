@@ -17,6 +17,8 @@
 pub mod alert;
 pub mod error;
 pub mod pipeline;
+pub mod reload;
 
 pub use error::{Error, Result};
-pub use pipeline::{AlertFormat, Pipeline, PipelineConfig, Stats, city_catalog};
+pub use pipeline::{AlertFormat, Pipeline, PipelineConfig, Reloaded, Stats, city_catalog};
+pub use reload::RuleWatcher;

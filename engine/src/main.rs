@@ -11,7 +11,7 @@ use citybrain_connectors::{
     CityConfig, FileSource, JsonlSink, Progress, Pseudonymizer, SimulatorSource, Sink,
     write_feed_files,
 };
-use citybrain_engine::{AlertFormat, Pipeline, PipelineConfig, Stats, city_catalog};
+use citybrain_engine::{AlertFormat, Pipeline, PipelineConfig, RuleWatcher, Stats, city_catalog};
 use clap::{Args, Parser, Subcommand};
 use tracing::info;
 
@@ -184,9 +184,16 @@ async fn rules_check(dir: &Path) -> anyhow::Result<ExitCode> {
                     "ok   {:<40} {kind:<5} {:<24} {}",
                     rule.meta.id,
                     rule.inputs.join(","),
-                    rule.window
-                        .as_ref()
-                        .map_or("per event".to_string(), |w| w.kind.to_string())
+                    match (&rule.window, rule.shape) {
+                        (Some(w), _) if rule.is_sliced() =>
+                            format!("{}, per-slice partials", w.kind),
+                        (Some(w), _) => w.kind.to_string(),
+                        (None, citybrain_rules::Shape::IntervalJoin) => format!(
+                            "interval join within {} ms",
+                            rule.interval_ms.unwrap_or_default()
+                        ),
+                        (None, _) => "per event".to_string(),
+                    }
                 );
             }
             println!("{} rule(s) ok", sources.len());
@@ -343,7 +350,16 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         alerts,
         Box::new(dead),
     );
+    // Rule files added, changed or removed while running take effect without a restart.
+    let (_watcher, updates) = RuleWatcher::spawn(
+        dir.clone(),
+        city_catalog(),
+        citybrain_rules::read_dir(&dir)?,
+        Duration::from_secs(1),
+    );
+    pipeline.watch_rules(updates);
     info!(
+        rules = %dir.display(),
         rate = a.rate,
         speed = a.speed,
         seed = a.seed,

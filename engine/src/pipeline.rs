@@ -137,11 +137,47 @@ struct Stage {
     views: Vec<(usize, usize)>,
 }
 
+impl Stage {
+    /// Connects `runner` to the feeds and the views (produced by `earlier` stages) it reads.
+    fn wire(runner: RuleRunner, earlier: &[Stage]) -> Self {
+        let mut feeds = Vec::new();
+        let mut views = Vec::new();
+        for (input, name) in runner.rule().inputs.iter().enumerate() {
+            if let Some(feed) = Feed::ALL.iter().find(|f| f.name() == name) {
+                feeds.push((*feed, input));
+            } else if let Some(producer) = earlier.iter().position(|s| {
+                s.runner.rule().meta.emit == Emit::View && s.runner.rule().meta.view_name() == name
+            }) {
+                views.push((producer, input));
+            }
+        }
+        Self {
+            runner,
+            feeds,
+            views,
+        }
+    }
+}
+
+/// What [`Pipeline::reload`] changed, by rule id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    /// New rules, starting from now.
+    pub added: Vec<String>,
+    /// Rules whose text (or a view they read) changed: restarted with empty state.
+    pub changed: Vec<String>,
+    /// Rules no longer in the folder: stopped, open windows dropped.
+    pub removed: Vec<String>,
+    /// Rules running on untouched, state kept.
+    pub kept: usize,
+}
+
 /// Source to sinks, with every rule of the library running on its feeds and views.
 pub struct Pipeline {
     config: PipelineConfig,
     decoders: BTreeMap<Feed, Decoder>,
     stages: Vec<Stage>,
+    rule_updates: Option<tokio::sync::mpsc::Receiver<Vec<CompiledRule>>>,
     alert_sink: Box<dyn Sink>,
     dead_sink: Box<dyn Sink>,
     stats: Stats,
@@ -180,32 +216,101 @@ impl Pipeline {
             if rule.meta.emit == Emit::Alert {
                 stats.alerts.insert(rule.meta.id.clone(), 0);
             }
-            let mut feeds = Vec::new();
-            let mut views = Vec::new();
-            for (input, name) in rule.inputs.iter().enumerate() {
-                if let Some(feed) = Feed::ALL.iter().find(|f| f.name() == name) {
-                    feeds.push((*feed, input));
-                } else if let Some(producer) = stages.iter().position(|s| {
-                    s.runner.rule().meta.emit == Emit::View
-                        && s.runner.rule().meta.view_name() == name
-                }) {
-                    views.push((producer, input));
-                }
-            }
-            stages.push(Stage {
-                runner: RuleRunner::new(Arc::new(rule), runner_config),
-                feeds,
-                views,
-            });
+            let runner = RuleRunner::new(Arc::new(rule), runner_config);
+            stages.push(Stage::wire(runner, &stages));
         }
         Self {
             config,
             decoders,
             stages,
+            rule_updates: None,
             alert_sink,
             dead_sink,
             stats,
         }
+    }
+
+    /// Swaps in a new set of rules (in dependency order) while running: an unchanged rule keeps
+    /// its runner and state; a new or changed rule (or one reading a changed view) starts
+    /// empty from the next batch; a removed rule stops. Other rules are not disturbed.
+    pub fn reload(&mut self, rules: Vec<CompiledRule>) -> Reloaded {
+        let runner_config = RunnerConfig {
+            out_of_orderness_ms: self.config.out_of_orderness_ms,
+            idle_timeout_ms: self.config.idle_timeout_ms,
+        };
+        let mut old: BTreeMap<String, RuleRunner> = self
+            .stages
+            .drain(..)
+            .map(|s| (s.runner.rule().meta.id.clone(), s.runner))
+            .collect();
+        let mut report = Reloaded::default();
+        let mut restarted_views: Vec<String> = Vec::new();
+        let mut stages: Vec<Stage> = Vec::with_capacity(rules.len());
+        for rule in rules {
+            let id = rule.meta.id.clone();
+            let reads_restarted = rule.inputs.iter().any(|i| restarted_views.contains(i));
+            let runner = match old.remove(&id) {
+                Some(r) if r.rule().meta.text == rule.meta.text && !reads_restarted => {
+                    report.kept += 1;
+                    r
+                }
+                previous => {
+                    if previous.is_some() {
+                        report.changed.push(id.clone());
+                    } else {
+                        report.added.push(id.clone());
+                    }
+                    if rule.meta.emit == Emit::View {
+                        restarted_views.push(rule.meta.view_name().to_string());
+                    }
+                    RuleRunner::new(Arc::new(rule), runner_config)
+                }
+            };
+            if runner.rule().meta.emit == Emit::Alert {
+                self.stats.alerts.entry(id).or_insert(0);
+            }
+            stages.push(Stage::wire(runner, &stages));
+        }
+        report.removed = old.into_keys().collect();
+        for id in &report.removed {
+            self.stats.alerts.remove(id);
+        }
+        self.stages = stages;
+        report
+    }
+
+    /// Takes new rule sets from `updates` (see [`crate::reload::RuleWatcher`]) between
+    /// batches while running.
+    pub fn watch_rules(&mut self, updates: tokio::sync::mpsc::Receiver<Vec<CompiledRule>>) {
+        self.rule_updates = Some(updates);
+    }
+
+    fn apply_rule_updates(&mut self) {
+        let Some(updates) = self.rule_updates.as_mut() else {
+            return;
+        };
+        let mut latest = None;
+        while let Ok(rules) = updates.try_recv() {
+            latest = Some(rules);
+        }
+        if let Some(rules) = latest {
+            let r = self.reload(rules);
+            tracing::info!(
+                added = ?r.added,
+                changed = ?r.changed,
+                removed = ?r.removed,
+                kept = r.kept,
+                "rules reloaded"
+            );
+        }
+    }
+
+    /// The ids of the rules running, in dependency order.
+    pub fn rule_ids(&self) -> Vec<String> {
+        self.stages
+            .iter()
+            .map(|s| s.runner.rule().meta.id.clone())
+            .collect()
     }
 
     /// Counts so far.
@@ -235,6 +340,7 @@ impl Pipeline {
             };
             let Some(raw) = next else { break };
             self.process(raw).await?;
+            self.apply_rule_updates();
             if let Some(report) = progress.as_deref_mut()
                 && last_report.elapsed() >= Duration::from_secs(2)
             {

@@ -200,3 +200,117 @@ fn the_demo_prints_readable_alerts() {
         "running without a key warns loudly:\n{stderr}"
     );
 }
+
+#[test]
+fn rules_reading_each_other_in_a_cycle_are_rejected_naming_the_cycle() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let view = |name: &str, reads: &str| {
+        format!(
+            "-- title: {name}\n-- severity: info\n-- emit: view\n\
+             SELECT window_start, window_end, window_time, COUNT(*) AS n\n\
+             FROM TABLE(TUMBLE(TABLE {reads}, DESCRIPTOR(window_time), INTERVAL '1' HOUR))\n\
+             GROUP BY window_start, window_end, window_time\n"
+        )
+    };
+    write(&tmp.path().join("a/first.sql"), &view("first", "second"));
+    write(&tmp.path().join("b/second.sql"), &view("second", "first"));
+    let out = citybrain(&["rules", "check", tmp.path().to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(
+            "first.sql:1:1: rules read each other in a cycle: a/first → b/second → a/first"
+        ) || err.contains(
+            "second.sql:1:1: rules read each other in a cycle: b/second → a/first → b/second"
+        ),
+        "{err}"
+    );
+}
+
+/// Lines of a child's output, read on a thread so a test can wait for one with a deadline.
+fn lines_of(r: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(r).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits (at most a minute) for a line satisfying `want`; every line seen goes to `seen`.
+fn wait_for(
+    rx: &std::sync::mpsc::Receiver<String>,
+    seen: &mut Vec<String>,
+    want: impl Fn(&str) -> bool,
+) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let hit = want(&line);
+                seen.push(line);
+                if hit {
+                    return true;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+#[test]
+fn run_picks_up_a_new_rule_without_restart_and_reports_a_broken_one() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let rules = tmp.path().join("rules");
+    let per_event = |title: &str| {
+        format!(
+            "-- title: {title}\n-- severity: info\n\
+             SELECT event_id, road_id FROM traffic WHERE kind = 'flow'\n"
+        )
+    };
+    write(&rules.join("first.sql"), &per_event("first"));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_citybrain"))
+        .args([
+            "run", "--json", "--rate", "2000", "--speed", "60", "--rules",
+        ])
+        .arg(&rules)
+        .args(["--dlq"])
+        .arg(tmp.path().join("dead.jsonl"))
+        .env("CITYBRAIN_PSEUDONYM_KEY", "cli-test-key")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("citybrain runs");
+    let out = lines_of(child.stdout.take().expect("stdout"));
+    let err = lines_of(child.stderr.take().expect("stderr"));
+    let rule_is = |id: &'static str| {
+        move |l: &str| serde_json::from_str::<Value>(l).is_ok_and(|v| v["rule"] == id)
+    };
+    let (mut seen, mut logs) = (Vec::new(), Vec::new());
+    let first_runs = wait_for(&out, &mut seen, rule_is("first"));
+    // A new rule and a broken one are dropped into the folder of the running engine.
+    write(&rules.join("second.sql"), &per_event("second"));
+    write(
+        &rules.join("broken.sql"),
+        "-- title: broken\n-- severity: info\nSELECT no_such_column FROM traffic\n",
+    );
+    let second_runs = wait_for(&out, &mut seen, rule_is("second"));
+    let first_still_runs = wait_for(&out, &mut seen, rule_is("first"));
+    let reported = wait_for(&err, &mut logs, |l| {
+        l.contains("rule change rejected") && l.contains("broken.sql:3:8")
+    });
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    assert!(first_runs, "the first rule alerts: {seen:?}");
+    assert!(second_runs, "the added rule alerts without a restart");
+    assert!(first_still_runs, "the other rules keep running");
+    assert!(
+        reported,
+        "the broken rule is reported with its position: {logs:?}"
+    );
+}

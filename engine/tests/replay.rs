@@ -187,24 +187,53 @@ async fn replay_equals_batch_evaluation_and_dead_letters_hold_exactly_the_malfor
 
     // Every rule's alerts equal the batch evaluation of its SQL, row for row.
     let alerts = read_jsonl(&alerts_path);
-    let catalog = city_catalog();
-    let tables: Vec<(&str, Vec<arrow::array::RecordBatch>)> = Feed::ALL
+    let mut catalog = city_catalog();
+    let mut tables: Vec<(String, Vec<arrow::array::RecordBatch>)> = Feed::ALL
         .iter()
         .map(|f| {
             (
-                f.name(),
+                f.name().to_string(),
                 decode_file(&input.join(format!("{}.jsonl", f.name())), *f),
             )
         })
         .collect();
     let mut fired = 0;
-    for src in citybrain_rules::read_dir(&library()).expect("library") {
-        let rule = citybrain_rules::compile(&src, &catalog)
-            .await
-            .unwrap_or_else(|p| panic!("library rule {} invalid: {p:?}", src.id));
-        let expected_batches = citybrain_rules::batch::evaluate(&src, &catalog, &tables)
+    let sources = citybrain_rules::read_dir(&library()).expect("library");
+    let rules = citybrain_rules::compile_all(&sources, &catalog)
+        .await
+        .unwrap_or_else(|e| panic!("library invalid: {e}"));
+    for rule in rules {
+        let src = sources
+            .iter()
+            .find(|s| s.id == rule.meta.id)
+            .expect("compiled from a source");
+        let borrowed: Vec<(&str, Vec<arrow::array::RecordBatch>)> = tables
+            .iter()
+            .map(|(n, b)| (n.as_str(), b.clone()))
+            .collect();
+        let expected_batches = citybrain_rules::batch::evaluate(src, &catalog, &borrowed)
             .await
             .expect("batch evaluation");
+        if rule.meta.emit == citybrain_rules::Emit::View {
+            // The view's batch result is the table its readers' batch queries read.
+            let view: Vec<arrow::array::RecordBatch> = expected_batches
+                .iter()
+                .map(|b| {
+                    b.project(&(0..rule.data_columns).collect::<Vec<_>>())
+                        .expect("selected columns")
+                })
+                .collect();
+            let schema = view
+                .first()
+                .map_or_else(|| rule.view_schema(), |b| b.schema());
+            catalog = catalog.with_table(
+                rule.meta.view_name(),
+                schema,
+                rule.view_time_column().expect("a view has a time column"),
+            );
+            tables.push((rule.meta.view_name().to_string(), view));
+            continue;
+        }
         let mut expected: Vec<String> = alert::rows_json(&expected_batches, rule.data_columns)
             .into_iter()
             .map(|m| Value::Object(m).to_string())
@@ -219,7 +248,7 @@ async fn replay_equals_batch_evaluation_and_dead_letters_hold_exactly_the_malfor
         assert_eq!(
             streamed, expected,
             "rule {}: streaming alerts differ from the batch query",
-            src.id
+            rule.meta.id
         );
         fired += usize::from(!streamed.is_empty());
         let ids: BTreeSet<&str> = alerts

@@ -60,6 +60,20 @@ pub(crate) fn reads(text: &str, names: &BTreeSet<String>) -> BTreeSet<String> {
 /// # Errors
 /// [`Error::Invalid`] listing every problem, cycles and view name clashes included.
 pub async fn compile_all(sources: &[RuleSource], catalog: &Catalog) -> Result<Vec<CompiledRule>> {
+    let (rules, problems) = compile_each(sources, catalog).await;
+    if problems.is_empty() {
+        Ok(rules)
+    } else {
+        Err(Error::Invalid(problems))
+    }
+}
+
+/// Plans every rule it can, in dependency order, and lists the problems of the others (a rule
+/// reading a broken view fails too). With a cycle, no rule is planned.
+pub async fn compile_each(
+    sources: &[RuleSource],
+    catalog: &Catalog,
+) -> (Vec<CompiledRule>, Vec<Problem>) {
     let mut problems = Vec::new();
     let at_first_line = |src: &RuleSource, message: String| Problem {
         file: src.path.clone(),
@@ -107,7 +121,7 @@ pub async fn compile_all(sources: &[RuleSource], catalog: &Catalog) -> Result<Ve
                     format!("rules read each other in a cycle: {}", path.join(" → ")),
                 ));
             }
-            return Err(Error::Invalid(problems));
+            return (Vec::new(), problems);
         }
     };
     let mut catalog = catalog.clone();
@@ -125,11 +139,8 @@ pub async fn compile_all(sources: &[RuleSource], catalog: &Catalog) -> Result<Ve
             Err(p) => problems.extend(p),
         }
     }
-    if !problems.is_empty() {
-        return Err(Error::Invalid(problems));
-    }
     let rules = order.iter().filter_map(|i| compiled[*i].take()).collect();
-    Ok(rules)
+    (rules, problems)
 }
 
 /// Dependency order of `deps` (rule → rules it reads), or a cycle as a path that starts and

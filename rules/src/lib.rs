@@ -32,7 +32,7 @@ pub mod operator;
 pub mod rule;
 pub mod window;
 
-pub use chain::compile_all;
+pub use chain::{compile_all, compile_each};
 pub use compile::{Catalog, CompiledRule, KEY_PREFIX, Shape, compile};
 pub use error::{Error, Problem, Result};
 pub use operator::{

@@ -140,6 +140,8 @@ pub struct RuleMeta {
     pub allowed_lateness_ms: i64,
     /// Every `key: value` pair of the header, including the ones above.
     pub headers: BTreeMap<String, String>,
+    /// The whole rule file as planned (to tell a changed rule from an unchanged one).
+    pub text: String,
 }
 
 impl RuleMeta {
@@ -309,6 +311,7 @@ pub(crate) fn parse_header(src: &RuleSource) -> std::result::Result<RuleMeta, Ve
         Some(severity) if problems.is_empty() => Ok(RuleMeta {
             emit,
             allowed_lateness_ms,
+            text: src.text.clone(),
             id: src.id.clone(),
             path: src.path.clone(),
             title,

@@ -181,3 +181,80 @@ async fn aggregations_need_a_window_grouped_by_its_bounds() {
         "{p:?}"
     );
 }
+
+const SUM_PER_10S_LATE_10S: &str = "-- title: t\n-- severity: info\n\
+    -- allowed_lateness: 10 seconds\n\
+    SELECT k, window_start, SUM(v) AS total\n\
+    FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECONDS))\n\
+    GROUP BY k, window_start, window_end";
+
+#[tokio::test]
+async fn a_late_row_within_the_allowed_lateness_reemits_its_window_with_the_next_revision() {
+    let mut r = runner(SUM_PER_10S_LATE_10S, 0).await;
+    let step = r
+        .process(0, &batch(&[(5_000, "a", 1), (12_000, "b", 1)]))
+        .await
+        .unwrap();
+    assert_eq!(step.emissions.len(), 1);
+    assert_eq!(step.emissions[0].revision, 1);
+    assert_eq!(totals(&step.emissions[0]), vec![("a".into(), 1)]);
+    // Late for [0, 10 s) but within 10 s of its end: the window is updated and re-emitted.
+    let step = r.process(0, &batch(&[(8_000, "a", 5)])).await.unwrap();
+    assert!(step.late_rows.is_empty());
+    assert_eq!(step.emissions.len(), 1);
+    assert_eq!(step.emissions[0].revision, 2);
+    assert_eq!(totals(&step.emissions[0]), vec![("a".into(), 6)]);
+    // A new group in the re-run window is its first revision; unchanged groups are not repeated.
+    let step = r.process(0, &batch(&[(9_000, "c", 2)])).await.unwrap();
+    assert_eq!(step.emissions.len(), 1);
+    assert_eq!(step.emissions[0].revision, 1);
+    assert_eq!(totals(&step.emissions[0]), vec![("c".into(), 2)]);
+    // Beyond the allowed lateness (watermark 25 s > 10 s + 10 s): late, nothing re-emitted.
+    r.process(0, &batch(&[(25_000, "b", 1)])).await.unwrap();
+    let step = r.process(0, &batch(&[(9_500, "a", 7)])).await.unwrap();
+    assert_eq!(step.late_rows, vec![0]);
+    assert!(
+        step.emissions
+            .iter()
+            .all(|e| e.window.unwrap().end != 10_000)
+    );
+}
+
+const HOP_SUM: &str = "-- title: t\n-- severity: info\n\
+    SELECT k, window_end, SUM(v) AS total, window_start, MAX(v) AS biggest, COUNT(*) AS n\n\
+    FROM TABLE(HOP(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECONDS, INTERVAL '30' SECONDS))\n\
+    GROUP BY k, window_start, window_end";
+
+#[tokio::test]
+async fn a_hopping_aggregation_runs_per_slice_and_gives_every_overlapping_window() {
+    let mut r = runner(HOP_SUM, 0).await;
+    assert!(r.rule().is_sliced(), "partial aggregates per slice");
+    let mut emitted = Vec::new();
+    for rows in [
+        &[(1_000, "a", 1), (12_000, "a", 2)][..],
+        &[(25_000, "a", 4), (31_000, "a", 8)][..],
+    ] {
+        emitted.extend(r.process(0, &batch(rows)).await.unwrap().emissions);
+    }
+    emitted.extend(r.finish().await.unwrap());
+    let by_window: Vec<(i64, i64, i64)> = emitted
+        .iter()
+        .map(|e| {
+            let w = e.window.unwrap();
+            (w.start, w.end, totals(e)[0].1)
+        })
+        .collect();
+    assert_eq!(
+        by_window,
+        vec![
+            (-20_000, 10_000, 1),
+            (-10_000, 20_000, 3),
+            (0, 30_000, 7),
+            (10_000, 40_000, 14),
+            (20_000, 50_000, 12),
+            (30_000, 60_000, 8),
+        ]
+    );
+    // State is per slice: after the input ends nothing is held.
+    assert_eq!(r.oldest_needed_ts(), None);
+}
