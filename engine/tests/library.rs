@@ -5,7 +5,11 @@
 //! where it must not, a `README.md` saying which is which, and `expected.jsonl`: the alerts,
 //! one per line, without `emitted_at` (the only field that changes between runs).
 //!
-//! The rule runs alone through the real `citybrain replay`. Set `CITYBRAIN_BLESS=1` to rewrite
+//! The rule runs through the real `citybrain replay`, alone except for the library's views
+//! (`-- emit: view`), which are copied next to it so that chained rules read them as in
+//! production; views raise no alerts, so the alerts are the rule's own. A view under test runs
+//! with its header switched to `-- emit: alert`, so its rows are compared as alerts (a copy of it
+//! as a view is kept too, in case another view reads it). Set `CITYBRAIN_BLESS=1` to rewrite
 //! `expected.jsonl` from the actual output after a deliberate change, then review the diff.
 
 use std::path::{Path, PathBuf};
@@ -33,6 +37,58 @@ fn alerts_without_emitted_at(path: &Path) -> Vec<String> {
     out
 }
 
+/// The header lines of a rule: the comment (and blank) lines before the query.
+fn header_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines()
+        .enumerate()
+        .take_while(|(_, l)| l.trim().is_empty() || l.trim_start().starts_with("--"))
+}
+
+/// The index of the `-- emit: view` header line, if the rule is a view.
+fn view_header_line(text: &str) -> Option<usize> {
+    header_lines(text)
+        .find(|(_, l)| {
+            let body = l.trim_start().trim_start_matches('-');
+            body.split_once(':').is_some_and(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("emit") && v.trim().eq_ignore_ascii_case("view")
+            })
+        })
+        .map(|(i, _)| i)
+}
+
+/// A view's text with its header switched to `-- emit: alert`, so its rows become alerts.
+fn as_alert(text: &str) -> String {
+    let Some(at) = view_header_line(text) else {
+        return text.to_string();
+    };
+    let mut out: Vec<&str> = text.lines().collect();
+    out[at] = "-- emit: alert";
+    let mut out = out.join("\n");
+    if text.ends_with('\n') {
+        out.push('\n');
+    }
+    out
+}
+
+fn write_rule(dir: &Path, id: &str, text: &str) {
+    let file = dir.join(format!("{id}.sql"));
+    std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&file, text).expect("copy rule");
+}
+
+#[test]
+fn views_are_recognised_and_switched_to_alerts() {
+    let view = "-- title: t\n-- severity: info\n--  Emit : VIEW\nSELECT 1 -- emit: view\n";
+    assert_eq!(view_header_line(view), Some(2));
+    assert_eq!(
+        as_alert(view),
+        "-- title: t\n-- severity: info\n-- emit: alert\nSELECT 1 -- emit: view\n"
+    );
+    let alert = "-- title: t\n-- severity: info\nSELECT 1\n-- emit: view\n";
+    assert_eq!(view_header_line(alert), None);
+    assert_eq!(as_alert(alert), alert);
+}
+
 #[test]
 fn every_library_rule_fires_exactly_where_its_test_data_says() {
     let library = root().join("library");
@@ -41,6 +97,10 @@ fn every_library_rule_fires_exactly_where_its_test_data_says() {
     let bless = std::env::var_os("CITYBRAIN_BLESS").is_some();
     let mut missing = Vec::new();
     let mut failures = Vec::new();
+    let views: Vec<_> = sources
+        .iter()
+        .filter(|s| view_header_line(&s.text).is_some())
+        .collect();
     for src in &sources {
         let case = root().join("tests").join(&src.id);
         if !case.join("expected.jsonl").is_file() && !bless {
@@ -49,9 +109,17 @@ fn every_library_rule_fires_exactly_where_its_test_data_says() {
         }
         let tmp = tempfile::tempdir().expect("temp dir");
         let rules = tmp.path().join("rules");
-        let rule_file = rules.join(format!("{}.sql", src.id));
-        std::fs::create_dir_all(rule_file.parent().expect("parent")).expect("mkdir");
-        std::fs::write(&rule_file, &src.text).expect("copy rule");
+        for view in views.iter().filter(|v| v.id != src.id) {
+            write_rule(&rules, &view.id, &view.text);
+        }
+        if view_header_line(&src.text).is_some() {
+            // The rule under test as an alert under its own id, and as a view (same file name,
+            // so same view name) in a folder of its own for any view that reads it.
+            write_rule(&rules, &src.id, &as_alert(&src.text));
+            write_rule(&rules.join("view-under-test"), &src.id, &src.text);
+        } else {
+            write_rule(&rules, &src.id, &src.text);
+        }
         let out_path = tmp.path().join("alerts.jsonl");
         let dead_path = tmp.path().join("dead.jsonl");
         let out = Command::new(env!("CARGO_BIN_EXE_citybrain"))
