@@ -440,6 +440,24 @@ pub async fn compile(src: &RuleSource, catalog: &Catalog) -> Result<CompiledRule
                         ));
                     }
                 }
+                if let Some(clash) = [WINDOW_START, WINDOW_END, WINDOW_TIME]
+                    .into_iter()
+                    .find(|c| schema.index_of(c).is_ok())
+                {
+                    problems.push(problem(
+                        src,
+                        Diag::at(
+                            loc,
+                            format!(
+                                "`{}` already has a `{clash}` column, which the window adds again: \
+                                 rename it in `{}` (as in Flink's cascaded windows, select \
+                                 `window_time AS rowtime` and read DESCRIPTOR(rowtime))",
+                                w.table, w.table
+                            ),
+                        ),
+                    ));
+                    continue;
+                }
                 register(&w.slot, with_window_columns(schema));
             }
         }
