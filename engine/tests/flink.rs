@@ -12,13 +12,6 @@ use std::process::Command;
 
 use serde_json::Value;
 
-/// Cases where Flink and citybrain knowingly differ, with the reason (documented in
-/// docs/rules.md).
-const KNOWN_DIFFERENCES: [(&str, &str); 1] = [(
-    "avg_integer",
-    "Flink's AVG of an integer column truncates to an integer; DataFusion's returns a float",
-)];
-
 fn cases() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/tests/flink")
 }
@@ -71,9 +64,6 @@ fn every_flink_case_gives_flinks_rows() {
     assert!(names.len() >= 9, "the Flink cases are present: {names:?}");
     let mut failures = Vec::new();
     for name in &names {
-        if KNOWN_DIFFERENCES.iter().any(|(n, _)| n == name) {
-            continue;
-        }
         let case = cases().join(name);
         let tmp = tempfile::tempdir().expect("temp dir");
         let rules = tmp.path().join("rules");

@@ -61,6 +61,7 @@ pub async fn evaluate(
             stmt,
         )))
         .await
+        .and_then(crate::flink::with_flink_semantics)
         .map_err(exec)?;
     ctx.execute_logical_plan(plan)
         .await

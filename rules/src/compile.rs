@@ -470,6 +470,7 @@ pub async fn compile(src: &RuleSource, catalog: &Catalog) -> Result<CompiledRule
     let plan = state
         .statement_to_plan(DfStatement::Statement(Box::new(stmt)))
         .await
+        .and_then(crate::flink::with_flink_semantics)
         .map_err(|e| vec![planning_problem(src, &e)])?;
 
     let a = anatomy(&plan);

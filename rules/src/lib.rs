@@ -27,6 +27,7 @@ pub mod batch;
 pub mod chain;
 pub mod compile;
 pub mod error;
+mod flink;
 pub mod functions;
 pub mod operator;
 pub mod rule;
