@@ -315,7 +315,15 @@ impl RuleRunner {
         let observe = observe && clock.explicit.is_none();
         let mut running = clock.max_ts;
         let mut marks = Vec::with_capacity(ts.len());
-        for t in ts.values() {
+        if self.clocks.len() == 1 && observe {
+            // One feed: the rule's watermark is that feed's, row by row.
+            let bound = self.config.out_of_orderness_ms;
+            for t in ts.values() {
+                marks.push(closing(running.map(|m| m.saturating_sub(bound))));
+                running = Some(running.map_or(*t, |m| m.max(*t)));
+            }
+        }
+        for t in ts.values().iter().skip(marks.len()) {
             let own = match (observe, running) {
                 (true, Some(m)) => Some(m.saturating_sub(self.config.out_of_orderness_ms)),
                 (true, None) => None,
