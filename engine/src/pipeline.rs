@@ -8,15 +8,19 @@
 //! ```
 //!
 //! The pipeline owns the runtime parts built from a validated [`PipelineConfig`]; the same
-//! struct serves `replay` (files), `run` (simulator) and, later, Kafka.
+//! struct serves `replay` (files), `run` (simulator) and the Kafka service
+//! (`crate::service`), which also uses [`Pipeline::process_tracked`],
+//! [`Pipeline::oldest_needed_ts`] and [`Pipeline::flush`] to commit only durable progress.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arrow::array::{Array, TimestampMillisecondArray};
 use chrono::Utc;
 use citybrain_connectors::{
-    DeadLetter, DeadReason, Decoder, Feed, Pseudonymizer, RawBatch, Sink, SinkRecord, Source,
+    DeadLetter, DeadReason, Decoder, Feed, Origin, Pseudonymizer, RawBatch, Sink, SinkRecord,
+    Source,
 };
 use citybrain_rules::{Catalog, CompiledRule, Emission, RuleRunner};
 
@@ -210,6 +214,36 @@ impl Pipeline {
     /// # Errors
     /// When a sink fails or a plan fails to execute.
     pub async fn process(&mut self, raw: RawBatch) -> Result<()> {
+        self.process_tracked(raw).await.map(drop)
+    }
+
+    /// The smallest event time (epoch ms) still held by any rule, `None` when no rule holds a
+    /// row. An input record whose event time is below it (or any record when `None`) has had
+    /// every effect it can have: its alerts were handed to the alert sink.
+    pub fn oldest_needed_ts(&self) -> Option<i64> {
+        self.runners
+            .iter()
+            .filter_map(RuleRunner::oldest_needed_ts)
+            .min()
+    }
+
+    /// [`Pipeline::oldest_needed_ts`] over the rules reading `feed` only: a quiet feed's open
+    /// window does not hold back the commits of the others.
+    pub fn oldest_needed_ts_of(&self, feed: Feed) -> Option<i64> {
+        self.runners
+            .iter()
+            .filter(|r| r.rule().input == feed.name())
+            .filter_map(RuleRunner::oldest_needed_ts)
+            .min()
+    }
+
+    /// Like [`Pipeline::process`], and says what each raw record became: its event time (ms)
+    /// when well-formed, `None` when it was dead-lettered as malformed. Sources that commit
+    /// positions (Kafka) use it with [`Pipeline::oldest_needed_ts`].
+    ///
+    /// # Errors
+    /// When a sink fails or a plan fails to execute.
+    pub async fn process_tracked(&mut self, raw: RawBatch) -> Result<Vec<Option<i64>>> {
         let feed = raw.feed;
         self.stats.bytes += raw
             .records
@@ -219,13 +253,23 @@ impl Pipeline {
         let decoder = self.decoders.get_mut(&feed).expect("a decoder per feed");
         let decoded = decoder.decode(&raw);
         *self.stats.events.entry(feed.name()).or_default() += decoded.batch.num_rows() as u64;
+        let mut event_ts = vec![None; raw.records.len()];
+        if let Some(ts) = decoded
+            .batch
+            .column_by_name("ts")
+            .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
+        {
+            for (row, record) in decoded.rows.iter().enumerate() {
+                event_ts[*record as usize] = Some(ts.value(row));
+            }
+        }
         if !decoded.dead.is_empty() {
             *self.stats.malformed.entry(feed.name()).or_default() += decoded.dead.len() as u64;
             let records: Vec<SinkRecord> = decoded.dead.iter().map(dead_record).collect();
             self.dead_sink.write(&records).await.map_err(Error::Sink)?;
         }
         if decoded.batch.num_rows() == 0 {
-            return Ok(());
+            return Ok(event_ts);
         }
         let mut late: BTreeMap<u32, Vec<String>> = BTreeMap::new();
         let mut emitted = Vec::new();
@@ -266,7 +310,18 @@ impl Pipeline {
                 .collect();
             self.dead_sink.write(&records).await.map_err(Error::Sink)?;
         }
-        self.write_alerts(emitted).await
+        self.write_alerts(emitted).await?;
+        Ok(event_ts)
+    }
+
+    /// Makes everything written so far durable without emitting open windows (a long-running
+    /// service stopping: open windows are rebuilt from uncommitted input on restart).
+    ///
+    /// # Errors
+    /// When a sink fails.
+    pub async fn flush(&mut self) -> Result<()> {
+        self.alert_sink.flush().await.map_err(Error::Sink)?;
+        self.dead_sink.flush().await.map_err(Error::Sink)
     }
 
     /// Emits every open window and flushes both sinks.
@@ -307,17 +362,47 @@ impl Pipeline {
     }
 }
 
+/// A dead letter as a sink record. Headers follow Kafka Connect's dead-letter convention
+/// (`__connect.errors.*`: origin topic, partition, offset, exception message) for records that
+/// came from Kafka, plus `citybrain.reason` (`malformed` | `late`), `citybrain.feed` and, for
+/// late records, `citybrain.rules` (comma-separated rule ids).
 fn dead_record(d: &DeadLetter) -> SinkRecord {
-    let reason = match &d.reason {
-        DeadReason::Malformed(_) => "malformed",
-        DeadReason::Late { .. } => "late",
+    let (reason, detail) = match &d.reason {
+        DeadReason::Malformed(detail) => ("malformed", detail.clone()),
+        DeadReason::Late { rules } => (
+            "late",
+            format!(
+                "event time behind the watermark of rule(s) {}",
+                rules.join(",")
+            ),
+        ),
     };
+    let mut headers = Vec::with_capacity(8);
+    let mut key = None;
+    if let Origin::Kafka {
+        topic,
+        partition,
+        offset,
+        ..
+    } = &d.origin
+    {
+        key = Some(format!("{topic}/{partition}"));
+        headers.push(("__connect.errors.topic".to_string(), topic.to_string()));
+        headers.push((
+            "__connect.errors.partition".to_string(),
+            partition.to_string(),
+        ));
+        headers.push(("__connect.errors.offset".to_string(), offset.to_string()));
+    }
+    headers.push(("__connect.errors.exception.message".to_string(), detail));
+    headers.push(("citybrain.reason".to_string(), reason.to_string()));
+    headers.push(("citybrain.feed".to_string(), d.feed.name().to_string()));
+    if let DeadReason::Late { rules } = &d.reason {
+        headers.push(("citybrain.rules".to_string(), rules.join(",")));
+    }
     SinkRecord {
-        key: None,
+        key,
         payload: d.to_json(),
-        headers: vec![
-            ("citybrain.reason".to_string(), reason.to_string()),
-            ("citybrain.feed".to_string(), d.feed.name().to_string()),
-        ],
+        headers,
     }
 }

@@ -111,6 +111,25 @@ impl RuleRunner {
         self.late
     }
 
+    /// The smallest event time (epoch ms) of any row the runner still holds in an open window;
+    /// `None` when it holds nothing. Rows older than this are no longer needed: every effect
+    /// they can have has been emitted, so their input positions may be committed.
+    pub fn oldest_needed_ts(&self) -> Option<i64> {
+        // Tumbling windows do not overlap, so the oldest row sits in the first open window.
+        let (_, first) = self.open.first_key_value()?;
+        first
+            .batches
+            .iter()
+            .filter_map(|b| {
+                b.column(self.rule.time_index)
+                    .as_any()
+                    .downcast_ref::<TimestampMillisecondArray>()
+                    .and_then(arrow::compute::min)
+            })
+            .min()
+            .or(Some(first.start))
+    }
+
     /// Takes one batch of the input feed (schema of the feed table).
     ///
     /// # Errors
