@@ -16,7 +16,7 @@ use citybrain_engine::metrics::Metrics;
 use citybrain_engine::{
     AlertFormat, Pipeline, PipelineConfig, ServiceConfig, Stats, city_catalog, service,
 };
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing::info;
 
 #[derive(Parser, Debug)]
@@ -184,7 +184,19 @@ fn try_main() -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // Flags given on the command line override the Kafka service's config file.
+    let explicit = |id: &str| {
+        matches
+            .subcommand_matches("run")
+            .and_then(|m| m.value_source(id))
+            == Some(clap::parser::ValueSource::CommandLine)
+    };
+    let engine_overrides = EngineOverrides {
+        batch_size: explicit("batch_size"),
+        out_of_orderness: explicit("out_of_orderness"),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -198,9 +210,9 @@ fn try_main() -> anyhow::Result<ExitCode> {
             .map(|()| ExitCode::SUCCESS),
         Command::Simulate(a) => simulate(&a).map(|()| ExitCode::SUCCESS),
         Command::Replay(a) => runtime.block_on(replay(a)).map(|()| ExitCode::SUCCESS),
-        Command::Run(a) if a.kafka.brokers.is_some() || a.kafka.config.is_some() => {
-            runtime.block_on(run_kafka(a)).map(|()| ExitCode::SUCCESS)
-        }
+        Command::Run(a) if a.kafka.brokers.is_some() || a.kafka.config.is_some() => runtime
+            .block_on(run_kafka(a, engine_overrides))
+            .map(|()| ExitCode::SUCCESS),
         Command::Run(a) => runtime.block_on(run(a)).map(|()| ExitCode::SUCCESS),
     }
 }
@@ -256,8 +268,8 @@ fn simulate(a: &SimulateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The service configuration: the file when given, flags over it, validated with every
-/// problem reported.
+/// The service configuration: the file when given, flags over it (validate after any other
+/// override).
 fn service_config(
     file: Option<&Path>,
     brokers: Option<&str>,
@@ -273,7 +285,7 @@ fn service_config(
     if let Some(g) = group {
         config.kafka.group_id = g.to_string();
     }
-    Ok(config.validated()?)
+    Ok(config)
 }
 
 async fn simulate_kafka(a: &SimulateArgs) -> anyhow::Result<()> {
@@ -281,7 +293,8 @@ async fn simulate_kafka(a: &SimulateArgs) -> anyhow::Result<()> {
     if let Some(rate) = a.rate {
         ensure_positive("--rate", rate)?;
     }
-    let mut config = service_config(a.config.as_deref(), a.brokers.as_deref(), None)?;
+    let mut config =
+        service_config(a.config.as_deref(), a.brokers.as_deref(), None)?.validated()?;
     config.metrics.listen.clear();
     let city = CityConfig {
         seed: a.seed,
@@ -300,15 +313,30 @@ async fn simulate_kafka(a: &SimulateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_kafka(a: RunArgs) -> anyhow::Result<()> {
+/// Which [`EngineArgs`] were given on the command line (they override the config file).
+#[derive(Debug, Clone, Copy)]
+struct EngineOverrides {
+    batch_size: bool,
+    out_of_orderness: bool,
+}
+
+async fn run_kafka(a: RunArgs, overrides: EngineOverrides) -> anyhow::Result<()> {
     let mut config = service_config(
         a.kafka.config.as_deref(),
         a.kafka.brokers.as_deref(),
         a.kafka.group.as_deref(),
     )?;
+    if overrides.batch_size {
+        config.engine.batch_size = a.engine.batch_size;
+    }
+    if overrides.out_of_orderness {
+        config.engine.out_of_orderness_ms = i64::try_from(a.engine.out_of_orderness.as_millis())
+            .context("--out-of-orderness is too large")?;
+    }
     if let Some(dir) = a.rules.clone() {
         config.engine.rules = Some(dir);
     }
+    let config = config.validated()?;
     let dir = config.engine.rules.clone().unwrap_or_else(builtin_rules);
     let rules = load_rules(&dir).await?;
     let (metrics, _) = Metrics::install(&config.metrics.listen)?;

@@ -568,7 +568,8 @@ fn sigterm_delivers_commits_and_exits_zero_while_metrics_are_served() {
     );
     publish_feeds(&brokers, &topics, &feeds);
     let config = topics.config(tmp.path(), &brokers, "127.0.0.1:0");
-    let mut child = spawn_service(&config, &[]);
+    // Small batches: a chunk per 100 records, so closed windows release early chunks.
+    let mut child = spawn_service(&config, &["--batch-size", "100"]);
     let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let log = std::thread::spawn(move || {
@@ -634,7 +635,10 @@ fn sigterm_delivers_commits_and_exits_zero_while_metrics_are_served() {
     // Progress was committed before exiting (closed windows), and a restart of the group
     // reads exactly what lies past the committed offsets.
     let committed = committed_total(&brokers, &topics);
-    assert!(committed > 0, "a graceful stop commits durable progress");
+    assert!(
+        committed > 0,
+        "a graceful stop commits durable progress:\n{log}"
+    );
     let rest = records_read(&run_to_end(&config, &[]));
     assert_eq!(
         rest,
