@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: every crate's unit tests, the integration tests (which drive the
-# real `citybrain` binary over generated feeds) and the benches' compile check.
-# Needs only the Rust toolchain. Builds into the same target folder as `cargo run` (CI points
+# real `citybrain` binary over generated feeds and a real Kafka-protocol broker) and the
+# benches' compile check. Needs only the Rust toolchain: the broker (tansu) is installed and
+# started by scripts/kafka-dev.sh when it is not already running, and stopped afterwards. Builds into the same target folder as `cargo run` (CI points
 # CARGO_TARGET_DIR at a folder outside the clone so its runs reuse one build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+if ! scripts/kafka-dev.sh status >/dev/null 2>&1; then
+  scripts/kafka-dev.sh up
+  trap 'scripts/kafka-dev.sh down' EXIT
+fi
+export CITYBRAIN_TEST_BROKERS="${CITYBRAIN_TEST_BROKERS:-127.0.0.1:${KAFKA_DEV_PORT:-19092}}"
 cargo test --workspace --all-targets --locked

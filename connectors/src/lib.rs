@@ -14,10 +14,10 @@
 //! ```text
 //!  FileSource --+                         +------------ Decoder -------------+
 //!  Simulator ---+-- Source -- RawBatch -->| JSON --> Arrow builders          |--> RecordBatch
-//!  (Kafka) -----+   (payload + Origin)    | personal fields --> Pseudonymizer|     (to engine)
+//!  KafkaSource -+   (payload + Origin)    | personal fields --> Pseudonymizer|     (to engine)
 //!                                         +----------------------------------+--> DeadLetter
 //!                                                                                     |
-//!  engine alerts --> SinkRecord --> Sink (JsonlSink: file, stdout) <-- DeadLetter::to_json
+//!  engine alerts --> SinkRecord --> Sink (JsonlSink: file, stdout; KafkaSink) <-- DeadLetter::to_json
 //! ```
 //!
 //! [`CitySimulator`] generates a realistic, deterministic city (rush hours, accident bursts, a
@@ -26,6 +26,7 @@
 
 pub mod decode;
 pub mod feed;
+pub mod kafka;
 pub mod privacy;
 pub mod record;
 pub mod sink;
@@ -92,6 +93,16 @@ pub enum Error {
     /// Writing to standard output failed (e.g. a closed pipe).
     #[error("cannot write to stdout")]
     WriteStdout { source: std::io::Error },
+    /// A Kafka client call failed (configuration, subscription, commit, produce).
+    #[error("kafka: {action}")]
+    Kafka {
+        action: String,
+        source: rdkafka::error::KafkaError,
+    },
+    /// The broker did not acknowledge a produced record before librdkafka gave up
+    /// (`message.timeout.ms`); its input offsets stay uncommitted.
+    #[error("kafka: delivery failed {detail}")]
+    Delivery { detail: String },
 }
 
 /// Result with this crate's [`Error`].

@@ -1,9 +1,11 @@
 //! Errors of the engine, named after the failing part.
 
+use std::path::PathBuf;
+
 /// Result alias for the engine.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// What stopped a pipeline.
+/// What stopped a pipeline or the service.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Reading the input failed.
@@ -12,7 +14,25 @@ pub enum Error {
     /// Writing alerts or dead letters failed.
     #[error("writing output")]
     Sink(#[source] citybrain_connectors::Error),
+    /// Committing consumed offsets failed.
+    #[error("committing progress")]
+    Commit(#[source] citybrain_connectors::Error),
     /// Loading or running a rule failed.
     #[error(transparent)]
     Rules(#[from] citybrain_rules::Error),
+    /// The configuration file cannot be read (a user error).
+    #[error("cannot read configuration {path}")]
+    ReadConfig {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The configuration is invalid (a user error); every problem is listed.
+    #[error("invalid configuration:\n  {}", problems.join("\n  "))]
+    Config { problems: Vec<String> },
+    /// The metrics endpoint cannot listen.
+    #[error("cannot serve metrics on {addr}")]
+    Metrics {
+        addr: String,
+        source: std::io::Error,
+    },
 }

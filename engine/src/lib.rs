@@ -4,8 +4,8 @@
 //!
 //! ```text
 //!  connectors::Source ─▶ connectors::Decoder (+ Pseudonymizer) ─▶ rules::RuleRunner ─▶ alert
-//!   (files, simulator)     JSON → Arrow, personal fields hashed     windows, watermarks    │
-//!                                   │ malformed                      │ late               ▼
+//!   (files, simulator,     JSON → Arrow, personal fields hashed     windows, watermarks    │
+//!    Kafka)                         │ malformed                      │ late               ▼
 //!                                   └──────────▶ dead-letter Sink ◀──┘          alert Sink
 //! ```
 //!
@@ -13,12 +13,19 @@
 //!   and the two sinks; [`pipeline::Stats`] is its summary.
 //! - [`alert`]: result rows to alert JSON with deterministic ids.
 //! - [`pipeline::city_catalog`]: the feed standard as the tables rules may read.
+//! - [`service`]: `run --brokers`, the Kafka service with at-least-once delivery (commits only
+//!   durable progress), and `simulate --brokers`; [`config`] its validated TOML file;
+//!   [`metrics`] the Prometheus endpoint and every metric name.
 
 pub mod alert;
+pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod pipeline;
 pub mod reload;
+pub mod service;
 
+pub use config::ServiceConfig;
 pub use error::{Error, Result};
 pub use pipeline::{AlertFormat, Pipeline, PipelineConfig, Reloaded, Stats, city_catalog};
 pub use reload::RuleWatcher;

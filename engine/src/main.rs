@@ -1,4 +1,5 @@
-//! The `citybrain` command line: `run`, `replay`, `simulate` and `rules check`.
+//! The `citybrain` command line: `run` (simulator demo or, with `--brokers`, the Kafka
+//! service), `replay`, `simulate` (files or Kafka) and `rules check`.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -11,8 +12,11 @@ use citybrain_connectors::{
     CityConfig, FileSource, JsonlSink, Progress, Pseudonymizer, SimulatorSource, Sink,
     write_feed_files,
 };
-use citybrain_engine::{AlertFormat, Pipeline, PipelineConfig, RuleWatcher, Stats, city_catalog};
-use clap::{Args, Parser, Subcommand};
+use citybrain_engine::metrics::Metrics;
+use citybrain_engine::{
+    AlertFormat, Pipeline, PipelineConfig, RuleWatcher, ServiceConfig, Stats, city_catalog, service,
+};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing::info;
 
 #[derive(Parser, Debug)]
@@ -28,11 +32,12 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the built-in city simulator through the rule library, alerts on stdout (no services needed).
+    /// Run the built-in city simulator through the rule library, alerts on stdout (no services
+    /// needed); with --brokers (or --config), run as the Kafka service.
     Run(RunArgs),
     /// Replay feed files through the rules with streaming semantics.
     Replay(ReplayArgs),
-    /// Write the simulator's feeds as JSON-lines files.
+    /// Write the simulator's feeds as JSON-lines files (--out) or publish them to Kafka (--brokers).
     Simulate(SimulateArgs),
     /// Work with rule files.
     Rules {
@@ -114,13 +119,43 @@ struct RunArgs {
     dlq: PathBuf,
     #[command(flatten)]
     engine: EngineArgs,
+    #[command(flatten)]
+    kafka: KafkaArgs,
+}
+
+/// The Kafka service (`run --brokers`): everything else comes from the TOML file.
+#[derive(Args, Debug)]
+struct KafkaArgs {
+    /// Kafka bootstrap servers HOST:PORT[,HOST:PORT]: run as the Kafka service (feed topics in,
+    /// alerts and dead letters out) instead of the simulator demo.
+    #[arg(long, env = "CITYBRAIN_BROKERS")]
+    brokers: Option<String>,
+    /// Consumer group id (default: the config file's, else `citybrain`).
+    #[arg(long, env = "CITYBRAIN_GROUP")]
+    group: Option<String>,
+    /// Service configuration (TOML: [kafka], [engine], [metrics]); see examples/kafka/.
+    #[arg(long, env = "CITYBRAIN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Stop once every assigned partition has been read to its end: emit open windows, deliver,
+    /// commit, exit (back-tests and tests).
+    #[arg(long)]
+    exit_at_end: bool,
 }
 
 #[derive(Args, Debug)]
 struct SimulateArgs {
     /// Output folder (created if missing).
+    #[arg(long, required_unless_present = "brokers", conflicts_with = "brokers")]
+    out: Option<PathBuf>,
+    /// Publish to the feed topics of these Kafka bootstrap servers instead of writing files.
+    #[arg(long, env = "CITYBRAIN_BROKERS")]
+    brokers: Option<String>,
+    /// With --brokers: wall-clock events per second (default: as fast as the broker takes them).
     #[arg(long)]
-    out: PathBuf,
+    rate: Option<f64>,
+    /// With --brokers: the service configuration whose [kafka] topics and properties to use.
+    #[arg(long, env = "CITYBRAIN_CONFIG")]
+    config: Option<PathBuf>,
     /// How many events in all feeds together.
     #[arg(long, default_value_t = 100_000)]
     events: u64,
@@ -153,7 +188,19 @@ fn try_main() -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // Flags given on the command line override the Kafka service's config file.
+    let explicit = |id: &str| {
+        matches
+            .subcommand_matches("run")
+            .and_then(|m| m.value_source(id))
+            == Some(clap::parser::ValueSource::CommandLine)
+    };
+    let engine_overrides = EngineOverrides {
+        batch_size: explicit("batch_size"),
+        out_of_orderness: explicit("out_of_orderness"),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -162,8 +209,14 @@ fn try_main() -> anyhow::Result<ExitCode> {
         Command::Rules {
             command: RulesCommand::Check { dir },
         } => runtime.block_on(rules_check(&dir)),
+        Command::Simulate(a) if a.brokers.is_some() => runtime
+            .block_on(simulate_kafka(&a))
+            .map(|()| ExitCode::SUCCESS),
         Command::Simulate(a) => simulate(&a).map(|()| ExitCode::SUCCESS),
         Command::Replay(a) => runtime.block_on(replay(a)).map(|()| ExitCode::SUCCESS),
+        Command::Run(a) if a.kafka.brokers.is_some() || a.kafka.config.is_some() => runtime
+            .block_on(run_kafka(a, engine_overrides))
+            .map(|()| ExitCode::SUCCESS),
         Command::Run(a) => runtime.block_on(run(a)).map(|()| ExitCode::SUCCESS),
     }
 }
@@ -223,13 +276,122 @@ fn simulate(a: &SimulateArgs) -> anyhow::Result<()> {
         events_per_sim_second: a.sim_rate,
         ..CityConfig::default()
     };
-    let counts = write_feed_files(&a.out, cfg, a.events)?;
+    let out = a.out.as_deref().context("--out or --brokers is required")?;
+    let counts = write_feed_files(out, cfg, a.events)?;
+    println!("wrote {} events to {}: {counts:?}", a.events, out.display());
+    Ok(())
+}
+
+/// The service configuration: the file when given, flags over it (validate after any other
+/// override).
+fn service_config(
+    file: Option<&Path>,
+    brokers: Option<&str>,
+    group: Option<&str>,
+) -> anyhow::Result<ServiceConfig> {
+    let mut config = match file {
+        Some(path) => ServiceConfig::load(path)?,
+        None => ServiceConfig::default(),
+    };
+    if let Some(b) = brokers {
+        config.kafka.brokers = b.to_string();
+    }
+    if let Some(g) = group {
+        config.kafka.group_id = g.to_string();
+    }
+    Ok(config)
+}
+
+async fn simulate_kafka(a: &SimulateArgs) -> anyhow::Result<()> {
+    ensure_positive("--sim-rate", a.sim_rate)?;
+    if let Some(rate) = a.rate {
+        ensure_positive("--rate", rate)?;
+    }
+    let mut config =
+        service_config(a.config.as_deref(), a.brokers.as_deref(), None)?.validated()?;
+    config.metrics.listen.clear();
+    let city = CityConfig {
+        seed: a.seed,
+        events_per_sim_second: a.sim_rate,
+        ..CityConfig::default()
+    };
+    info!(brokers = %config.kafka.brokers, events = a.events, rate = ?a.rate, "publishing the simulated city");
+    let counts =
+        service::publish_simulation(&config.kafka, city, a.rate, a.events, shutdown_signal())
+            .await?;
     println!(
-        "wrote {} events to {}: {counts:?}",
-        a.events,
-        a.out.display()
+        "published {} events to {}: {counts:?}",
+        counts.total(),
+        config.kafka.brokers
     );
     Ok(())
+}
+
+/// Which [`EngineArgs`] were given on the command line (they override the config file).
+#[derive(Debug, Clone, Copy)]
+struct EngineOverrides {
+    batch_size: bool,
+    out_of_orderness: bool,
+}
+
+async fn run_kafka(a: RunArgs, overrides: EngineOverrides) -> anyhow::Result<()> {
+    let mut config = service_config(
+        a.kafka.config.as_deref(),
+        a.kafka.brokers.as_deref(),
+        a.kafka.group.as_deref(),
+    )?;
+    if overrides.batch_size {
+        config.engine.batch_size = a.engine.batch_size;
+    }
+    if overrides.out_of_orderness {
+        config.engine.out_of_orderness_ms = i64::try_from(a.engine.out_of_orderness.as_millis())
+            .context("--out-of-orderness is too large")?;
+    }
+    if let Some(dir) = a.rules.clone() {
+        config.engine.rules = Some(dir);
+    }
+    let config = config.validated()?;
+    let dir = config.engine.rules.clone().unwrap_or_else(builtin_rules);
+    let rules = load_rules(&dir).await?;
+    let (metrics, _) = Metrics::install(&config.metrics.listen)?;
+    info!(
+        brokers = %config.kafka.brokers,
+        group = %config.kafka.group_id,
+        alerts = %config.kafka.alert_topic,
+        dlq = %config.kafka.dlq_topic,
+        "starting the Kafka service (SIGINT/SIGTERM to stop)"
+    );
+    let started = Instant::now();
+    let outcome = service::run(
+        config,
+        rules,
+        pseudonymizer(a.engine.pseudonym_key.as_deref()),
+        metrics,
+        a.kafka.exit_at_end,
+        shutdown_signal(),
+    )
+    .await?;
+    eprint!("{}", outcome.stats.summary(started.elapsed()));
+    Ok(())
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (docker stop, Kubernetes).
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
 }
 
 /// The pseudonymiser; the connectors crate warns loudly when it falls back to the development key.

@@ -13,16 +13,19 @@
 //! carries a batch's effects through every chain of views.
 //!
 //! The pipeline owns the runtime parts built from a validated [`PipelineConfig`]; the same
-//! struct serves `replay` (files), `run` (simulator) and, later, Kafka.
+//! struct serves `replay` (files), `run` (simulator) and the Kafka service
+//! (`crate::service`), which also uses [`Pipeline::process_tracked`],
+//! [`Pipeline::oldest_needed_ts`] and [`Pipeline::flush`] to commit only durable progress.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::RecordBatch;
+use arrow::array::{Array, RecordBatch, TimestampMillisecondArray};
 use chrono::Utc;
 use citybrain_connectors::{
-    DeadLetter, DeadReason, Decoder, Feed, Pseudonymizer, RawBatch, Sink, SinkRecord, Source,
+    DeadLetter, DeadReason, Decoder, Feed, Origin, Pseudonymizer, RawBatch, Sink, SinkRecord,
+    Source,
 };
 use citybrain_rules::{Catalog, CompiledRule, Emission, Emit, RuleRunner, RunnerConfig};
 
@@ -150,6 +153,12 @@ impl Stage {
             }) {
                 views.push((producer, input));
             }
+        }
+        let mut runner = runner;
+        for (_, input) in &views {
+            // A view's watermark is its producer's; the producer's feeds are the ones that
+            // may be idle.
+            runner.set_may_idle(*input, false);
         }
         Self {
             runner,
@@ -305,6 +314,19 @@ impl Pipeline {
         }
     }
 
+    /// Whether `feed` may count as idle in the rules reading it with other inputs (see
+    /// [`RuleRunner::set_may_idle`]); the Kafka service allows it only while the feed is read
+    /// to the end.
+    pub fn set_feed_may_idle(&mut self, feed: Feed, may: bool) {
+        for stage in &mut self.stages {
+            for (f, input) in &stage.feeds {
+                if *f == feed {
+                    stage.runner.set_may_idle(*input, may);
+                }
+            }
+        }
+    }
+
     /// The ids of the rules running, in dependency order.
     pub fn rule_ids(&self) -> Vec<String> {
         self.stages
@@ -356,6 +378,72 @@ impl Pipeline {
     /// # Errors
     /// When a sink fails or a plan fails to execute.
     pub async fn process(&mut self, raw: RawBatch) -> Result<()> {
+        self.process_tracked(raw).await.map(drop)
+    }
+
+    /// The smallest event time (epoch ms) of input still needed by any rule, `None` when no
+    /// rule holds anything. An input record whose event time is below it (or any record when
+    /// `None`) has had every effect it can have: its alerts were handed to the alert sink.
+    pub fn oldest_needed_ts(&self) -> Option<i64> {
+        self.needed().into_iter().filter_map(|(t, _)| t).min()
+    }
+
+    /// [`Pipeline::oldest_needed_ts`] over the rules reading `feed` (directly or through views)
+    /// only: a quiet feed's open window does not hold back the commits of the others.
+    pub fn oldest_needed_ts_of(&self, feed: Feed) -> Option<i64> {
+        self.needed()
+            .into_iter()
+            .filter(|(_, feeds)| feeds.contains(&feed))
+            .filter_map(|(t, _)| t)
+            .min()
+    }
+
+    /// Per stage: the oldest feed event time it still needs, and the feeds it depends on. A
+    /// rule reading a view holds view rows stamped with the end of the producer's window, so
+    /// the feed events behind them reach back by the producer's window length.
+    fn needed(&self) -> Vec<(Option<i64>, Vec<Feed>)> {
+        let mut out: Vec<(Option<i64>, Vec<Feed>, i64)> = Vec::with_capacity(self.stages.len());
+        for stage in &self.stages {
+            let mut feeds: Vec<Feed> = stage.feeds.iter().map(|(f, _)| *f).collect();
+            let mut reach = 0i64;
+            let mut needed: Option<i64> = None;
+            for (producer, _) in &stage.views {
+                let (t, f, r) = &out[*producer];
+                let size = self.stages[*producer]
+                    .runner
+                    .rule()
+                    .window
+                    .as_ref()
+                    .map_or(0, |w| w.kind.size_ms());
+                reach = reach.max(r + size);
+                feeds.extend(f.iter().copied());
+                needed = match (needed, *t) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            let own = stage
+                .runner
+                .oldest_needed_ts()
+                .map(|t| t.saturating_sub(reach));
+            let needed = match (needed, own) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            feeds.sort();
+            feeds.dedup();
+            out.push((needed, feeds, reach));
+        }
+        out.into_iter().map(|(t, f, _)| (t, f)).collect()
+    }
+
+    /// Like [`Pipeline::process`], and says what each raw record became: its event time (ms)
+    /// when well-formed, `None` when it was dead-lettered as malformed. Sources that commit
+    /// positions (Kafka) use it with [`Pipeline::oldest_needed_ts`].
+    ///
+    /// # Errors
+    /// When a sink fails or a plan fails to execute.
+    pub async fn process_tracked(&mut self, raw: RawBatch) -> Result<Vec<Option<i64>>> {
         let feed = raw.feed;
         self.stats.bytes += raw
             .records
@@ -365,13 +453,23 @@ impl Pipeline {
         let decoder = self.decoders.get_mut(&feed).expect("a decoder per feed");
         let decoded = decoder.decode(&raw);
         *self.stats.events.entry(feed.name()).or_default() += decoded.batch.num_rows() as u64;
+        let mut event_ts = vec![None; raw.records.len()];
+        if let Some(ts) = decoded
+            .batch
+            .column_by_name("ts")
+            .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
+        {
+            for (row, record) in decoded.rows.iter().enumerate() {
+                event_ts[*record as usize] = Some(ts.value(row));
+            }
+        }
         if !decoded.dead.is_empty() {
             *self.stats.malformed.entry(feed.name()).or_default() += decoded.dead.len() as u64;
             let records: Vec<SinkRecord> = decoded.dead.iter().map(dead_record).collect();
             self.dead_sink.write(&records).await.map_err(Error::Sink)?;
         }
         if decoded.batch.num_rows() == 0 {
-            return Ok(());
+            return Ok(event_ts);
         }
         let mut late: BTreeMap<u32, Vec<String>> = BTreeMap::new();
         let mut emitted = Vec::new();
@@ -418,7 +516,18 @@ impl Pipeline {
                 .collect();
             self.dead_sink.write(&records).await.map_err(Error::Sink)?;
         }
-        self.write_alerts(emitted).await
+        self.write_alerts(emitted).await?;
+        Ok(event_ts)
+    }
+
+    /// Makes everything written so far durable without emitting open windows (a long-running
+    /// service stopping: open windows are rebuilt from uncommitted input on restart).
+    ///
+    /// # Errors
+    /// When a sink fails.
+    pub async fn flush(&mut self) -> Result<()> {
+        self.alert_sink.flush().await.map_err(Error::Sink)?;
+        self.dead_sink.flush().await.map_err(Error::Sink)
     }
 
     /// Emits every open window and flushes both sinks.
@@ -482,15 +591,6 @@ impl Pipeline {
         Ok(())
     }
 
-    /// The earliest event time whose effects are not final in some rule (see
-    /// [`RuleRunner::oldest_needed_ts`]); `None` when no rule holds anything.
-    pub fn oldest_needed_ts(&self) -> Option<i64> {
-        self.stages
-            .iter()
-            .filter_map(|s| s.runner.oldest_needed_ts())
-            .min()
-    }
-
     async fn write_alerts(&mut self, emitted: Vec<(Arc<CompiledRule>, Emission)>) -> Result<()> {
         if emitted.is_empty() {
             return Ok(());
@@ -537,17 +637,47 @@ fn route(
     }
 }
 
+/// A dead letter as a sink record. Headers follow Kafka Connect's dead-letter convention
+/// (`__connect.errors.*`: origin topic, partition, offset, exception message) for records that
+/// came from Kafka, plus `citybrain.reason` (`malformed` | `late`), `citybrain.feed` and, for
+/// late records, `citybrain.rules` (comma-separated rule ids).
 fn dead_record(d: &DeadLetter) -> SinkRecord {
-    let reason = match &d.reason {
-        DeadReason::Malformed(_) => "malformed",
-        DeadReason::Late { .. } => "late",
+    let (reason, detail) = match &d.reason {
+        DeadReason::Malformed(detail) => ("malformed", detail.clone()),
+        DeadReason::Late { rules } => (
+            "late",
+            format!(
+                "event time behind the watermark of rule(s) {}",
+                rules.join(",")
+            ),
+        ),
     };
+    let mut headers = Vec::with_capacity(8);
+    let mut key = None;
+    if let Origin::Kafka {
+        topic,
+        partition,
+        offset,
+        ..
+    } = &d.origin
+    {
+        key = Some(format!("{topic}/{partition}"));
+        headers.push(("__connect.errors.topic".to_string(), topic.to_string()));
+        headers.push((
+            "__connect.errors.partition".to_string(),
+            partition.to_string(),
+        ));
+        headers.push(("__connect.errors.offset".to_string(), offset.to_string()));
+    }
+    headers.push(("__connect.errors.exception.message".to_string(), detail));
+    headers.push(("citybrain.reason".to_string(), reason.to_string()));
+    headers.push(("citybrain.feed".to_string(), d.feed.name().to_string()));
+    if let DeadReason::Late { rules } = &d.reason {
+        headers.push(("citybrain.rules".to_string(), rules.join(",")));
+    }
     SinkRecord {
-        key: None,
+        key,
         payload: d.to_json(),
-        headers: vec![
-            ("citybrain.reason".to_string(), reason.to_string()),
-            ("citybrain.feed".to_string(), d.feed.name().to_string()),
-        ],
+        headers,
     }
 }

@@ -112,13 +112,26 @@ pub struct Step {
 }
 
 /// One input's clock.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct Clock {
     max_ts: Option<i64>,
     /// Set from outside (a view's producer, or a source tracking partitions).
     explicit: Option<i64>,
     /// When it last delivered rows or a watermark.
     last_active: Option<Instant>,
+    /// Whether it may be left out as idle at all.
+    may_idle: bool,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self {
+            max_ts: None,
+            explicit: None,
+            last_active: None,
+            may_idle: true,
+        }
+    }
 }
 
 enum State {
@@ -132,7 +145,6 @@ enum State {
 pub struct RuleRunner {
     rule: Arc<CompiledRule>,
     config: RunnerConfig,
-    started: Instant,
     clocks: Vec<Clock>,
     state: State,
     revisions: Option<Revisions>,
@@ -173,7 +185,6 @@ impl RuleRunner {
                 out_of_orderness_ms: config.out_of_orderness_ms.max(0),
                 idle_timeout_ms: config.idle_timeout_ms.map(|t| t.max(0)),
             },
-            started: Instant::now(),
             rule,
             state,
             revisions,
@@ -240,9 +251,13 @@ impl RuleRunner {
                 _ => (self.input_watermark(c), false),
             };
             max = max.max(wm);
+            // Only an input that has delivered before can go quiet; one never heard from yet
+            // holds the rule back.
             let idle = !current
+                && c.may_idle
                 && timeout.is_some_and(|t| {
-                    now.saturating_duration_since(c.last_active.unwrap_or(self.started)) >= t
+                    c.last_active
+                        .is_some_and(|at| now.saturating_duration_since(at) >= t)
                 });
             if idle {
                 continue;
@@ -253,6 +268,15 @@ impl RuleRunner {
             }
         }
         if missing { None } else { min.or(max) }
+    }
+
+    /// Whether input `input` may be left out of the rule's watermark when idle (default yes;
+    /// no for views, whose watermark is their producer's, and for a feed whose backlog has not
+    /// been read yet).
+    pub fn set_may_idle(&mut self, input: usize, may: bool) {
+        if let Some(c) = self.clocks.get_mut(input) {
+            c.may_idle = may;
+        }
     }
 
     /// Takes one batch of input `input` (a feed: its rows also advance that input's

@@ -1,0 +1,255 @@
+//! Kafka settings: the `[kafka]` table of the service's TOML file, validated as a whole.
+//!
+//! ```toml
+//! [kafka]
+//! brokers = "127.0.0.1:9092"          # --brokers overrides
+//! group_id = "citybrain"              # --group overrides
+//! alert_topic = "citybrain.alerts"
+//! dlq_topic = "citybrain.dlq"
+//!
+//! [kafka.topics]                      # feed -> topic
+//! traffic = "city.traffic"
+//!
+//! [kafka.properties]                  # librdkafka properties for both clients (SASL, TLS, ...)
+//! "security.protocol" = "SASL_SSL"
+//! ```
+
+use std::collections::BTreeMap;
+
+use rdkafka::ClientConfig;
+use serde::Deserialize;
+
+use crate::feed::Feed;
+
+/// Properties citybrain sets itself because the delivery guarantee depends on them; setting
+/// them in a config file is an error.
+pub const RESERVED_PROPERTIES: [&str; 6] = [
+    "bootstrap.servers",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "enable.idempotence",
+    "acks",
+];
+
+/// The `[kafka]` table. Every field has a default, so an empty table (or none) is valid once
+/// brokers are given on the command line.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `HOST:PORT[,HOST:PORT...]`. No default: `--brokers` or this field.
+    pub brokers: String,
+    /// Consumer group id. Default `citybrain`.
+    pub group_id: String,
+    /// Topic of each feed. Default `city.<feed>` for all four feeds; a feed left out is not read.
+    pub topics: BTreeMap<String, String>,
+    /// Where alerts go. Default `citybrain.alerts`.
+    pub alert_topic: String,
+    /// Where malformed and late records go. Default `citybrain.dlq`.
+    pub dlq_topic: String,
+    /// librdkafka properties for the consumer and the producer alike: security (`security.protocol`,
+    /// `sasl.*`, `ssl.*`), timeouts, `client.id`, ... Passed through as given.
+    pub properties: BTreeMap<String, String>,
+    /// librdkafka properties for the consumer only (e.g. `fetch.wait.max.ms`).
+    pub consumer_properties: BTreeMap<String, String>,
+    /// librdkafka properties for the producer only (e.g. `linger.ms`, `compression.type`).
+    pub producer_properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: String::new(),
+            group_id: "citybrain".to_string(),
+            topics: Feed::ALL
+                .iter()
+                .map(|f| (f.name().to_string(), default_topic(*f)))
+                .collect(),
+            alert_topic: "citybrain.alerts".to_string(),
+            dlq_topic: "citybrain.dlq".to_string(),
+            properties: BTreeMap::new(),
+            consumer_properties: BTreeMap::new(),
+            producer_properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// The default topic of a feed: `city.traffic`, `city.police`, `city.emergency`, `city.market`.
+pub fn default_topic(feed: Feed) -> String {
+    format!("city.{}", feed.name())
+}
+
+impl KafkaConfig {
+    /// Every problem of the configuration, each as one line naming the field; empty when valid.
+    /// librdkafka property names and values are checked by librdkafka itself.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.brokers.trim().is_empty() {
+            out.push("kafka.brokers: no brokers (use --brokers HOST:PORT)".to_string());
+        }
+        for b in self.brokers.split(',').filter(|b| !b.trim().is_empty()) {
+            let b = b.trim();
+            let port = b.rsplit_once(':').map(|(_, p)| p.parse::<u16>());
+            if !matches!(port, Some(Ok(p)) if p > 0) {
+                out.push(format!("kafka.brokers: `{b}` is not HOST:PORT"));
+            }
+        }
+        if self.group_id.trim().is_empty() {
+            out.push("kafka.group_id: must not be empty".to_string());
+        }
+        if self.topics.is_empty() {
+            out.push("kafka.topics: no feed topics to read".to_string());
+        }
+        let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+        for (feed, topic) in &self.topics {
+            if Feed::from_name(feed).is_none() {
+                out.push(format!(
+                    "kafka.topics.{feed}: unknown feed (expected traffic, police, emergency or market)"
+                ));
+            }
+            check_topic(&format!("kafka.topics.{feed}"), topic, &mut out);
+            if let Some(other) = seen.insert(topic.as_str(), feed.as_str()) {
+                out.push(format!(
+                    "kafka.topics.{feed}: topic `{topic}` is also the topic of feed {other}"
+                ));
+            }
+        }
+        check_topic("kafka.alert_topic", &self.alert_topic, &mut out);
+        check_topic("kafka.dlq_topic", &self.dlq_topic, &mut out);
+        for (name, topic) in [
+            ("alert_topic", &self.alert_topic),
+            ("dlq_topic", &self.dlq_topic),
+        ] {
+            if let Some(feed) = seen.get(topic.as_str()) {
+                out.push(format!(
+                    "kafka.{name}: `{topic}` is also the topic of feed {feed}: citybrain would read its own output"
+                ));
+            }
+        }
+        if self.alert_topic == self.dlq_topic && !self.alert_topic.is_empty() {
+            out.push("kafka.dlq_topic: must differ from kafka.alert_topic".to_string());
+        }
+        for (table, props) in [
+            ("properties", &self.properties),
+            ("consumer_properties", &self.consumer_properties),
+            ("producer_properties", &self.producer_properties),
+        ] {
+            for (k, v) in props {
+                if RESERVED_PROPERTIES.contains(&k.as_str()) {
+                    out.push(format!(
+                        "kafka.{table}.\"{k}\": set by citybrain (delivery guarantee); remove it"
+                    ));
+                    continue;
+                }
+                // librdkafka rejects unknown names and bad values on `set` of a fresh config.
+                if let Err(e) = ClientConfig::new().set(k, v).create_native_config() {
+                    out.push(format!("kafka.{table}.\"{k}\": {e}"));
+                }
+            }
+        }
+        out
+    }
+
+    /// The feed read from each topic.
+    pub fn feed_topics(&self) -> Vec<(Feed, String)> {
+        self.topics
+            .iter()
+            .filter_map(|(f, t)| Feed::from_name(f).map(|f| (f, t.clone())))
+            .collect()
+    }
+
+    /// The consumer's librdkafka configuration: group, no automatic commits (citybrain commits
+    /// only durable progress), reading from the start of a partition the group never committed.
+    pub fn consumer_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("group.id", &self.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("statistics.interval.ms", "5000");
+        for (k, v) in self.properties.iter().chain(&self.consumer_properties) {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// The producer's librdkafka configuration: idempotent (no duplicates or reordering from
+    /// retries), every in-sync replica acknowledges.
+    pub fn producer_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("queue.buffering.max.messages", "100000");
+        for (k, v) in self.properties.iter().chain(&self.producer_properties) {
+            c.set(k, v);
+        }
+        c
+    }
+}
+
+/// Kafka's rule for topic names: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
+fn check_topic(field: &str, topic: &str, out: &mut Vec<String>) {
+    let ok_chars = topic
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if topic.is_empty() || topic.len() > 249 || !ok_chars || topic == "." || topic == ".." {
+        out.push(format!(
+            "{field}: `{topic}` is not a Kafka topic name (1-249 of a-z A-Z 0-9 . _ -)"
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_only_brokers() {
+        let mut c = KafkaConfig::default();
+        assert_eq!(c.problems().len(), 1, "{:?}", c.problems());
+        c.brokers = "127.0.0.1:9092".into();
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
+        assert_eq!(c.feed_topics().len(), 4);
+        assert_eq!(c.topics["traffic"], "city.traffic");
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let text = r#"
+            brokers = "localhost"
+            group_id = ""
+            alert_topic = "city.police"
+            dlq_topic = "bad topic"
+            [topics]
+            police = "city.police"
+            weather = "city.weather"
+            [properties]
+            "enable.auto.commit" = "true"
+            "no.such.property" = "1"
+            [consumer_properties]
+            "fetch.wait.max.ms" = "not a number"
+        "#;
+        let c: KafkaConfig = toml::from_str(text).expect("parses");
+        let p = c.problems();
+        let expect = [
+            "kafka.brokers: `localhost` is not HOST:PORT",
+            "kafka.group_id",
+            "kafka.topics.weather: unknown feed",
+            "kafka.alert_topic: `city.police` is also the topic of feed police",
+            "kafka.dlq_topic: `bad topic` is not a Kafka topic name",
+            "kafka.properties.\"enable.auto.commit\": set by citybrain",
+            "kafka.properties.\"no.such.property\"",
+            "kafka.consumer_properties.\"fetch.wait.max.ms\"",
+        ];
+        for e in expect {
+            assert!(
+                p.iter().any(|x| x.starts_with(e)),
+                "missing {e:?} in {p:#?}"
+            );
+        }
+        assert_eq!(p.len(), expect.len(), "{p:#?}");
+    }
+}

@@ -1,0 +1,28 @@
+//! Kafka in and out: the feed topics as a [`KafkaSource`], alerts and dead letters through
+//! [`KafkaSink`]s sharing one tracked, idempotent [`KafkaProducer`].
+//!
+//! ```text
+//!  city.traffic ─┐                                    ┌─▶ KafkaSink ─▶ citybrain.alerts
+//!  city.police  ─┼─▶ KafkaSource ─RawBatch─▶ (engine) ─┤                    (key: group/cell)
+//!  city.emergency┤   consumer group,                  └─▶ KafkaSink ─▶ citybrain.dlq
+//!  city.market  ─┘   no auto-commit          KafkaProducer: idempotent, DeliveryTracker
+//!        ▲                                                  │ confirmed sequence
+//!        └──── commit(offsets) ◀── CommitTracker ◀──────────┘ + oldest event time still held
+//! ```
+//!
+//! - [`config`]: the `[kafka]` table of the service's TOML file, validated as a whole.
+//! - [`source`]: the consumer; [`progress`]: which offsets may be committed.
+//! - [`sink`]: the producer and its delivery tracking.
+//! - [`watermark`]: per-partition watermarks with an idle timeout.
+
+pub mod config;
+pub mod progress;
+pub mod sink;
+pub mod source;
+pub mod watermark;
+
+pub use config::KafkaConfig;
+pub use progress::{CommitTracker, TopicPartition};
+pub use sink::{DeliveryState, DeliveryTracker, KafkaProducer, KafkaSink, LatencyObserver};
+pub use source::KafkaSource;
+pub use watermark::{DEFAULT_IDLE_TIMEOUT, PartitionWatermarks};

@@ -1,0 +1,332 @@
+//! Reading the feed topics with one consumer group.
+//!
+//! [`KafkaSource`] subscribes to the configured feed topics and turns each poll into
+//! [`RawBatch`]es: every message available right now (up to the batch size) is taken, then
+//! split per feed, keeping the order of each partition. Each record carries its
+//! [`Origin::Kafka`] (topic, partition, offset, Kafka timestamp). The source never commits on
+//! its own: the engine calls [`KafkaSource::commit`] with offsets whose effects are durable
+//! (see [`super::progress`]).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::FutureExt;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::BorrowedMessage;
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Message};
+
+use super::config::KafkaConfig;
+use super::progress::TopicPartition;
+use crate::feed::Feed;
+use crate::record::{Origin, RawBatch, RawRecord};
+use crate::source::Source;
+use crate::{Error, Result};
+
+/// How often a source that stops at the end checks whether it got there while no message comes.
+const END_CHECK_INTERVAL: Duration = Duration::from_millis(200);
+
+/// What the consumer's callbacks learn, read by the engine between batches.
+#[derive(Debug, Default)]
+struct Shared {
+    revoked: Mutex<Vec<(String, i32)>>,
+    lag: Mutex<BTreeMap<(String, i32), i64>>,
+}
+
+/// librdkafka context of the consumer: records revocations and consumer lag.
+pub struct SourceContext {
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for SourceContext {
+    fn stats(&self, statistics: Statistics) {
+        let mut lag = self.shared.lag.lock().expect("lag lock");
+        for (topic, t) in statistics.topics {
+            for (partition, p) in t.partitions {
+                if partition >= 0 && p.consumer_lag >= 0 {
+                    lag.insert((topic.clone(), partition), p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                let mut revoked = self.shared.revoked.lock().expect("revoked lock");
+                let mut lag = self.shared.lag.lock().expect("lag lock");
+                for e in tpl.elements() {
+                    tracing::info!(topic = e.topic(), partition = e.partition(), "revoked");
+                    revoked.push((e.topic().to_string(), e.partition()));
+                    lag.remove(&(e.topic().to_string(), e.partition()));
+                }
+            }
+            Rebalance::Assign(tpl) => {
+                for e in tpl.elements() {
+                    tracing::info!(topic = e.topic(), partition = e.partition(), "assigned");
+                }
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance failed"),
+        }
+    }
+}
+
+/// The feed topics as a [`Source`].
+pub struct KafkaSource {
+    consumer: StreamConsumer<SourceContext>,
+    shared: Arc<Shared>,
+    feeds: HashMap<String, (Feed, Arc<str>)>,
+    max_batch: usize,
+    stop_at_end: bool,
+    pending: VecDeque<RawBatch>,
+    /// Next offset to read of each partition a message was read from.
+    next: BTreeMap<TopicPartition, i64>,
+    /// When the last message arrived or the last end check ran.
+    quiet_since: Instant,
+}
+
+impl std::fmt::Debug for KafkaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSource")
+            .field("topics", &self.feeds.keys().collect::<Vec<_>>())
+            .field("max_batch", &self.max_batch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaSource {
+    /// Joins the consumer group and subscribes to the feed topics of `config`. Batches hold at
+    /// most `max_batch` records. With `stop_at_end`, the source ends once it has read every
+    /// assigned partition up to its end (back-tests, tests); otherwise it runs until dropped.
+    ///
+    /// # Errors
+    /// When librdkafka rejects the configuration or the subscription.
+    pub fn new(config: &KafkaConfig, max_batch: usize, stop_at_end: bool) -> Result<Self> {
+        let shared = Arc::new(Shared::default());
+        let consumer: StreamConsumer<SourceContext> = config
+            .consumer_config()
+            .create_with_context(SourceContext {
+                shared: Arc::clone(&shared),
+            })
+            .map_err(|source| Error::Kafka {
+                action: "creating the consumer".into(),
+                source,
+            })?;
+        let feeds: HashMap<String, (Feed, Arc<str>)> = config
+            .feed_topics()
+            .into_iter()
+            .map(|(f, t)| (t.clone(), (f, Arc::from(t.as_str()))))
+            .collect();
+        let topics: Vec<&str> = feeds.keys().map(String::as_str).collect();
+        consumer.subscribe(&topics).map_err(|source| Error::Kafka {
+            action: format!("subscribing to {}", topics.join(", ")),
+            source,
+        })?;
+        tracing::info!(group = %config.group_id, topics = ?topics, "subscribed");
+        Ok(Self {
+            consumer,
+            shared,
+            feeds,
+            max_batch: max_batch.max(1),
+            stop_at_end,
+            pending: VecDeque::new(),
+            next: BTreeMap::new(),
+            quiet_since: Instant::now(),
+        })
+    }
+
+    /// The feed read from `topic`.
+    pub fn feed_of(&self, topic: &str) -> Option<Feed> {
+        self.feeds.get(topic).map(|(f, _)| *f)
+    }
+
+    /// Commits `offsets` (each the next offset to read of its partition). Asynchronous commits
+    /// return at once (a failure is logged by librdkafka and retried by the next commit).
+    ///
+    /// # Errors
+    /// When a synchronous commit fails.
+    pub fn commit(&self, offsets: &[(TopicPartition, i64)], sync: bool) -> Result<()> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::with_capacity(offsets.len());
+        for ((topic, partition), offset) in offsets {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                .map_err(|source| Error::Kafka {
+                    action: format!("committing {topic}/{partition}"),
+                    source,
+                })?;
+        }
+        let mode = if sync {
+            CommitMode::Sync
+        } else {
+            CommitMode::Async
+        };
+        self.consumer
+            .commit(&tpl, mode)
+            .map_err(|source| Error::Kafka {
+                action: "committing offsets".into(),
+                source,
+            })
+    }
+
+    /// Partitions revoked by rebalances since the last call.
+    pub fn take_revoked(&self) -> Vec<TopicPartition> {
+        std::mem::take(&mut *self.shared.revoked.lock().expect("revoked lock"))
+            .into_iter()
+            .map(|(t, p)| (Arc::from(t.as_str()), p))
+            .collect()
+    }
+
+    /// Consumer lag (high watermark − committed offset) per partition, from librdkafka's
+    /// statistics (refreshed every 5 s).
+    pub fn lag(&self) -> BTreeMap<(String, i32), i64> {
+        self.shared.lag.lock().expect("lag lock").clone()
+    }
+
+    /// Whether every assigned partition has been read up to its high watermark.
+    fn at_end(&self) -> Result<bool> {
+        let assignment = self.consumer.assignment().map_err(|source| Error::Kafka {
+            action: "reading the assignment".into(),
+            source,
+        })?;
+        if assignment.count() == 0 {
+            tracing::debug!("no partitions assigned yet");
+            return Ok(false);
+        }
+        let committed = self
+            .consumer
+            .committed_offsets(assignment.clone(), Duration::from_secs(5))
+            .map_err(|source| Error::Kafka {
+                action: "reading committed offsets".into(),
+                source,
+            })?;
+        for e in assignment.elements() {
+            let (low, high) = self
+                .consumer
+                .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(5))
+                .map_err(|source| Error::Kafka {
+                    action: format!("reading the end of {}/{}", e.topic(), e.partition()),
+                    source,
+                })?;
+            let read = self
+                .next
+                .get(&(Arc::from(e.topic()), e.partition()))
+                .copied()
+                .or_else(|| {
+                    committed
+                        .find_partition(e.topic(), e.partition())
+                        .and_then(|c| match c.offset() {
+                            Offset::Offset(o) => Some(o),
+                            _ => None,
+                        })
+                })
+                .unwrap_or(low);
+            if read < high {
+                tracing::debug!(
+                    topic = e.topic(),
+                    partition = e.partition(),
+                    read,
+                    high,
+                    "not at the end yet"
+                );
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn take(&mut self, taken: Vec<(Feed, RawRecord)>) {
+        let mut per_feed: BTreeMap<Feed, Vec<RawRecord>> = BTreeMap::new();
+        for (feed, rec) in taken {
+            if let Origin::Kafka {
+                topic,
+                partition,
+                offset,
+                ..
+            } = &rec.origin
+            {
+                self.next
+                    .insert((Arc::clone(topic), *partition), offset + 1);
+            }
+            per_feed.entry(feed).or_default().push(rec);
+        }
+        self.pending.extend(
+            per_feed
+                .into_iter()
+                .map(|(feed, records)| RawBatch { feed, records }),
+        );
+    }
+}
+
+/// A message of a feed topic as a raw record.
+fn raw_record(
+    feeds: &HashMap<String, (Feed, Arc<str>)>,
+    m: &BorrowedMessage<'_>,
+) -> Option<(Feed, RawRecord)> {
+    let (feed, topic) = feeds.get(m.topic())?;
+    Some((
+        *feed,
+        RawRecord {
+            payload: Bytes::copy_from_slice(m.payload().unwrap_or_default()),
+            origin: Origin::Kafka {
+                topic: Arc::clone(topic),
+                partition: m.partition(),
+                offset: m.offset(),
+                timestamp_ms: m.timestamp().to_millis(),
+            },
+        },
+    ))
+}
+
+#[async_trait::async_trait]
+impl Source for KafkaSource {
+    /// # Cancellation
+    /// Cancel-safe: a dropped call loses no message (messages are taken only after the first
+    /// one arrived, synchronously).
+    async fn next_batch(&mut self) -> Result<Option<RawBatch>> {
+        loop {
+            if let Some(b) = self.pending.pop_front() {
+                return Ok(Some(b));
+            }
+            let mut taken = Vec::new();
+            {
+                let first = if self.stop_at_end {
+                    // Measured from the last message or check, not from this call: the caller
+                    // may drop this future often (a commit timer), and the check must still run.
+                    let wait = END_CHECK_INTERVAL.saturating_sub(self.quiet_since.elapsed());
+                    tokio::time::timeout(wait, self.consumer.recv()).await.ok()
+                } else {
+                    Some(self.consumer.recv().await)
+                };
+                self.quiet_since = Instant::now();
+                let Some(first) = first else {
+                    if self.at_end()? {
+                        return Ok(None);
+                    }
+                    continue;
+                };
+                match first {
+                    Ok(m) => taken.extend(raw_record(&self.feeds, &m)),
+                    // librdkafka retries broker and network errors itself.
+                    Err(e) => tracing::warn!(error = %e, "consumer error"),
+                }
+                while taken.len() < self.max_batch {
+                    match self.consumer.recv().now_or_never() {
+                        Some(Ok(m)) => taken.extend(raw_record(&self.feeds, &m)),
+                        Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+                        None => break,
+                    }
+                }
+            }
+            self.take(taken);
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The service's metrics: every name in one place, a Prometheus endpoint, and the
+//! ingest-to-acknowledged latency kept in an HDR histogram.
+//!
+//! `GET /metrics` on `[metrics] listen` serves Prometheus text format. Metrics are recorded with
+//! the `metrics` crate; the recorder is `metrics-exporter-prometheus`'s, rendered on request by
+//! a small HTTP/1.1 responder on its own thread (no extra runtime features needed).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::error::{Error, Result};
+
+/// Metric names (all prefixed `citybrain_`) and their labels.
+pub mod names {
+    /// Counter, label `feed`: well-formed events read.
+    pub const EVENTS_IN: &str = "citybrain_events_in_total";
+    /// Counter, label `feed`: malformed records sent to the dead-letter topic.
+    pub const MALFORMED: &str = "citybrain_malformed_total";
+    /// Counter, label `rule`: late events (their window was already emitted).
+    pub const LATE: &str = "citybrain_late_total";
+    /// Counter, label `rule`: alerts produced.
+    pub const ALERTS: &str = "citybrain_alerts_total";
+    /// Gauge, labels `topic`, `partition`: high watermark minus committed offset.
+    pub const CONSUMER_LAG: &str = "citybrain_consumer_lag";
+    /// Gauge, label `feed`: wall clock minus the feed's watermark, seconds.
+    pub const WATERMARK_DELAY: &str = "citybrain_watermark_delay_seconds";
+    /// Summary: records per batch taken from the source.
+    pub const BATCH_RECORDS: &str = "citybrain_batch_records";
+    /// Gauge: records produced but not yet acknowledged by the broker.
+    pub const IN_FLIGHT: &str = "citybrain_outputs_in_flight";
+    /// Counter: times consumption paused because too many outputs were in flight.
+    pub const BACKPRESSURE_PAUSES: &str = "citybrain_backpressure_pauses_total";
+    /// Gauge, label `quantile` (`0.5`, `0.99`): seconds from ingesting the batch that produced
+    /// an alert to the broker acknowledging the alert (HDR histogram since start).
+    pub const ALERT_LATENCY: &str = "citybrain_alert_latency_seconds";
+    /// Counter: alerts whose latency was measured.
+    pub const ALERT_LATENCY_COUNT: &str = "citybrain_alert_latency_seconds_count";
+}
+
+/// Ingest-to-acknowledged latency of alerts, in microseconds, 1 µs to 1 hour, 3 digits.
+#[derive(Debug)]
+pub struct Latency {
+    hist: Mutex<Histogram<u64>>,
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Self {
+            hist: Mutex::new(
+                Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),
+            ),
+        }
+    }
+}
+
+impl Latency {
+    /// Records one alert's latency.
+    pub fn observe(&self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.hist
+            .lock()
+            .expect("latency lock")
+            .saturating_record(us.max(1));
+    }
+
+    /// (p50, p99, count) in seconds.
+    pub fn quantiles(&self) -> (f64, f64, u64) {
+        let h = self.hist.lock().expect("latency lock");
+        let s = |q: f64| h.value_at_quantile(q) as f64 / 1e6;
+        (s(0.5), s(0.99), h.len())
+    }
+
+    fn publish(&self) {
+        let (p50, p99, n) = self.quantiles();
+        metrics::gauge!(names::ALERT_LATENCY, "quantile" => "0.5").set(p50);
+        metrics::gauge!(names::ALERT_LATENCY, "quantile" => "0.99").set(p99);
+        metrics::counter!(names::ALERT_LATENCY_COUNT).absolute(n);
+    }
+}
+
+/// The installed recorder and the latency histogram.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    handle: PrometheusHandle,
+    /// Alert latency, observed by the producer's delivery callback.
+    pub latency: Arc<Latency>,
+}
+
+impl Metrics {
+    /// Installs the global recorder (once per process) and, when `listen` is not empty, serves
+    /// `/metrics` there. Returns the address actually bound (port 0 picks a free port).
+    ///
+    /// # Errors
+    /// When the address cannot be bound.
+    pub fn install(listen: &str) -> Result<(Self, Option<SocketAddr>)> {
+        let handle = PrometheusBuilder::new()
+            .install_recorder()
+            .unwrap_or_else(|_| {
+                // Already installed in this process (tests): render a fresh, detached recorder.
+                PrometheusBuilder::new().build_recorder().handle()
+            });
+        let metrics = Self {
+            handle,
+            latency: Arc::new(Latency::default()),
+        };
+        if listen.is_empty() {
+            return Ok((metrics, None));
+        }
+        let listener = TcpListener::bind(listen).map_err(|source| Error::Metrics {
+            addr: listen.to_string(),
+            source,
+        })?;
+        let addr = listener.local_addr().map_err(|source| Error::Metrics {
+            addr: listen.to_string(),
+            source,
+        })?;
+        let serving = metrics.clone();
+        std::thread::Builder::new()
+            .name("metrics-http".into())
+            .spawn(move || {
+                for stream in listener.incoming().flatten() {
+                    if let Err(e) = serving.answer(stream) {
+                        tracing::debug!(error = %e, "metrics request failed");
+                    }
+                }
+            })
+            .map_err(|source| Error::Metrics {
+                addr: listen.to_string(),
+                source,
+            })?;
+        tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+        Ok((metrics, Some(addr)))
+    }
+
+    /// The current metrics in Prometheus text format.
+    pub fn render(&self) -> String {
+        self.latency.publish();
+        self.handle.run_upkeep();
+        self.handle.render()
+    }
+
+    fn answer(&self, stream: TcpStream) -> std::io::Result<()> {
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut reader = BufReader::new(stream);
+        let mut request = String::new();
+        reader.read_line(&mut request)?;
+        // Skip the headers.
+        let mut line = String::new();
+        while reader.read_line(&mut line)? > 2 {
+            line.clear();
+        }
+        let mut stream = reader.into_inner();
+        let path = request.split_whitespace().nth(1).unwrap_or("");
+        let (status, body) = if request.starts_with("GET ") && path == "/metrics" {
+            ("200 OK", self.render())
+        } else {
+            (
+                "404 Not Found",
+                "only /metrics is served here\n".to_string(),
+            )
+        };
+        write!(
+            stream,
+            "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )?;
+        stream.flush()
+    }
+}
