@@ -302,10 +302,7 @@ impl Source for KafkaSource {
                     // Measured from the last message or check, not from this call: the caller
                     // may drop this future often (a commit timer), and the check must still run.
                     let wait = END_CHECK_INTERVAL.saturating_sub(self.quiet_since.elapsed());
-                    match tokio::time::timeout(wait, self.consumer.recv()).await {
-                        Ok(m) => Some(m),
-                        Err(_) => None,
-                    }
+                    tokio::time::timeout(wait, self.consumer.recv()).await.ok()
                 } else {
                     Some(self.consumer.recv().await)
                 };
