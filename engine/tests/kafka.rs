@@ -314,17 +314,31 @@ fn spawn_service(config: &Path, extra: &[&str]) -> Child {
         .expect("citybrain starts")
 }
 
-/// Waits for the service to exit; returns its status and stderr.
+/// Waits for the service to exit; returns its status and stderr. Kills it and fails after
+/// the deadline.
 fn wait_exit(mut child: Child) -> (ExitStatus, String) {
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr piped")
-        .read_to_string(&mut err)
-        .expect("stderr");
-    // stderr reached EOF, so the process is exiting: wait() returns promptly.
-    (child.wait().expect("wait"), err)
+    let mut stderr = child.stderr.take().expect("stderr piped");
+    let reader = std::thread::spawn(move || {
+        let mut err = String::new();
+        stderr.read_to_string(&mut err).expect("stderr");
+        err
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if start.elapsed() > DEADLINE {
+            child.kill().expect("kill");
+            child.wait().expect("reap");
+            let err = reader.join().expect("stderr reader");
+            panic!("service did not exit within {DEADLINE:?}: {err}");
+        }
+        // Polling for the exit with a deadline; the process has no other completion signal
+        // that can be waited on with a timeout.
+        std::thread::park_timeout(Duration::from_millis(20));
+    };
+    (status, reader.join().expect("stderr reader"))
 }
 
 /// `--exit-at-end` run to completion; asserts success, returns stderr.
