@@ -361,10 +361,18 @@ async fn run_kafka(a: RunArgs, overrides: EngineOverrides) -> anyhow::Result<()>
         dlq = %config.kafka.dlq_topic,
         "starting the Kafka service (SIGINT/SIGTERM to stop)"
     );
+    // Rule files added, changed or removed while running take effect without a restart.
+    let (_watcher, updates) = RuleWatcher::spawn(
+        dir.clone(),
+        city_catalog(),
+        citybrain_rules::read_dir(&dir)?,
+        Duration::from_secs(1),
+    );
     let started = Instant::now();
     let outcome = service::run(
         config,
         rules,
+        Some(updates),
         pseudonymizer(a.engine.pseudonym_key.as_deref()),
         metrics,
         a.kafka.exit_at_end,

@@ -294,7 +294,9 @@ impl Pipeline {
         self.rule_updates = Some(updates);
     }
 
-    fn apply_rule_updates(&mut self) {
+    /// Applies the newest rule set received from [`Pipeline::watch_rules`], if any (sources
+    /// other than [`Pipeline::run`]'s call it between batches).
+    pub fn apply_rule_updates(&mut self) {
         let Some(updates) = self.rule_updates.as_mut() else {
             return;
         };

@@ -53,6 +53,7 @@ pub struct Outcome {
 pub async fn run(
     config: ServiceConfig,
     rules: Vec<CompiledRule>,
+    rule_updates: Option<tokio::sync::mpsc::Receiver<Vec<CompiledRule>>>,
     pseudonymizer: Arc<Pseudonymizer>,
     metrics: Metrics,
     stop_at_end: bool,
@@ -81,6 +82,9 @@ pub async fn run(
         Box::new(alerts),
         Box::new(dead),
     );
+    if let Some(updates) = rule_updates {
+        pipeline.watch_rules(updates);
+    }
     for feed in Feed::ALL {
         // Until the source reports a feed read to the end, its silence is not idleness.
         pipeline.set_feed_may_idle(feed, false);
@@ -156,6 +160,7 @@ pub async fn run(
             state.commits.processed(tp, last, max_ts);
         }
         publish_counts(pipeline.stats());
+        pipeline.apply_rule_updates();
         let delivery = tracker.state();
         state.advance(&pipeline, &source, &delivery)?;
         if delivery.in_flight() > e.max_in_flight {
