@@ -18,6 +18,7 @@
 #   --modes LIST    which of read, decode, pipeline to run (default all three)
 #
 # Generated input is kept in $BENCH_DATA (default /tmp/citybrain-bench) and reused.
+# CITYBRAIN_BENCH_BIN=path uses an already built citybrain-bench instead of building.
 # Examples (BENCHMARKS.md has the full list):
 #   scripts/bench.sh --traffic-only -n 1000000 -r benches/rules/tumble_1min_per_road.sql
 #   scripts/bench.sh -n 10000000 -r rules/library
@@ -49,12 +50,16 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
-target="${CARGO_TARGET_DIR:-target}"
-# --workspace --bins --benches: the same feature set as the other release builds of the
-# workspace, so this does not rebuild DataFusion with other tokio features.
-echo "building (release) ..." >&2
-nice -n 10 cargo build --release --locked --workspace --bins --benches -q
-bench="$target/release/citybrain-bench"
+if [[ -n "${CITYBRAIN_BENCH_BIN:-}" ]]; then
+    bench="$CITYBRAIN_BENCH_BIN"   # a binary built before (skips the build)
+else
+    target="${CARGO_TARGET_DIR:-target}"
+    # --workspace --bins --benches: the same feature set as the other release builds of the
+    # workspace, so this does not rebuild DataFusion with other tokio features.
+    echo "building (release) ..." >&2
+    nice -n 10 cargo build --release --locked --workspace --bins --benches -q
+    bench="$target/release/citybrain-bench"
+fi
 
 if [[ -z "$input" ]]; then
     data="${BENCH_DATA:-/tmp/citybrain-bench}"
