@@ -12,4 +12,10 @@ if ! scripts/kafka-dev.sh status >/dev/null 2>&1; then
   trap 'scripts/kafka-dev.sh down' EXIT
 fi
 export CITYBRAIN_TEST_BROKERS="${CITYBRAIN_TEST_BROKERS:-127.0.0.1:${KAFKA_DEV_PORT:-19092}}"
+# --all-targets builds the criterion benches too and runs each benchmark once (criterion's
+# test mode), so a broken bench fails here.
 cargo test --workspace --all-targets --locked
+# `cargo bench --no-run` as the issue asks, in the test profile: it reuses the executables the
+# line above built (about a second). The release-profile build (LTO over DataFusion, 30+ min
+# cold) belongs to scripts/bench.sh, not CI; BENCHMARKS.md explains the choice.
+cargo bench --workspace --no-run --profile test --locked

@@ -1,1 +1,164 @@
-//! Criterion benchmarks of the citybrain data path live in `benches/`; see BENCHMARKS.md.
+//! Shared parts of the citybrain benchmarks: simulated input in memory, rule loading, a sink
+//! that only counts, and process measurements (CPU seconds, peak RSS).
+//!
+//! The criterion benches in `benches/` (decode, rules, pipeline) and the end-to-end bench binary
+//! `citybrain-bench` (`src/bin/citybrain-bench.rs`, driven by `scripts/bench.sh`) use these;
+//! BENCHMARKS.md says what each measures and how to run it.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use citybrain_connectors::{
+    CityConfig, CitySimulator, Feed, Origin, RawBatch, RawRecord, Sink, SinkRecord,
+};
+use citybrain_rules::RuleSource;
+
+/// The pseudonymisation key of every benchmark (the key does not change the cost).
+pub const BENCH_KEY: &[u8] = b"citybrain-bench-key";
+
+/// The first `events` events of the simulated city `cfg`, cut into raw batches of at most
+/// `batch` records of one feed, as the simulator source hands them out (a feed's batch is
+/// handed out when full; the rest at the end). Built outside any timed loop.
+pub fn simulated_batches(cfg: CityConfig, events: u64, batch: usize) -> Vec<RawBatch> {
+    let batch = batch.max(1);
+    let mut sim = CitySimulator::new(cfg);
+    let mut pending: [Vec<RawRecord>; 4] = Default::default();
+    let mut out = Vec::new();
+    let mut line = Vec::with_capacity(512);
+    for seq in 0..events {
+        line.clear();
+        let feed = sim.next_event(&mut line);
+        let slot = &mut pending[feed_index(feed)];
+        slot.push(RawRecord {
+            payload: Bytes::copy_from_slice(&line),
+            origin: Origin::Simulator { seq },
+        });
+        if slot.len() == batch {
+            out.push(RawBatch {
+                feed,
+                records: std::mem::take(slot),
+            });
+        }
+    }
+    for feed in Feed::ALL {
+        let records = std::mem::take(&mut pending[feed_index(feed)]);
+        if !records.is_empty() {
+            out.push(RawBatch { feed, records });
+        }
+    }
+    out
+}
+
+fn feed_index(feed: Feed) -> usize {
+    Feed::ALL
+        .iter()
+        .position(|f| *f == feed)
+        .expect("every feed is in Feed::ALL")
+}
+
+/// The rules at `path`: every `*.sql` below it when it is a folder, else the one file (its id
+/// is the file name without `.sql`).
+///
+/// # Errors
+/// When the path cannot be read or holds no rule.
+pub fn rule_sources(path: &Path) -> anyhow::Result<Vec<RuleSource>> {
+    let sources = if path.is_dir() {
+        citybrain_rules::read_dir(path)?
+    } else {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read rule file {}", path.display()))?;
+        let id = path
+            .file_stem()
+            .map_or_else(|| "rule".into(), |s| s.to_string_lossy().into_owned());
+        vec![RuleSource {
+            id,
+            path: path.to_path_buf(),
+            text,
+        }]
+    };
+    if sources.is_empty() {
+        bail!("no .sql rules at {}", path.display());
+    }
+    Ok(sources)
+}
+
+/// Plans every rule in `sources` against the city catalog, views before their readers.
+///
+/// # Errors
+/// Every planning problem, one per line.
+pub async fn compile_all(
+    sources: &[RuleSource],
+) -> anyhow::Result<Vec<citybrain_rules::CompiledRule>> {
+    Ok(citybrain_rules::compile_all(sources, &citybrain_engine::city_catalog()).await?)
+}
+
+/// A sink that keeps nothing and counts what it is given.
+#[derive(Debug, Default)]
+pub struct CountingSink {
+    /// Records written so far.
+    pub records: u64,
+}
+
+#[async_trait::async_trait]
+impl Sink for CountingSink {
+    async fn write(&mut self, records: &[SinkRecord]) -> citybrain_connectors::Result<()> {
+        self.records += records.len() as u64;
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> citybrain_connectors::Result<()> {
+        Ok(())
+    }
+}
+
+/// CPU seconds (user + system) used by this process so far, from `/proc/self/stat`
+/// (resolution one clock tick, 10 ms on Linux). `None` where there is no `/proc`.
+pub fn cpu_seconds() -> Option<f64> {
+    // The kernel's USER_HZ, fixed at 100 on every Linux architecture we run on.
+    const TICKS_PER_SECOND: f64 = 100.0;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3; utime and
+    // stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_ascii_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / TICKS_PER_SECOND)
+}
+
+/// Peak resident set size of this process in bytes (`VmHWM` of `/proc/self/status`).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line
+        .trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_hold_every_event_once_per_feed() {
+        let batches = simulated_batches(CityConfig::default(), 5_000, 1_000);
+        let total: usize = batches.iter().map(|b| b.records.len()).sum();
+        assert_eq!(total, 5_000);
+        assert!(batches.iter().all(|b| b.records.len() <= 1_000));
+        assert!(batches.iter().any(|b| b.feed == Feed::Traffic));
+    }
+
+    #[test]
+    fn process_measurements_are_read() {
+        if Path::new("/proc/self/stat").exists() {
+            assert!(cpu_seconds().is_some_and(|s| s >= 0.0));
+            assert!(peak_rss_bytes().is_some_and(|b| b > 0));
+        }
+    }
+}

@@ -21,13 +21,12 @@ use crate::feed::{CORE_FIELDS, Feed, FieldSpec, Kind, MAX_FIELDS};
 use crate::privacy::Pseudonymizer;
 use crate::record::{DeadLetter, DeadReason, RawBatch};
 
-/// Decodes raw batches of one feed. The pseudonym buffer is reused from call to call.
+/// Decodes raw batches of one feed.
 pub struct Decoder {
     feed: Feed,
     fields: &'static [FieldSpec],
     pseudonymizer: Arc<Pseudonymizer>,
     columns: Vec<Column>,
-    scratch: String,
 }
 
 /// The outcome of decoding one [`RawBatch`].
@@ -50,7 +49,6 @@ impl Decoder {
             fields,
             pseudonymizer,
             columns: fields.iter().map(|f| Column::new(f.kind, 0)).collect(),
-            scratch: String::new(),
         }
     }
 
@@ -73,8 +71,9 @@ impl Decoder {
         let mut rows = Vec::with_capacity(capacity);
         let mut dead = Vec::new();
         for (index, record) in raw.records.iter().enumerate() {
-            match parse_record(self.fields, &record.payload) {
-                Ok(values) => {
+            let mut values: [Val<'_>; MAX_FIELDS] = Default::default();
+            match parse_record(self.fields, &record.payload, &mut values) {
+                Ok(()) => {
                     self.append(&values);
                     rows.push(u32::try_from(index).expect("a batch holds fewer than 2^32 records"));
                 }
@@ -96,9 +95,7 @@ impl Decoder {
         for ((column, spec), value) in self.columns.iter_mut().zip(self.fields).zip(values) {
             match (column, value) {
                 (Column::Utf8(b), Val::Str(s)) if spec.personal => {
-                    self.scratch.clear();
-                    self.pseudonymizer.pseudonymize_into(s, &mut self.scratch);
-                    b.append_value(&self.scratch);
+                    b.append_value(self.pseudonymizer.pseudonym(s).as_str());
                 }
                 (Column::Utf8(b), Val::Str(s)) => b.append_value(s),
                 (Column::Int64(b), Val::Int(v)) => b.append_value(*v),
@@ -160,11 +157,13 @@ enum Val<'a> {
     Float(f64),
 }
 
-/// Parses one payload against the feed's fields, or says why it is malformed.
+/// Parses one payload against the feed's fields into `values` (all `Absent` on entry), or says
+/// why it is malformed.
 fn parse_record<'a>(
     fields: &'static [FieldSpec],
     payload: &'a [u8],
-) -> Result<[Val<'a>; MAX_FIELDS], String> {
+    values: &mut [Val<'a>; MAX_FIELDS],
+) -> Result<(), String> {
     let first = payload.iter().find(|b| !b.is_ascii_whitespace()).copied();
     if first != Some(b'{') {
         return Err(match serde_json::from_slice::<IgnoredAny>(payload) {
@@ -172,10 +171,27 @@ fn parse_record<'a>(
             Err(e) => format!("invalid JSON: {e}"),
         });
     }
-    let mut de = serde_json::Deserializer::from_slice(payload);
-    RecordSeed { fields }
+    // Checking UTF-8 once for the whole payload (a fast ASCII scan) lets serde_json borrow
+    // every string without checking each one again. A payload that is not UTF-8 goes the
+    // byte-slice way, which reports where the bad bytes are.
+    match std::str::from_utf8(payload) {
+        Ok(text) => parse_with(serde_json::Deserializer::from_str(text), fields, values),
+        Err(_) => parse_with(
+            serde_json::Deserializer::from_slice(payload),
+            fields,
+            values,
+        ),
+    }
+}
+
+fn parse_with<'a, R: serde_json::de::Read<'a>>(
+    mut de: serde_json::Deserializer<R>,
+    fields: &'static [FieldSpec],
+    values: &mut [Val<'a>; MAX_FIELDS],
+) -> Result<(), String> {
+    RecordSeed { fields, values }
         .deserialize(&mut de)
-        .and_then(|values| de.end().map(|()| values))
+        .and_then(|()| de.end())
         .map_err(describe_error)
 }
 
@@ -204,54 +220,116 @@ fn describe_error(e: serde_json::Error) -> String {
     }
 }
 
-struct RecordSeed {
-    fields: &'static [FieldSpec],
+/// `YYYY-MM-DDTHH:MM:SS[.fraction]Z`, the form producers write, as epoch milliseconds (the
+/// fraction truncated to milliseconds, as chrono's `timestamp_millis` does), without the
+/// general RFC 3339 parser. `None` for any other form or an out-of-range field: those go to
+/// chrono, which gives the same value or the error message.
+fn utc_millis(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[b.len() - 1] != b'Z'
+    {
+        return None;
+    }
+    let digits = |from: usize, to: usize| -> Option<i64> {
+        b[from..to].iter().try_fold(0i64, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
+        })
+    };
+    let (year, month, day) = (digits(0, 4)?, digits(5, 7)?, digits(8, 10)?);
+    let (hour, minute, second) = (digits(11, 13)?, digits(14, 16)?, digits(17, 19)?);
+    let millis = match &b[19..b.len() - 1] {
+        [] => 0,
+        [b'.', fraction @ ..]
+            if (1..=9).contains(&fraction.len()) && fraction.iter().all(u8::is_ascii_digit) =>
+        {
+            (0..3).fold(0, |acc, i| {
+                acc * 10 + fraction.get(i).map_or(0, |c| i64::from(c - b'0'))
+            })
+        }
+        _ => return None,
+    };
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if day == 0 || day > month_days || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    // Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    Some((((days * 24 + hour) * 60 + minute) * 60 + second) * 1000 + millis)
 }
 
-impl<'de> DeserializeSeed<'de> for RecordSeed {
-    type Value = [Val<'de>; MAX_FIELDS];
+struct RecordSeed<'v, 'a> {
+    fields: &'static [FieldSpec],
+    values: &'v mut [Val<'a>; MAX_FIELDS],
+}
+
+impl<'de> DeserializeSeed<'de> for RecordSeed<'_, 'de> {
+    type Value = ();
 
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for RecordSeed {
-    type Value = [Val<'de>; MAX_FIELDS];
+impl<'de> Visitor<'de> for RecordSeed<'_, 'de> {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut values: [Val<'de>; MAX_FIELDS] = Default::default();
+        // Producers write fields in the standard's order, so the field after the last one
+        // found is tried first.
+        let mut hint = 0;
         while let Some(index) = map.next_key_seed(KeySeed {
             fields: self.fields,
+            hint,
         })? {
             match index {
                 Some(i) => {
-                    values[i] = map.next_value_seed(ValueSeed {
+                    self.values[i] = map.next_value_seed(ValueSeed {
                         spec: &self.fields[i],
                         required: i < CORE_FIELDS,
                     })?;
+                    hint = i + 1;
                 }
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        for (spec, value) in self.fields[..CORE_FIELDS].iter().zip(&values) {
+        for (spec, value) in self.fields[..CORE_FIELDS].iter().zip(self.values.iter()) {
             if matches!(value, Val::Absent) {
                 return Err(de::Error::missing_field(spec.name));
             }
         }
-        Ok(values)
+        Ok(())
     }
 }
 
 /// Maps a key to the index of the known field, or `None` for fields to ignore.
 struct KeySeed {
     fields: &'static [FieldSpec],
+    /// The index to try first.
+    hint: usize,
 }
 
 impl<'de> DeserializeSeed<'de> for KeySeed {
@@ -270,7 +348,12 @@ impl<'de> Visitor<'de> for KeySeed {
     }
 
     fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
-        Ok(self.fields.iter().position(|f| f.name == key))
+        // Field names are short: comparing bytes inline beats a call to `memcmp` per field.
+        let same = |f: &FieldSpec| f.name.len() == key.len() && f.name.bytes().eq(key.bytes());
+        if self.fields.get(self.hint).is_some_and(same) {
+            return Ok(Some(self.hint));
+        }
+        Ok(self.fields.iter().position(same))
     }
 }
 
@@ -301,8 +384,12 @@ impl ValueSeed {
     /// A string where the field is not `Utf8`: a timestamp or a type error.
     fn non_utf8_string<E: de::Error>(&self, s: &str) -> Result<Val<'static>, E> {
         match self.spec.kind {
-            Kind::Ts => chrono::DateTime::parse_from_rfc3339(s)
-                .map(|t| Val::Int(t.timestamp_millis()))
+            Kind::Ts => utc_millis(s)
+                .map(Ok)
+                .unwrap_or_else(|| {
+                    chrono::DateTime::parse_from_rfc3339(s).map(|t| t.timestamp_millis())
+                })
+                .map(Val::Int)
                 .map_err(|e| {
                     E::custom(format_args!(
                         "field `{}`: not an RFC 3339 timestamp: {e}",
@@ -399,5 +486,51 @@ impl<'de> Visitor<'de> for ValueSeed {
 
     fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
         Err(self.wrong_type("object"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_timestamps_agree_with_chrono() {
+        let cases = [
+            "2026-03-02T06:00:00.002Z",
+            "2026-03-02T06:00:00Z",
+            "1970-01-01T00:00:00Z",
+            "1969-12-31T23:59:59.999Z",
+            "1900-03-01T12:34:56.7Z",
+            "2000-02-29T23:59:59.123456789Z",
+            "2024-02-29T00:00:00.5Z",
+            "2100-12-31T23:59:59.99Z",
+            "0001-01-01T00:00:00Z",
+            "9999-12-31T23:59:59.999Z",
+        ];
+        for s in cases {
+            let chrono = chrono::DateTime::parse_from_rfc3339(s)
+                .map(|t| t.timestamp_millis())
+                .expect(s);
+            assert_eq!(utc_millis(s), Some(chrono), "{s}");
+        }
+    }
+
+    #[test]
+    fn unusual_timestamps_are_left_to_chrono() {
+        for s in [
+            "2026-03-02T06:00:00+08:00",
+            "2026-03-02t06:00:00z",
+            "2026-03-02 06:00:00Z",
+            "2026-02-29T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-03-02T24:00:00Z",
+            "2026-03-02T23:59:60Z",
+            "2026-03-02T06:00:00.Z",
+            "2026-03-02T06:00:00.1234567890Z",
+            "2026-03-02T06:00Z",
+            "+2026-03-02T06:00:00Z",
+        ] {
+            assert_eq!(utc_millis(s), None, "{s}");
+        }
     }
 }

@@ -67,16 +67,23 @@ impl Pseudonymizer {
 
     /// Appends the pseudonym of `value` to `out` (35 bytes, see the module docs).
     pub fn pseudonymize_into(&self, value: &str, out: &mut String) {
+        out.push_str(self.pseudonym(value).as_str());
+    }
+
+    /// The pseudonym of `value` on the stack: the keyed state is cloned (no re-keying) and the
+    /// digest hex-encoded with a table.
+    pub(crate) fn pseudonym(&self, value: &str) -> Pseudonym {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut mac = self.keyed.clone();
         mac.update(value.as_bytes());
         let digest = mac.finalize().into_bytes();
-        out.reserve(PSEUDONYM_LEN);
-        out.push_str("ps_");
-        for &b in &digest[..16] {
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0x0f)]));
+        let mut out = [0u8; PSEUDONYM_LEN];
+        out[..3].copy_from_slice(b"ps_");
+        for (pair, &b) in out[3..].chunks_exact_mut(2).zip(&digest[..16]) {
+            pair[0] = HEX[usize::from(b >> 4)];
+            pair[1] = HEX[usize::from(b & 0x0f)];
         }
+        Pseudonym(out)
     }
 
     /// The pseudonym of `value`.
@@ -84,6 +91,16 @@ impl Pseudonymizer {
         let mut out = String::with_capacity(PSEUDONYM_LEN);
         self.pseudonymize_into(value, &mut out);
         out
+    }
+}
+
+/// One pseudonym, `ps_` and 32 lowercase hex digits.
+#[derive(Clone, Copy)]
+pub(crate) struct Pseudonym([u8; PSEUDONYM_LEN]);
+
+impl Pseudonym {
+    pub(crate) fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("a pseudonym is ASCII")
     }
 }
 

@@ -159,7 +159,7 @@ impl FeedReader {
     fn next_line(&mut self) -> Result<Option<RawRecord>> {
         loop {
             let rest = &self.buf[self.pos..];
-            let end = match rest.iter().position(|&b| b == b'\n') {
+            let end = match memchr::memchr(b'\n', rest) {
                 Some(n) => self.pos + n,
                 None if self.eof && !rest.is_empty() => self.buf.len(),
                 None if self.eof => return Ok(None),
