@@ -6,9 +6,9 @@
 //! with the rows the other side keeps, then kept itself, so every matching pair is produced
 //! exactly once, as soon as its second row arrives.
 
-use arrow::array::{RecordBatch, UInt32Array};
+use arrow::array::RecordBatch;
 
-use super::fault;
+use super::take_rows;
 use crate::Result;
 use crate::compile::CompiledRule;
 
@@ -49,12 +49,7 @@ impl IntervalJoin {
                 keep.push(i as u32);
             }
         }
-        let kept = if late.is_empty() {
-            batch.clone()
-        } else {
-            arrow::compute::take_record_batch(batch, &UInt32Array::from(keep))
-                .map_err(|e| fault(rule, e))?
-        };
+        let kept = take_rows(rule, batch, keep)?;
         if kept.num_rows() == 0 {
             return Ok((late, Vec::new()));
         }

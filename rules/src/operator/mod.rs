@@ -477,6 +477,19 @@ pub(crate) fn fault(rule: &CompiledRule, e: arrow::error::ArrowError) -> crate::
     }
 }
 
+/// The rows of `batch` at `keep`, in order (the batch itself when every row is kept).
+pub(crate) fn take_rows(
+    rule: &CompiledRule,
+    batch: &RecordBatch,
+    keep: Vec<u32>,
+) -> Result<RecordBatch> {
+    if keep.len() == batch.num_rows() {
+        return Ok(batch.clone());
+    }
+    arrow::compute::take_record_batch(batch, &arrow::array::UInt32Array::from(keep))
+        .map_err(|e| fault(rule, e))
+}
+
 /// Splits `batch` by a key per row (rows keep their order within each part).
 pub(crate) fn split_by(
     rule: &CompiledRule,

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 
-use super::{Window, constant_ts, fault, split_by, windowed};
+use super::{Window, constant_ts, fault, split_by, take_rows, windowed};
 use crate::Result;
 use crate::compile::CompiledRule;
 use crate::window::WindowKind;
@@ -86,12 +86,7 @@ impl Slices {
                 slices.push(slice);
             }
         }
-        let kept = if late.is_empty() {
-            batch.clone()
-        } else {
-            let idx = arrow::array::UInt32Array::from(keep);
-            arrow::compute::take_record_batch(batch, &idx).map_err(|e| fault(rule, e))?
-        };
+        let kept = take_rows(rule, batch, keep)?;
         let emitted_up_to = before.unwrap_or(i64::MIN);
         for (slice, part) in split_by(rule, &kept, &slices)? {
             for (scan_index, scan) in rule.scans.iter().enumerate() {
