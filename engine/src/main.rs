@@ -352,7 +352,7 @@ async fn run_kafka(a: RunArgs, overrides: EngineOverrides) -> anyhow::Result<()>
     }
     let config = config.validated()?;
     let dir = config.engine.rules.clone().unwrap_or_else(builtin_rules);
-    let rules = load_rules(&dir).await?;
+    let (rules, _watcher, updates) = watched_rules(&dir).await?;
     let (metrics, _) = Metrics::install(&config.metrics.listen)?;
     info!(
         brokers = %config.kafka.brokers,
@@ -360,13 +360,6 @@ async fn run_kafka(a: RunArgs, overrides: EngineOverrides) -> anyhow::Result<()>
         alerts = %config.kafka.alert_topic,
         dlq = %config.kafka.dlq_topic,
         "starting the Kafka service (SIGINT/SIGTERM to stop)"
-    );
-    // Rule files added, changed or removed while running take effect without a restart.
-    let (_watcher, updates) = RuleWatcher::spawn(
-        dir.clone(),
-        city_catalog(),
-        citybrain_rules::read_dir(&dir)?,
-        Duration::from_secs(1),
     );
     let started = Instant::now();
     let outcome = service::run(
@@ -422,12 +415,42 @@ fn pipeline_config(e: &EngineArgs, format: AlertFormat) -> anyhow::Result<Pipeli
 }
 
 async fn load_rules(dir: &Path) -> anyhow::Result<Vec<citybrain_rules::CompiledRule>> {
-    let rules = citybrain_rules::load_dir(dir, &city_catalog()).await?;
-    if rules.is_empty() {
+    Ok(read_and_plan(dir).await?.0)
+}
+
+/// Reads and plans the rules below `dir` (views first), with the sources they came from.
+async fn read_and_plan(
+    dir: &Path,
+) -> anyhow::Result<(
+    Vec<citybrain_rules::CompiledRule>,
+    Vec<citybrain_rules::RuleSource>,
+)> {
+    let sources = citybrain_rules::read_dir(dir)?;
+    if sources.is_empty() {
         bail!("no .sql rules found below {}", dir.display());
     }
+    let rules = citybrain_rules::compile_all(&sources, &city_catalog()).await?;
     info!(rules = rules.len(), dir = %dir.display(), "rules loaded");
-    Ok(rules)
+    Ok((rules, sources))
+}
+
+/// The rules below `dir`, and a watcher of the folder sending every later valid set: files
+/// added, changed or removed while running take effect without a restart.
+async fn watched_rules(
+    dir: &Path,
+) -> anyhow::Result<(
+    Vec<citybrain_rules::CompiledRule>,
+    RuleWatcher,
+    tokio::sync::mpsc::Receiver<Vec<citybrain_rules::CompiledRule>>,
+)> {
+    let (rules, sources) = read_and_plan(dir).await?;
+    let (watcher, updates) = RuleWatcher::spawn(
+        dir.to_path_buf(),
+        city_catalog(),
+        sources,
+        Duration::from_secs(1),
+    );
+    Ok((rules, watcher, updates))
 }
 
 async fn replay(a: ReplayArgs) -> anyhow::Result<()> {
@@ -497,7 +520,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
     ensure_positive("--rate", a.rate)?;
     ensure_positive("--speed", a.speed)?;
     let dir = a.rules.clone().unwrap_or_else(builtin_rules);
-    let rules = load_rules(&dir).await?;
+    let (rules, _watcher, updates) = watched_rules(&dir).await?;
     let mut source = SimulatorSource::new(
         CityConfig {
             seed: a.seed,
@@ -519,13 +542,6 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         pseudonymizer(a.engine.pseudonym_key.as_deref()),
         alerts,
         Box::new(dead),
-    );
-    // Rule files added, changed or removed while running take effect without a restart.
-    let (_watcher, updates) = RuleWatcher::spawn(
-        dir.clone(),
-        city_catalog(),
-        citybrain_rules::read_dir(&dir)?,
-        Duration::from_secs(1),
     );
     pipeline.watch_rules(updates);
     info!(

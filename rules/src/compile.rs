@@ -187,9 +187,6 @@ impl CompiledRule {
         plan: &Arc<dyn ExecutionPlan>,
         fills: Vec<(&Slot, Vec<RecordBatch>)>,
     ) -> crate::Result<Vec<RecordBatch>> {
-        for (slot, batches) in &fills {
-            slot.put(batches.clone());
-        }
         let plan = if self.stateful {
             reset_plan_states(Arc::clone(plan)).map_err(|source| crate::Error::Execute {
                 rule: self.meta.id.clone(),
@@ -198,9 +195,16 @@ impl CompiledRule {
         } else {
             Arc::clone(plan)
         };
+        let slots: Vec<&Slot> = fills
+            .into_iter()
+            .map(|(slot, batches)| {
+                slot.put(batches);
+                slot
+            })
+            .collect();
         let out = datafusion::physical_plan::collect(plan, Arc::clone(&self.task_ctx)).await;
         // Never leave rows behind for the next run, even when execution failed early.
-        for (slot, _) in fills {
+        for slot in slots {
             slot.put(Vec::new());
         }
         out.map_err(|source| crate::Error::Execute {

@@ -401,9 +401,9 @@ impl RuleRunner {
             State::PerEvent => Vec::new(),
             State::Slices(s) => {
                 let mut out = Vec::new();
-                for (window, batches, first) in s.fire(&rule, wm).await? {
+                for (window, batches) in s.fire(&rule, wm).await? {
                     match &mut self.revisions {
-                        Some(r) => out.extend(r.revise(window, batches, first)?),
+                        Some(r) => out.extend(r.revise(window, batches)?),
                         None => out.extend(emission(Some(window), batches, 1)),
                     }
                 }

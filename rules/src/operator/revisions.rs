@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
 
 use arrow::array::{RecordBatch, UInt32Array};
 use arrow::datatypes::SchemaRef;
@@ -21,6 +22,7 @@ pub(crate) struct Revisions {
     converter: RowConverter,
     /// Output columns that identify a row's group: the hidden key columns, or all selected.
     key_columns: Vec<usize>,
+    key_converter: RowConverter,
     /// Per emitted window still open to late rows: group hash → (content hash, revision).
     windows: BTreeMap<Window, HashMap<u64, (u64, u32)>>,
 }
@@ -38,26 +40,30 @@ impl Revisions {
         let hidden: Vec<usize> = (0..schema.fields().len())
             .filter(|i| schema.field(*i).name().starts_with(KEY_PREFIX))
             .collect();
+        let key_columns: Vec<usize> = if hidden.is_empty() {
+            (0..data_columns).collect()
+        } else {
+            hidden
+        };
+        let key_converter = RowConverter::new(
+            key_columns
+                .iter()
+                .map(|i| SortField::new(schema.field(*i).data_type().clone()))
+                .collect(),
+        )
+        .expect("result columns are row-encodable");
         Self {
             rule: rule.to_string(),
             converter,
-            key_columns: if hidden.is_empty() {
-                (0..data_columns).collect()
-            } else {
-                hidden
-            },
+            key_columns,
+            key_converter,
             windows: BTreeMap::new(),
         }
     }
 
-    /// The emissions for `batches`, the results of running `window` (for the `first` time or
+    /// The emissions for `batches`, the results of running `window` (for the first time, or
     /// again after late rows).
-    pub fn revise(
-        &mut self,
-        window: Window,
-        batches: Vec<RecordBatch>,
-        first: bool,
-    ) -> Result<Vec<Emission>> {
+    pub fn revise(&mut self, window: Window, batches: Vec<RecordBatch>) -> Result<Vec<Emission>> {
         let rule = self.rule.clone();
         let fault = |e: arrow::error::ArrowError| crate::Error::Execute {
             rule: rule.clone(),
@@ -70,6 +76,16 @@ impl Revisions {
                 .converter
                 .convert_columns(batch.columns())
                 .map_err(fault)?;
+            let keys = self
+                .key_converter
+                .convert_columns(
+                    &self
+                        .key_columns
+                        .iter()
+                        .map(|c| Arc::clone(batch.column(*c)))
+                        .collect::<Vec<_>>(),
+                )
+                .map_err(fault)?;
             let mut picked: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
             for i in 0..batch.num_rows() {
                 let content = {
@@ -79,10 +95,7 @@ impl Revisions {
                 };
                 let key = {
                     let mut h = DefaultHasher::new();
-                    for c in &self.key_columns {
-                        let cell = batch.column(*c).slice(i, 1);
-                        format!("{cell:?}").hash(&mut h);
-                    }
+                    keys.row(i).as_ref().hash(&mut h);
                     h.finish()
                 };
                 let revision = match seen.get(&key) {
@@ -90,7 +103,6 @@ impl Revisions {
                     Some((_, r)) => r + 1,
                     None => 1,
                 };
-                debug_assert!(first || revision >= 1);
                 seen.insert(key, (content, revision));
                 picked.entry(revision).or_default().push(i as u32);
             }

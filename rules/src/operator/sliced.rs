@@ -109,20 +109,19 @@ impl Slices {
     }
 
     /// Runs every window the watermark has passed, then windows updated by late rows, and
-    /// drops slices no window can reach any more. Each result says whether it is the
-    /// window's first.
+    /// drops slices no window can reach any more.
     pub async fn fire(
         &mut self,
         rule: &CompiledRule,
         wm: i64,
-    ) -> Result<Vec<(Window, Vec<RecordBatch>, bool)>> {
+    ) -> Result<Vec<(Window, Vec<RecordBatch>)>> {
         let mut out = Vec::new();
         for end in std::mem::take(&mut self.refire) {
             let window = Window {
                 start: self.kind.window_start(end),
                 end,
             };
-            out.push((window, self.run(rule, window).await?, false));
+            out.push((window, self.run(rule, window).await?));
         }
         while let Some(&end) = self.pending.first() {
             if end > wm {
@@ -133,7 +132,7 @@ impl Slices {
                 start: self.kind.window_start(end),
                 end,
             };
-            out.push((window, self.run(rule, window).await?, true));
+            out.push((window, self.run(rule, window).await?));
         }
         let horizon = wm.saturating_sub(self.lateness);
         let kind = self.kind;
