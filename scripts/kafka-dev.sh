@@ -6,6 +6,7 @@
 #   scripts/kafka-dev.sh up      install tansu if missing, start it, create the default topics
 #   scripts/kafka-dev.sh down    stop it and delete its data
 #   scripts/kafka-dev.sh status  say whether it runs
+#   scripts/kafka-dev.sh install install tansu if missing (scripts/bench-kafka.sh uses it)
 #
 # The tests read the broker address from CITYBRAIN_TEST_BROKERS (default 127.0.0.1:19092).
 set -euo pipefail
@@ -75,7 +76,8 @@ down() {
 
 case "${1:-}" in
   up) up ;;
+  install) install ;;
   down) down ;;
   status) if running && listening; then echo "running on 127.0.0.1:$PORT"; else echo "not running"; exit 1; fi ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|install" >&2; exit 2 ;;
 esac

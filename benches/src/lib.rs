@@ -21,7 +21,29 @@ pub const BENCH_KEY: &[u8] = b"citybrain-bench-key";
 /// `batch` records of one feed, as the simulator source hands them out (a feed's batch is
 /// handed out when full; the rest at the end). Built outside any timed loop.
 pub fn simulated_batches(cfg: CityConfig, events: u64, batch: usize) -> Vec<RawBatch> {
+    cut_batches(cfg, events, batch, None)
+}
+
+/// The first `events` events of the simulated city `cfg`, cut as a source polling every feed
+/// hands them out: each feed's batch is handed out when it holds `batch` records, and after
+/// every `batch` events in all, whatever each other feed holds by then (in [`Feed::ALL`]
+/// order). Sparse feeds so arrive in small batches beside the dense traffic feed and keep up
+/// with its event time, as a rule reading several feeds (a join) needs to close windows while
+/// the stream runs. Built outside any timed loop.
+pub fn simulated_batches_interleaved(cfg: CityConfig, events: u64, batch: usize) -> Vec<RawBatch> {
+    cut_batches(cfg, events, batch, Some(batch))
+}
+
+/// [`simulated_batches`], and with `flush_every` also every pending record after each
+/// `flush_every` events.
+fn cut_batches(
+    cfg: CityConfig,
+    events: u64,
+    batch: usize,
+    flush_every: Option<usize>,
+) -> Vec<RawBatch> {
     let batch = batch.max(1);
+    let flush_every = flush_every.map(|n| n.max(1) as u64);
     let mut sim = CitySimulator::new(cfg);
     let mut pending: [Vec<RawRecord>; 4] = Default::default();
     let mut out = Vec::new();
@@ -40,14 +62,22 @@ pub fn simulated_batches(cfg: CityConfig, events: u64, batch: usize) -> Vec<RawB
                 records: std::mem::take(slot),
             });
         }
+        if flush_every.is_some_and(|n| (seq + 1).is_multiple_of(n)) {
+            flush(&mut pending, &mut out);
+        }
     }
+    flush(&mut pending, &mut out);
+    out
+}
+
+/// Hands out every feed's pending records, in [`Feed::ALL`] order.
+fn flush(pending: &mut [Vec<RawRecord>; 4], out: &mut Vec<RawBatch>) {
     for feed in Feed::ALL {
         let records = std::mem::take(&mut pending[feed_index(feed)]);
         if !records.is_empty() {
             out.push(RawBatch { feed, records });
         }
     }
-    out
 }
 
 fn feed_index(feed: Feed) -> usize {
@@ -152,6 +182,31 @@ mod tests {
         assert_eq!(total, 5_000);
         assert!(batches.iter().all(|b| b.records.len() <= 1_000));
         assert!(batches.iter().any(|b| b.feed == Feed::Traffic));
+    }
+
+    #[test]
+    fn interleaved_batches_keep_every_feed_in_step() {
+        // Sparse readings, so that 5,000 events span over 15 simulated minutes and hold police
+        // reports.
+        let city = CityConfig {
+            events_per_sim_second: 5.0,
+            ..CityConfig::default()
+        };
+        let batches = simulated_batches_interleaved(city, 5_000, 1_000);
+        let total: usize = batches.iter().map(|b| b.records.len()).sum();
+        assert_eq!(total, 5_000);
+        // No record is handed out more than 1,000 events away from where it was simulated.
+        let records = batches.iter().flat_map(|b| &b.records);
+        for (position, r) in records.enumerate() {
+            let Origin::Simulator { seq } = r.origin else {
+                panic!("simulated records have a sequence number")
+            };
+            assert!(
+                seq.abs_diff(position as u64) < 1_000,
+                "record {seq} at {position}"
+            );
+        }
+        assert!(batches.iter().any(|b| b.feed == Feed::Police));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! raw batch into an Arrow `RecordBatch`, replacing personal fields (plates, phone numbers, ID
 //! numbers) by keyed pseudonyms from a [`Pseudonymizer`] so that raw personal data never enters
 //! the engine; records that break the standard become [`DeadLetter`]s with a precise reason.
+//! [`DecodeAhead`] runs decoders on tokio's blocking pool, a few batches ahead of the rules.
 //! A [`Sink`] takes [`SinkRecord`]s (alerts, dead letters) and makes them durable.
 //!
 //! ```text
@@ -34,7 +35,7 @@ pub mod source;
 
 use std::path::PathBuf;
 
-pub use decode::{Decoded, Decoder};
+pub use decode::{DecodeAhead, Decoded, DecodedBatch, Decoder};
 pub use feed::Feed;
 pub use privacy::{KeySource, Pseudonymizer};
 pub use record::{DeadLetter, DeadReason, Origin, RawBatch, RawRecord};

@@ -27,5 +27,7 @@ pub mod service;
 
 pub use config::ServiceConfig;
 pub use error::{Error, Result};
-pub use pipeline::{AlertFormat, Pipeline, PipelineConfig, Reloaded, Stats, city_catalog};
+pub use pipeline::{
+    AlertFormat, DECODE_AHEAD, Pipeline, PipelineConfig, Reloaded, Stats, city_catalog,
+};
 pub use reload::RuleWatcher;

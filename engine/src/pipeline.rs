@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use arrow::array::{Array, RecordBatch, TimestampMillisecondArray};
 use chrono::Utc;
 use citybrain_connectors::{
-    DeadLetter, DeadReason, Decoder, Feed, Origin, Pseudonymizer, RawBatch, Sink, SinkRecord,
-    Source,
+    DeadLetter, DeadReason, DecodeAhead, Decoded, Feed, Origin, Pseudonymizer, RawBatch, Sink,
+    SinkRecord, Source,
 };
 use citybrain_rules::{Catalog, CompiledRule, Emission, Emit, RuleRunner, RunnerConfig};
 
@@ -127,6 +127,10 @@ impl Stats {
     }
 }
 
+/// Batches [`Pipeline::run`] decodes ahead of the rules: enough to keep one more core busy
+/// decoding while the rules run, few enough to keep memory and latency small.
+pub const DECODE_AHEAD: usize = 3;
+
 /// Called every two seconds during [`Pipeline::run`] with the counts so far and the source's
 /// progress.
 pub type ProgressFn<'a> = &'a mut dyn FnMut(&Stats, Option<citybrain_connectors::Progress>);
@@ -184,7 +188,7 @@ pub struct Reloaded {
 /// Source to sinks, with every rule of the library running on its feeds and views.
 pub struct Pipeline {
     config: PipelineConfig,
-    decoders: BTreeMap<Feed, Decoder>,
+    decoding: DecodeAhead,
     stages: Vec<Stage>,
     rule_updates: Option<tokio::sync::mpsc::Receiver<Vec<CompiledRule>>>,
     alert_sink: Box<dyn Sink>,
@@ -211,10 +215,7 @@ impl Pipeline {
         alert_sink: Box<dyn Sink>,
         dead_sink: Box<dyn Sink>,
     ) -> Self {
-        let decoders = Feed::ALL
-            .iter()
-            .map(|f| (*f, Decoder::new(*f, Arc::clone(&pseudonymizer))))
-            .collect();
+        let decoding = DecodeAhead::new(pseudonymizer, DECODE_AHEAD);
         let mut stats = Stats::default();
         let runner_config = RunnerConfig {
             out_of_orderness_ms: config.out_of_orderness_ms,
@@ -230,7 +231,7 @@ impl Pipeline {
         }
         Self {
             config,
-            decoders,
+            decoding,
             stages,
             rule_updates: None,
             alert_sink,
@@ -346,6 +347,10 @@ impl Pipeline {
     /// the sinks. At the end of a finite input every open window is emitted; when stopped
     /// early, open windows are emitted too (the demo's Ctrl-C shows what it has).
     ///
+    /// Batches are decoded up to [`DECODE_AHEAD`] ahead on tokio's blocking pool while the
+    /// rules run on this task, so decoding and rules use two cores; batches reach the rules in
+    /// source order.
+    ///
     /// # Errors
     /// When the source or a sink fails, or a plan fails to execute.
     pub async fn run(
@@ -360,10 +365,10 @@ impl Pipeline {
             let next = tokio::select! {
                 biased;
                 () = &mut stop => break,
-                next = source.next_batch() => next.map_err(Error::Source)?,
+                next = self.decoding.next_from(source) => next.map_err(Error::Source)?,
             };
-            let Some(raw) = next else { break };
-            self.process(raw).await?;
+            let Some((raw, decoded)) = next else { break };
+            self.apply(raw, decoded).await?;
             self.apply_rule_updates();
             if let Some(report) = progress.as_deref_mut()
                 && last_report.elapsed() >= Duration::from_secs(2)
@@ -446,14 +451,23 @@ impl Pipeline {
     /// # Errors
     /// When a sink fails or a plan fails to execute.
     pub async fn process_tracked(&mut self, raw: RawBatch) -> Result<Vec<Option<i64>>> {
+        let decoded = self.decoding.decode_now(&raw);
+        self.apply(raw, decoded).await
+    }
+
+    /// Runs the rules of `raw`'s feed on `decoded`, what decoding made of `raw` (see
+    /// [`DecodeAhead`]); returns what [`Pipeline::process_tracked`] returns. Batches must be
+    /// applied in source order.
+    ///
+    /// # Errors
+    /// When a sink fails or a plan fails to execute.
+    pub async fn apply(&mut self, raw: RawBatch, decoded: Decoded) -> Result<Vec<Option<i64>>> {
         let feed = raw.feed;
         self.stats.bytes += raw
             .records
             .iter()
             .map(|r| r.payload.len() as u64)
             .sum::<u64>();
-        let decoder = self.decoders.get_mut(&feed).expect("a decoder per feed");
-        let decoded = decoder.decode(&raw);
         *self.stats.events.entry(feed.name()).or_default() += decoded.batch.num_rows() as u64;
         let mut event_ts = vec![None; raw.records.len()];
         if let Some(ts) = decoded

@@ -17,15 +17,20 @@
 //! timed part: after the rules are planned, until the sinks are flushed), events/s, MB/s, peak
 //! RSS (`VmHWM`), and in `pipeline` mode the latency histogram.
 //!
+//! The `decode` and `pipeline` modes decode a few batches ahead on other cores with
+//! [`DecodeAhead`], as [`Pipeline::run`] does.
+//!
 //! **Latency** is measured per emitted window, from the moment the batch holding the event
-//! that moved the watermark past the window's end was handed to the pipeline, to the moment
-//! the alert sink's `write` of that window's alerts returned. No hook in the pipeline is
-//! needed: [`Pipeline::process`] emits every window its batch closes and writes the alerts
-//! before it returns. With `--rate` the input is paced: a batch is handed over when its last
-//! event is due (events `0..n` are due at `n / rate` seconds), and latency counts from that due
-//! time, so queueing behind a slow batch counts too. Windows emitted at the end of the input
-//! (not closed by a watermark) are not timed.
+//! that moved the watermark past the window's end was handed over by the source, to the
+//! moment the alert sink's `write` of that window's alerts returned: decoding and waiting
+//! behind the batches ahead of it count. No hook in the pipeline is needed:
+//! [`Pipeline::apply`] emits every window its batch closes and writes the alerts before it
+//! returns. With `--rate` the input is paced: a batch is handed over when its last event is
+//! due (events `0..n` are due at `n / rate` seconds), and latency counts from that due time,
+//! so queueing behind a slow batch counts too. Windows emitted at the end of the input (not
+//! closed by a watermark) are not timed.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,10 +38,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use citybrain_benches::{BENCH_KEY, compile_all, cpu_seconds, peak_rss_bytes, rule_sources};
 use citybrain_connectors::{
-    CityConfig, Decoder, Feed, FileSource, JsonlSink, Pseudonymizer, Sink, SinkRecord, Source,
-    write_feed_files,
+    CityConfig, DecodeAhead, Feed, FileSource, JsonlSink, Pseudonymizer, RawBatch, Sink,
+    SinkRecord, Source, write_feed_files,
 };
-use citybrain_engine::{AlertFormat, Pipeline, PipelineConfig};
+use citybrain_engine::{AlertFormat, DECODE_AHEAD, Pipeline, PipelineConfig};
 use clap::{Parser, Subcommand, ValueEnum};
 use hdrhistogram::Histogram;
 
@@ -225,30 +230,23 @@ async fn run(a: &RunArgs) -> anyhow::Result<Report> {
         bail!("--rate must be a positive number of events per second");
     }
     let setup_started = Instant::now();
-    let mut source = FileSource::open(&a.input, a.batch_size)?;
+    let source = FileSource::open(&a.input, a.batch_size)?;
     let bytes = source.progress().and_then(|p| p.total_bytes).unwrap_or(0);
     let pseudonymizer = Arc::new(Pseudonymizer::new(BENCH_KEY));
     match a.mode {
         Mode::Read | Mode::Decode => {
-            let mut decoders: Vec<Decoder> = Feed::ALL
-                .iter()
-                .map(|f| Decoder::new(*f, Arc::clone(&pseudonymizer)))
-                .collect();
+            let mut decoding = DecodeAhead::new(Arc::clone(&pseudonymizer), DECODE_AHEAD);
             let setup = setup_started.elapsed();
             let (t, cpu) = (Instant::now(), cpu_seconds().unwrap_or(0.0));
             let mut events = 0u64;
-            let mut pacer = Pacer::new(a.rate);
-            while let Some(raw) = source.next_batch().await? {
-                pacer.wait(raw.records.len()).await;
-                if a.mode == Mode::Decode {
-                    let decoder = decoders
-                        .iter_mut()
-                        .find(|d| d.feed() == raw.feed)
-                        .expect("a decoder per feed");
-                    let decoded = decoder.decode(&raw);
+            let mut source = PacedSource::new(source, a.rate);
+            if a.mode == Mode::Decode {
+                while let Some((_, decoded)) = decoding.next_from(&mut source).await? {
                     events += (decoded.batch.num_rows() + decoded.dead.len()) as u64;
                     std::hint::black_box(decoded);
-                } else {
+                }
+            } else {
+                while let Some(raw) = source.next_batch().await? {
                     events += raw.records.len() as u64;
                     std::hint::black_box(raw);
                 }
@@ -282,6 +280,7 @@ async fn run(a: &RunArgs) -> anyhow::Result<Report> {
                 idle_timeout_ms: None,
                 alert_format: AlertFormat::Json,
             };
+            let mut decoding = DecodeAhead::new(Arc::clone(&pseudonymizer), DECODE_AHEAD);
             let mut pipeline = Pipeline::new(
                 config,
                 rules,
@@ -291,11 +290,11 @@ async fn run(a: &RunArgs) -> anyhow::Result<Report> {
             );
             let setup = setup_started.elapsed();
             let (t, cpu) = (Instant::now(), cpu_seconds().unwrap_or(0.0));
-            let mut pacer = Pacer::new(a.rate);
-            while let Some(raw) = source.next_batch().await? {
-                let handed_over = pacer.wait(raw.records.len()).await;
-                lock(&timing).batch_start = Some(handed_over);
-                pipeline.process(raw).await?;
+            // The loop of `Pipeline::run`, with each batch's hand-over time at hand.
+            let mut source = PacedSource::new(source, a.rate);
+            while let Some((raw, decoded)) = decoding.next_from(&mut source).await? {
+                lock(&timing).batch_start = source.handed_over.pop_front();
+                pipeline.apply(raw, decoded).await?;
             }
             lock(&timing).batch_start = None;
             pipeline.finish().await?;
@@ -317,32 +316,53 @@ async fn run(a: &RunArgs) -> anyhow::Result<Report> {
     }
 }
 
-/// Hands batches over no sooner than their last event is due at the configured rate.
-struct Pacer {
+/// A source handing batches over no sooner than their last event is due at the configured
+/// rate (events `0..n` are due at `n / rate` seconds), remembering when each was handed over.
+struct PacedSource {
+    inner: FileSource,
     rate: Option<f64>,
     start: Instant,
     events: u64,
+    /// A batch read and not yet due, with its due time (kept across cancellation).
+    pending: Option<(RawBatch, Instant)>,
+    /// Hand-over time of each batch returned and not yet taken by the driver, in order: the
+    /// due time when paced (in the past when the pipeline is behind), else the time it was read.
+    handed_over: VecDeque<Instant>,
 }
 
-impl Pacer {
-    fn new(rate: Option<f64>) -> Self {
+impl PacedSource {
+    fn new(inner: FileSource, rate: Option<f64>) -> Self {
         Self {
+            inner,
             rate,
             start: Instant::now(),
             events: 0,
+            pending: None,
+            handed_over: VecDeque::new(),
         }
     }
+}
 
-    /// Waits until a batch of `n` more events is due; returns when it was due (now when
-    /// unpaced, or when the pipeline is behind schedule the due time in the past).
-    async fn wait(&mut self, n: usize) -> Instant {
-        self.events += n as u64;
-        let Some(rate) = self.rate else {
-            return Instant::now();
-        };
-        let due = self.start + Duration::from_secs_f64(self.events as f64 / rate);
-        tokio::time::sleep_until(due.into()).await;
-        due
+#[async_trait::async_trait]
+impl Source for PacedSource {
+    async fn next_batch(&mut self) -> citybrain_connectors::Result<Option<RawBatch>> {
+        if self.pending.is_none() {
+            let Some(raw) = self.inner.next_batch().await? else {
+                return Ok(None);
+            };
+            self.events += raw.records.len() as u64;
+            let due = match self.rate {
+                Some(rate) => self.start + Duration::from_secs_f64(self.events as f64 / rate),
+                None => Instant::now(),
+            };
+            self.pending = Some((raw, due));
+        }
+        if let Some((_, due)) = &self.pending {
+            tokio::time::sleep_until((*due).into()).await;
+        }
+        let (raw, due) = self.pending.take().expect("a pending batch");
+        self.handed_over.push_back(due);
+        Ok(Some(raw))
     }
 }
 

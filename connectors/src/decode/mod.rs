@@ -1,9 +1,11 @@
 //! Decoding raw JSON records into Arrow, pseudonymising personal fields on the way.
 //!
-//! Each record is parsed by `serde_json` straight into a small array of typed values that
-//! borrow strings from the payload (no `serde_json::Value`), checked against the feed
-//! standard, and only then appended to Arrow builders, so a malformed record never
-//! leaves a partial row behind. Personal fields are pseudonymised into a reused `String`; their
+//! Each record is parsed straight into a small array of typed values that borrow strings
+//! from the payload (no `serde_json::Value`), checked against the feed standard, and only
+//! then appended to Arrow builders, so a malformed record never leaves a partial row behind.
+//! Two parsers fill that array: [`scan`], a one-pass scanner for the flat objects producers
+//! write, and, for every record it does not take (escapes, nesting, errors), `serde_json`
+//! with a visitor that knows the fields, which also writes the dead-letter reasons. Personal fields are pseudonymised into a reused `String`; their
 //! raw value never reaches a builder.
 
 use std::borrow::Cow;
@@ -20,6 +22,11 @@ use serde_json::error::Category;
 use crate::feed::{CORE_FIELDS, Feed, FieldSpec, Kind, MAX_FIELDS};
 use crate::privacy::Pseudonymizer;
 use crate::record::{DeadLetter, DeadReason, RawBatch};
+
+mod ahead;
+mod scan;
+
+pub use ahead::{DecodeAhead, DecodedBatch};
 
 /// Decodes raw batches of one feed.
 pub struct Decoder {
@@ -171,9 +178,24 @@ fn parse_record<'a>(
             Err(e) => format!("invalid JSON: {e}"),
         });
     }
-    // Checking UTF-8 once for the whole payload (a fast ASCII scan) lets serde_json borrow
-    // every string without checking each one again. A payload that is not UTF-8 goes the
-    // byte-slice way, which reports where the bad bytes are.
+    // Checking UTF-8 once for the whole payload (a fast ASCII scan) lets both parsers borrow
+    // every string without checking each one again.
+    if let Ok(text) = std::str::from_utf8(payload) {
+        if scan::scan_record(fields, text, values) {
+            return Ok(());
+        }
+        values.fill_with(Val::default);
+    }
+    parse_with_serde(fields, payload, values)
+}
+
+/// The general parser: any JSON, and the reason when the record breaks the standard. A
+/// payload that is not UTF-8 goes the byte-slice way, which reports where the bad bytes are.
+fn parse_with_serde<'a>(
+    fields: &'static [FieldSpec],
+    payload: &'a [u8],
+    values: &mut [Val<'a>; MAX_FIELDS],
+) -> Result<(), String> {
     match std::str::from_utf8(payload) {
         Ok(text) => parse_with(serde_json::Deserializer::from_str(text), fields, values),
         Err(_) => parse_with(
@@ -182,6 +204,26 @@ fn parse_record<'a>(
             values,
         ),
     }
+}
+
+/// The index of field `key`, trying `hint` first: producers write fields in the standard's
+/// order, so the field after the last one found is usually next.
+fn field_index(fields: &[FieldSpec], hint: usize, key: &str) -> Option<usize> {
+    // Field names are short: comparing bytes inline beats a call to `memcmp` per field.
+    let same = |f: &FieldSpec| f.name.len() == key.len() && f.name.bytes().eq(key.bytes());
+    if fields.get(hint).is_some_and(same) {
+        return Some(hint);
+    }
+    fields.iter().position(same)
+}
+
+/// An RFC 3339 timestamp as epoch milliseconds: the usual UTC form without chrono.
+fn ts_from_str(s: &str) -> Option<i64> {
+    utc_millis(s).or_else(|| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|t| t.timestamp_millis())
+    })
 }
 
 fn parse_with<'a, R: serde_json::de::Read<'a>>(
@@ -348,12 +390,7 @@ impl<'de> Visitor<'de> for KeySeed {
     }
 
     fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
-        // Field names are short: comparing bytes inline beats a call to `memcmp` per field.
-        let same = |f: &FieldSpec| f.name.len() == key.len() && f.name.bytes().eq(key.bytes());
-        if self.fields.get(self.hint).is_some_and(same) {
-            return Ok(Some(self.hint));
-        }
-        Ok(self.fields.iter().position(same))
+        Ok(field_index(self.fields, self.hint, key))
     }
 }
 
@@ -384,18 +421,17 @@ impl ValueSeed {
     /// A string where the field is not `Utf8`: a timestamp or a type error.
     fn non_utf8_string<E: de::Error>(&self, s: &str) -> Result<Val<'static>, E> {
         match self.spec.kind {
-            Kind::Ts => utc_millis(s)
-                .map(Ok)
-                .unwrap_or_else(|| {
-                    chrono::DateTime::parse_from_rfc3339(s).map(|t| t.timestamp_millis())
-                })
-                .map(Val::Int)
-                .map_err(|e| {
-                    E::custom(format_args!(
-                        "field `{}`: not an RFC 3339 timestamp: {e}",
-                        self.spec.name
-                    ))
-                }),
+            Kind::Ts => match utc_millis(s) {
+                Some(millis) => Ok(Val::Int(millis)),
+                None => chrono::DateTime::parse_from_rfc3339(s)
+                    .map(|t| Val::Int(t.timestamp_millis()))
+                    .map_err(|e| {
+                        E::custom(format_args!(
+                            "field `{}`: not an RFC 3339 timestamp: {e}",
+                            self.spec.name
+                        ))
+                    }),
+            },
             Kind::Str | Kind::Int | Kind::Float => Err(self.wrong_type("string")),
         }
     }
@@ -490,8 +526,20 @@ impl<'de> Visitor<'de> for ValueSeed {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+
+    /// Same values, doubles compared bit for bit (so `-0.0` differs from `0.0`).
+    pub(in crate::decode) fn values_equal(a: &[Val<'_>], b: &[Val<'_>]) -> bool {
+        a.len() == b.len()
+            && a.iter().zip(b).all(|pair| match pair {
+                (Val::Absent, Val::Absent) | (Val::Null, Val::Null) => true,
+                (Val::Str(x), Val::Str(y)) => x == y,
+                (Val::Int(x), Val::Int(y)) => x == y,
+                (Val::Float(x), Val::Float(y)) => x.to_bits() == y.to_bits(),
+                _ => false,
+            })
+    }
 
     #[test]
     fn fast_timestamps_agree_with_chrono() {

@@ -1,0 +1,365 @@
+//! The fast path of decoding: a scanner for the flat objects producers write.
+//!
+//! A feed record is one flat JSON object of strings, numbers and nulls. [`scan_record`] reads
+//! exactly that shape in one pass over the bytes, knowing the feed's fields and their types,
+//! and gives up (returns `false`) on anything else: an escape in a string, a nested value, an
+//! exponent or a very long number, a wrong type, a missing or null required field, bad
+//! syntax. The caller then parses the record again with the general `serde_json` path, which
+//! yields the same values or the error message, so the dead-letter reasons do not depend on
+//! which path ran. The module's tests check both paths agree on generated records.
+
+use std::borrow::Cow;
+
+use super::{Val, field_index, ts_from_str};
+use crate::feed::{CORE_FIELDS, FieldSpec, Kind, MAX_FIELDS};
+
+/// Exact powers of ten: a decimal with a mantissa below 2^53 and at most 22 fraction digits is
+/// `mantissa / 10^k` with one correctly rounded division, the value any JSON parser gives.
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// Parses `text`, a whole record, into `values` (all `Absent` on entry) when it has the usual
+/// shape; `false` when the general parser must decide (`values` may then hold partial results).
+pub(super) fn scan_record<'a>(
+    fields: &'static [FieldSpec],
+    text: &'a str,
+    values: &mut [Val<'a>; MAX_FIELDS],
+) -> bool {
+    scan(fields, text, values).is_some()
+}
+
+fn scan<'a>(
+    fields: &'static [FieldSpec],
+    text: &'a str,
+    values: &mut [Val<'a>; MAX_FIELDS],
+) -> Option<()> {
+    let mut s = Scanner {
+        text,
+        bytes: text.as_bytes(),
+        at: 0,
+    };
+    s.skip_ws();
+    s.expect(b'{')?;
+    s.skip_ws();
+    let mut hint = 0;
+    if s.peek() != Some(b'}') {
+        loop {
+            s.expect(b'"')?;
+            let key = s.string_body()?;
+            s.skip_ws();
+            s.expect(b':')?;
+            s.skip_ws();
+            match field_index(fields, hint, key) {
+                Some(i) => {
+                    values[i] = s.value(&fields[i], i < CORE_FIELDS)?;
+                    hint = i + 1;
+                }
+                None => s.skip_scalar()?,
+            }
+            s.skip_ws();
+            match s.next()? {
+                b',' => s.skip_ws(),
+                b'}' => break,
+                _ => return None,
+            }
+        }
+    } else {
+        s.at += 1;
+    }
+    s.skip_ws();
+    if s.at != s.bytes.len() {
+        return None;
+    }
+    values[..CORE_FIELDS]
+        .iter()
+        .all(|v| !matches!(v, Val::Absent))
+        .then_some(())
+}
+
+struct Scanner<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let b = self.peek()?;
+        self.at += 1;
+        Some(b)
+    }
+
+    fn expect(&mut self, want: u8) -> Option<()> {
+        (self.next()? == want).then_some(())
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
+            self.at += 1;
+        }
+    }
+
+    /// The body of a string whose opening quote was just read, through the closing quote.
+    /// `None` for escapes and control characters (the general parser handles or rejects them).
+    fn string_body(&mut self) -> Option<&'a str> {
+        let start = self.at;
+        let len = memchr::memchr2(b'"', b'\\', &self.bytes[start..])?;
+        let end = start + len;
+        if self.bytes[end] != b'"' || self.bytes[start..end].iter().any(|&b| b < 0x20) {
+            return None;
+        }
+        self.at = end + 1;
+        // Both ends sit next to an ASCII quote, so they are character boundaries.
+        self.text.get(start..end)
+    }
+
+    /// The value of a known field, checked against its kind.
+    fn value(&mut self, spec: &FieldSpec, required: bool) -> Option<Val<'a>> {
+        match self.peek()? {
+            b'"' => {
+                self.at += 1;
+                let s = self.string_body()?;
+                match spec.kind {
+                    Kind::Str => Some(Val::Str(Cow::Borrowed(s))),
+                    Kind::Ts => ts_from_str(s).map(Val::Int),
+                    Kind::Int | Kind::Float => None,
+                }
+            }
+            b'n' => {
+                self.literal(b"null")?;
+                (!required).then_some(Val::Null)
+            }
+            b'-' | b'0'..=b'9' => match (self.number()?, spec.kind) {
+                (Number::Int(v), Kind::Int | Kind::Ts) => Some(Val::Int(v)),
+                #[allow(clippy::cast_precision_loss)] // as serde_json: JSON numbers are doubles
+                (Number::Int(v), Kind::Float) => Some(Val::Float(v as f64)),
+                (Number::Float(v), Kind::Float) => Some(Val::Float(v)),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Skips the value of a field the standard does not know; nested values go the general way.
+    fn skip_scalar(&mut self) -> Option<()> {
+        match self.peek()? {
+            b'"' => {
+                self.at += 1;
+                self.string_body().map(drop)
+            }
+            b'n' => self.literal(b"null"),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'-' | b'0'..=b'9' => self.number().map(drop),
+            _ => None,
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let rest = self.bytes.get(self.at..self.at + word.len())?;
+        (rest == word).then(|| self.at += word.len())
+    }
+
+    /// A number without exponent and with at most 15 significant digits, as `serde_json` reads
+    /// it: integers as integers, `-0` and every decimal as a double.
+    fn number(&mut self) -> Option<Number> {
+        let negative = self.peek() == Some(b'-');
+        if negative {
+            self.at += 1;
+        }
+        let mut mantissa: i64 = 0;
+        let mut digits = 0usize;
+        let int_start = self.at;
+        while let Some(b @ b'0'..=b'9') = self.peek() {
+            mantissa = mantissa * 10 + i64::from(b - b'0');
+            digits += 1;
+            self.at += 1;
+            if digits > 15 {
+                return None;
+            }
+        }
+        let int_digits = self.at - int_start;
+        // JSON: at least one digit, and no leading zero before another digit.
+        if int_digits == 0 || (int_digits > 1 && self.bytes[int_start] == b'0') {
+            return None;
+        }
+        let mut fraction = 0usize;
+        if self.peek() == Some(b'.') {
+            self.at += 1;
+            while let Some(b @ b'0'..=b'9') = self.peek() {
+                mantissa = mantissa * 10 + i64::from(b - b'0');
+                digits += 1;
+                fraction += 1;
+                self.at += 1;
+                if digits > 15 {
+                    return None;
+                }
+            }
+            if fraction == 0 {
+                return None;
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            return None;
+        }
+        #[allow(clippy::cast_precision_loss)] // below 10^15 < 2^53: exact
+        let value = |m: i64| m as f64 / POW10[fraction];
+        Some(match (fraction, negative) {
+            (0, false) => Number::Int(mantissa),
+            (0, true) if mantissa != 0 => Number::Int(-mantissa),
+            (_, false) => Number::Float(value(mantissa)),
+            (_, true) => Number::Float(-value(mantissa)),
+        })
+    }
+}
+
+enum Number {
+    Int(i64),
+    Float(f64),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{parse_with_serde, tests::values_equal};
+    use super::*;
+    use crate::feed::Feed;
+    use crate::source::simulator::{CityConfig, CitySimulator};
+
+    /// Records of every feed, usual and unusual, each mutated many ways: wherever the fast path
+    /// answers, it must give exactly what `serde_json` gives.
+    #[test]
+    fn fast_path_agrees_with_serde() {
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let pieces: &[&str] = &[
+            "\"x\"",
+            "\"\"",
+            "\"沪A12345\"",
+            "\"a\\\"b\"",
+            "\"\\u00e9\"",
+            "\"tab\tin\"",
+            "null",
+            "true",
+            "false",
+            "0",
+            "-0",
+            "7",
+            "-12",
+            "007",
+            "1.5",
+            "-0.0",
+            "30.282514",
+            "120.127848",
+            "1.",
+            ".5",
+            "1e3",
+            "2E-2",
+            "12345678901234567",
+            "123456789012345",
+            "1.23456789012345",
+            "1772431198244",
+            "\"2026-03-02T06:00:00.002Z\"",
+            "\"2026-03-02T06:00:00+08:00\"",
+            "\"2026-02-30T00:00:00Z\"",
+            "[]",
+            "{}",
+            "[1,2]",
+            "{\"a\":1}",
+            "-",
+            "nul",
+            "tru",
+        ];
+        let mut fast_answers = 0;
+        for feed in Feed::ALL {
+            let fields = feed.fields();
+            for _ in 0..4000 {
+                let mut text = String::from(if next() % 17 == 0 { " { " } else { "{" });
+                let mut first = true;
+                for (i, f) in fields.iter().enumerate() {
+                    if next() % 13 == 0 {
+                        continue; // leave the field out
+                    }
+                    if !first {
+                        text.push_str(if next() % 19 == 0 { " ,\n" } else { "," });
+                    }
+                    first = false;
+                    let key = if next() % 41 == 0 { "extra" } else { f.name };
+                    let value = if next() % 12 == 0 {
+                        pieces[(next() % pieces.len() as u64) as usize].to_owned()
+                    } else {
+                        usual_value(f.kind, i, next())
+                    };
+                    text.push_str(&format!("\"{key}\":{value}"));
+                }
+                text.push_str(match next() % 23 {
+                    0 => "} ",
+                    1 => "}x",
+                    2 => "",
+                    3 => ",}",
+                    _ => "}",
+                });
+                let mut fast: [Val<'_>; MAX_FIELDS] = Default::default();
+                if !scan_record(fields, &text, &mut fast) {
+                    continue;
+                }
+                fast_answers += 1;
+                let mut slow: [Val<'_>; MAX_FIELDS] = Default::default();
+                let serde = parse_with_serde(fields, text.as_bytes(), &mut slow);
+                assert!(
+                    serde.is_ok(),
+                    "fast path accepted what serde rejects: {text}: {serde:?}"
+                );
+                assert!(
+                    values_equal(&fast, &slow),
+                    "{text}\nfast {fast:?}\nserde {slow:?}"
+                );
+            }
+        }
+        // The test is only worth something if the fast path answered for many records.
+        assert!(
+            fast_answers > 4000,
+            "fast path answered {fast_answers} times"
+        );
+    }
+
+    /// What producers write (the simulator writes as they do, RFC 3339 and epoch timestamps,
+    /// nulls, Chinese text) takes the fast path: the general parser is for the unusual.
+    #[test]
+    fn producer_records_take_the_fast_path() {
+        let mut sim = CitySimulator::new(CityConfig::with_seed(7));
+        let mut out = Vec::new();
+        for _ in 0..20_000 {
+            out.clear();
+            let feed = sim.next_event(&mut out);
+            let text = std::str::from_utf8(&out).expect("the simulator writes UTF-8");
+            let mut values: [Val<'_>; MAX_FIELDS] = Default::default();
+            assert!(scan_record(feed.fields(), text, &mut values), "{text}");
+        }
+    }
+
+    fn usual_value(kind: Kind, i: usize, r: u64) -> String {
+        match kind {
+            Kind::Str => format!("\"v{i}-{r}\""),
+            Kind::Int => format!("{}", (r % 2000) as i64 - 1000),
+            Kind::Float => format!("{}.{:06}", (r % 400) as i64 - 200, r % 1_000_000),
+            Kind::Ts if r.is_multiple_of(3) => format!("{}", 1_772_431_198_244u64 + r % 100_000),
+            Kind::Ts => format!(
+                "\"2026-03-02T06:{:02}:{:02}.{:03}Z\"",
+                r % 60,
+                (r / 60) % 60,
+                r % 1000
+            ),
+        }
+    }
+}
