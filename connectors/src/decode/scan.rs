@@ -47,11 +47,14 @@ fn scan<'a>(
     if s.peek() != Some(b'}') {
         loop {
             s.expect(b'"')?;
-            let key = s.string_body()?;
+            let index = match s.key_is(fields, hint) {
+                Some(i) => Some(i),
+                None => field_index(fields, hint, s.string_body()?),
+            };
             s.skip_ws();
             s.expect(b':')?;
             s.skip_ws();
-            match field_index(fields, hint, key) {
+            match index {
                 Some(i) => {
                     values[i] = s.value(&fields[i], i < CORE_FIELDS)?;
                     hint = i + 1;
@@ -109,14 +112,30 @@ impl<'a> Scanner<'a> {
     /// `None` for escapes and control characters (the general parser handles or rejects them).
     fn string_body(&mut self) -> Option<&'a str> {
         let start = self.at;
-        let len = memchr::memchr2(b'"', b'\\', &self.bytes[start..])?;
-        let end = start + len;
-        if self.bytes[end] != b'"' || self.bytes[start..end].iter().any(|&b| b < 0x20) {
+        let rest = &self.bytes[start..];
+        // Feed strings are short: one plain pass beats setting up a vectorised search.
+        let len = rest
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        if rest[len] != b'"' {
             return None;
         }
-        self.at = end + 1;
+        self.at = start + len + 1;
         // Both ends sit next to an ASCII quote, so they are character boundaries.
-        self.text.get(start..end)
+        self.text.get(start..start + len)
+    }
+
+    /// Whether the key whose opening quote was just read is field `hint` (producers write the
+    /// standard's order, so it usually is): then reads through its closing quote.
+    fn key_is(&mut self, fields: &[FieldSpec], hint: usize) -> Option<usize> {
+        let name = fields.get(hint)?.name.as_bytes();
+        let end = self.at + name.len();
+        if self.bytes.get(self.at..end)? == name && self.bytes.get(end) == Some(&b'"') {
+            self.at = end + 1;
+            Some(hint)
+        } else {
+            None
+        }
     }
 
     /// The value of a known field, checked against its kind.

@@ -371,7 +371,9 @@ impl RuleRunner {
                 step.emissions.extend(emission(None, out, 1));
             }
             State::Slices(s) => {
-                step.late_rows = s.insert(&rule, input, batch, ts.values(), &marks, before)?;
+                step.late_rows = s
+                    .insert(&rule, input, batch, ts.values(), &marks, before)
+                    .await?;
             }
             State::Sessions(s) => {
                 step.late_rows = s.insert(&rule, batch, ts.values(), &marks)?;

@@ -3,10 +3,11 @@
 //! Every window is a run of whole slices (the slide, the step, or the size of a tumbling
 //! window), so each row is stored once, in its slice, however many windows it belongs to.
 //! When the rule's plan is a window aggregation that can be cut in two
-//! ([`CompiledRule::is_sliced`]), a slice is reduced to partial aggregate states as soon as
-//! the watermark passes its end, and a window is the final aggregation over the states of its
-//! slices: a 10-minute window hopping every 10 s keeps 60 small states per group, not 60
-//! copies of the rows. Other windowed plans (window joins, Top-N over them) run over the rows
+//! ([`CompiledRule::is_sliced`]), rows are never held: each batch's rows of a slice are
+//! reduced to partial aggregate states as they arrive, and a window is the final aggregation
+//! over the states of its slices. A 10-minute window hopping every 10 s keeps 60 small sets of
+//! states per group, not 60 copies of the rows, and closing a window costs a merge of states,
+//! not an aggregation of its rows (the latency of the batch that closes it). Other windowed plans (window joins, Top-N over them) run over the rows
 //! of the window's slices.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,9 +23,9 @@ use crate::window::WindowKind;
 pub(crate) struct Slices {
     kind: WindowKind,
     lateness: i64,
-    /// Per scan: slice start → rows (input schema), not yet reduced.
+    /// Per scan: slice start → rows (input schema) (plans that are not split).
     raw: Vec<BTreeMap<i64, Vec<RecordBatch>>>,
-    /// Slice start → partial aggregate states (split plans only).
+    /// Slice start → partial aggregate states, one batch per input batch (split plans).
     partials: BTreeMap<i64, Vec<RecordBatch>>,
     /// Ends of windows holding rows, not yet emitted.
     pending: BTreeSet<i64>,
@@ -56,10 +57,13 @@ impl Slices {
             .min()
     }
 
-    /// Files the rows of `batch` (input `input`) under their slices; returns the late rows.
-    /// `marks[i]` is the rule's watermark just before row `i`; `before` the watermark at the
-    /// last emission.
-    pub fn insert(
+    /// Files the rows of `batch` (input `input`) under their slices, as partial states when
+    /// the plan is split; returns the late rows. `marks[i]` is the rule's watermark just
+    /// before row `i`; `before` the watermark at the last emission.
+    ///
+    /// # Errors
+    /// When the partial aggregate fails to execute (an engine fault).
+    pub async fn insert(
         &mut self,
         rule: &CompiledRule,
         input: usize,
@@ -88,13 +92,25 @@ impl Slices {
         }
         let kept = take_rows(rule, batch, keep)?;
         let emitted_up_to = before.unwrap_or(i64::MIN);
+        let slice_ms = kind.slice_ms().unwrap_or(1);
         for (slice, part) in split_by(rule, &kept, &slices)? {
             for (scan_index, scan) in rule.scans.iter().enumerate() {
-                if scan.input == input {
-                    self.raw[scan_index]
+                if scan.input != input {
+                    continue;
+                }
+                match &rule.split {
+                    Some(split) => {
+                        let rows =
+                            windowed(rule, scan, &part, slice, slice.saturating_add(slice_ms))?;
+                        let states = rule
+                            .run(&split.partial, vec![(&*scan.slot, vec![rows])])
+                            .await?;
+                        self.partials.entry(slice).or_default().extend(states);
+                    }
+                    None => self.raw[scan_index]
                         .entry(slice)
                         .or_default()
-                        .push(part.clone());
+                        .push(part.clone()),
                 }
             }
             for end in kind.window_ends(slice) {
@@ -155,19 +171,6 @@ impl Slices {
     async fn run(&mut self, rule: &CompiledRule, w: Window) -> Result<Vec<RecordBatch>> {
         match &rule.split {
             Some(split) => {
-                let scan = &rule.scans[0];
-                let slice_ms = self.kind.slice_ms().unwrap_or(1);
-                // Reduce the window's slices still holding rows to partial states.
-                let ready: Vec<i64> = self.raw[0].range(w.start..w.end).map(|(s, _)| *s).collect();
-                for slice in ready {
-                    let rows = self.raw[0].remove(&slice).unwrap_or_default();
-                    let input = rows
-                        .iter()
-                        .map(|b| windowed(rule, scan, b, slice, slice.saturating_add(slice_ms)))
-                        .collect::<Result<Vec<_>>>()?;
-                    let states = rule.run(&split.partial, vec![(&*scan.slot, input)]).await?;
-                    self.partials.entry(slice).or_default().extend(states);
-                }
                 let values = [w.start, w.end, w.end.saturating_sub(1)];
                 let mut states = Vec::new();
                 for batch in self.partials.range(w.start..w.end).flat_map(|(_, b)| b) {
