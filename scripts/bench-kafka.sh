@@ -16,7 +16,7 @@
 # Stages, one process each, one after the other, against the same broker:
 #   produce       `citybrain simulate --brokers`: EVENTS events, unpaced (as fast as the broker
 #                 acknowledges them), idempotent producer
-#   consume-only  the kafka_drain example: a plain librdkafka consumer reads every feed message
+#   consume-only  `citybrain-bench drain`: a plain librdkafka consumer reads every feed message
 #                 and nothing else; the practical limit of any engine reading this broker
 #   engine        `citybrain run --brokers --exit-at-end` with a fresh consumer group: consume,
 #                 decode, pseudonymise, every rule, alerts and dead letters produced back
@@ -25,8 +25,8 @@
 # is tansu's utime + stime from /proc/PID/stat before and after the stage.
 #
 # CITYBRAIN_BIN=path runs that citybrain (default $CARGO_TARGET_DIR/release/citybrain, built
-# if missing); KAFKA_DRAIN_BIN=path that kafka_drain (default examples/kafka_drain beside the
-# citybrain binary, built if missing). The broker is stopped on exit, whatever happens.
+# if missing); CITYBRAIN_BENCH_BIN=path that citybrain-bench (default: beside citybrain). The
+# broker is stopped on exit, whatever happens.
 # Examples:
 #   scripts/bench-kafka.sh -n 1000000
 #   CITYBRAIN_BIN=/work/target/debug/citybrain scripts/bench-kafka.sh -n 20000
@@ -52,33 +52,22 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
-# The binaries.
+# The binaries: citybrain and citybrain-bench (its `drain` command is the consume-only
+# baseline), from one release build of the workspace's binaries (the build scripts/bench.sh
+# makes, so neither script compiles DataFusion again for the other).
 target="${CARGO_TARGET_DIR:-$PWD/target}"
 bin="${CITYBRAIN_BIN:-$target/release/citybrain}"
-if [[ ! -x "$bin" ]]; then
-    if [[ -n "${CITYBRAIN_BIN:-}" ]]; then
-        echo "CITYBRAIN_BIN=$bin is not an executable" >&2
-        exit 1
+drain="${CITYBRAIN_BENCH_BIN:-$(dirname "$bin")/citybrain-bench}"
+for b in "$bin" "$drain"; do
+    if [[ ! -x "$b" ]]; then
+        if [[ -n "${CITYBRAIN_BIN:-}${CITYBRAIN_BENCH_BIN:-}" ]]; then
+            echo "$b is not an executable (CITYBRAIN_BIN / CITYBRAIN_BENCH_BIN)" >&2
+            exit 1
+        fi
+        echo "building citybrain and citybrain-bench (release) ..." >&2
+        nice -n 10 cargo build --release --locked --workspace --bins -q
     fi
-    echo "building citybrain (release) ..." >&2
-    nice -n 10 cargo build --release --locked --workspace --bins -q
-fi
-drain="${KAFKA_DRAIN_BIN:-$(dirname "$bin")/examples/kafka_drain}"
-if [[ ! -x "$drain" ]]; then
-    if [[ -n "${KAFKA_DRAIN_BIN:-}" ]]; then
-        echo "KAFKA_DRAIN_BIN=$drain is not an executable" >&2
-        exit 1
-    fi
-    case "$(basename "$(dirname "$bin")")" in
-        # --bins --benches --examples: the dev-dependency feature set of scripts/bench.sh's
-        # release build, so this does not compile DataFusion once more.
-        release) profile=(--release --bins --benches --examples) ;;
-        debug) profile=(--all-targets) ;;
-        *) echo "no kafka_drain beside $bin: build it and set KAFKA_DRAIN_BIN" >&2; exit 1 ;;
-    esac
-    echo "building the kafka_drain example ..." >&2
-    nice -n 10 cargo build --locked --workspace "${profile[@]}" -q
-fi
+done
 export PATH="$HOME/.cargo/bin:$PATH"
 command -v tansu >/dev/null || scripts/kafka-dev.sh install
 
@@ -87,6 +76,8 @@ brokers="127.0.0.1:$port"
 topics="city.traffic city.police city.emergency city.market citybrain.alerts citybrain.dlq"
 clk=$(getconf CLK_TCK)
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
+# json_field NAME: field NAME of the JSON object on stdin.
+json_field() { python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 # CPU seconds (user + system) of process $1 so far: fields 14 and 15 of /proc/PID/stat, counted
 # after the command name (which may hold spaces).
 cpu_of() { awk -v clk="$clk" '{ sub(/.*\) /, ""); printf "%.2f", ($12 + $13) / clk }' "/proc/$1/stat"; }
@@ -194,9 +185,9 @@ published=$(sed -n 's/^published \([0-9]*\) events.*/\1/p' "$work/produce.out")
 published="${published:-$events}"
 echo "  $(cat "$work/produce.out")" >&2
 
-echo "consume-only: reading $published messages with kafka_drain ..." >&2
-run_stage consume "$drain" --brokers "$brokers" --events "$published"
-drained=$(sed -n 's/^RESULT //p' "$work/consume.out" | jq '.messages')
+echo "consume-only: reading $published messages with citybrain-bench drain ..." >&2
+run_stage consume "$drain" drain --brokers "$brokers" --events "$published"
+drained=$(sed -n 's/^RESULT //p' "$work/consume.out" | json_field messages)
 cat "$work/consume.err" >&2
 
 echo "engine: citybrain run --exit-at-end over $rules ..." >&2
@@ -206,10 +197,10 @@ read_by_engine=$(sed -n 's/^read \([0-9]*\) records.*/\1/p' "$work/engine.err" |
 grep -A100 '^read [0-9]* records' "$work/engine.err" | sed 's/^/  /' >&2 || true
 
 # What the engine wrote back, counted on the broker (not part of the table).
-run_stage alerts "$drain" --brokers "$brokers" --topics citybrain.alerts
-alerts=$(sed -n 's/^RESULT //p' "$work/alerts.out" | jq '.messages')
-run_stage dlq "$drain" --brokers "$brokers" --topics citybrain.dlq
-dead=$(sed -n 's/^RESULT //p' "$work/dlq.out" | jq '.messages')
+run_stage alerts "$drain" drain --brokers "$brokers" --topics citybrain.alerts
+alerts=$(sed -n 's/^RESULT //p' "$work/alerts.out" | json_field messages)
+run_stage dlq "$drain" drain --brokers "$brokers" --topics citybrain.dlq
+dead=$(sed -n 's/^RESULT //p' "$work/dlq.out" | json_field messages)
 broker_rss=$(awk '/^VmHWM:/ { printf "%.0f", $2 / 1024 }' "/proc/$broker/status")
 
 python3 - "$work" "$published" "$drained" "${read_by_engine:-$published}" "$alerts" "$dead" \

@@ -3,7 +3,10 @@
 //!
 //! The criterion benches in `benches/` (decode, rules, pipeline) and the end-to-end bench binary
 //! `citybrain-bench` (`src/bin/citybrain-bench.rs`, driven by `scripts/bench.sh`) use these;
-//! BENCHMARKS.md says what each measures and how to run it.
+//! BENCHMARKS.md says what each measures and how to run it. [`drain`] is the consume-only
+//! Kafka baseline of `scripts/bench-kafka.sh` (`citybrain-bench drain`).
+
+pub mod drain;
 
 use std::path::Path;
 

@@ -4,6 +4,7 @@
 //! citybrain-bench generate --out DIR --events N [--seed S] [--traffic-only]
 //! citybrain-bench run --mode read|decode|pipeline --input DIR [--rules PATH]
 //!                     [--batch-size N] [--rate EVENTS_PER_S] [--out DIR]
+//! citybrain-bench drain --brokers HOST:PORT [--topics A,B] [--events N]
 //! ```
 //!
 //! `run` reads the feed files of `DIR` with the real [`FileSource`] and, by `--mode`:
@@ -74,6 +75,9 @@ enum Command {
     },
     /// Runs the feed files of a folder through one stage of the data path and measures it.
     Run(RunArgs),
+    /// Reads Kafka topics with a plain consumer and nothing else (the consume-only baseline of
+    /// `scripts/bench-kafka.sh`).
+    Drain(citybrain_benches::drain::DrainArgs),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -129,6 +133,7 @@ fn main() -> anyhow::Result<()> {
             report.print(started.elapsed());
             Ok(())
         }
+        Command::Drain(args) => citybrain_benches::drain::drain(&args),
     }
 }
 

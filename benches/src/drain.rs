@@ -1,10 +1,7 @@
-//! The consume-only baseline of `scripts/bench-kafka.sh`: read every message of the feed
-//! topics with a plain librdkafka consumer and do nothing else with them (no decoding, no
-//! rules, no commits). Its rate is the practical limit of any engine reading the same broker.
-//!
-//! ```sh
-//! cargo run --example kafka_drain -- --brokers 127.0.0.1:19192 [--events N]
-//! ```
+//! The consume-only baseline of `scripts/bench-kafka.sh` (`citybrain-bench drain`): read every
+//! message of the feed topics with a plain librdkafka consumer and do nothing else with them (no
+//! decoding, no rules, no commits). Its rate is the practical limit of any engine reading the
+//! same broker.
 //!
 //! Stops after `--events` messages, or once every assigned partition is read to its end.
 //! Prints a readable line on stderr and `RESULT {json}` on stdout: messages, payload bytes,
@@ -14,14 +11,14 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use clap::Parser;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset};
 
-#[derive(Parser, Debug)]
-struct Args {
+/// What `citybrain-bench drain` reads.
+#[derive(clap::Args, Debug)]
+pub struct DrainArgs {
     /// Kafka bootstrap servers.
     #[arg(long, default_value = "127.0.0.1:9092")]
     brokers: String,
@@ -43,8 +40,12 @@ struct Args {
     timeout_s: u64,
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+/// Reads the topics to their end (or `--events` messages) and prints the figures.
+///
+/// # Errors
+/// When the consumer cannot be created, subscribe or read the partitions' ends, or after
+/// `--timeout-s`.
+pub fn drain(args: &DrainArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let group = args.group.clone().unwrap_or_else(|| {
         let nanos = SystemTime::now()
