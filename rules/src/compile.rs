@@ -121,8 +121,8 @@ pub(crate) struct Scan {
 /// partial states of the window's slices.
 #[derive(Debug)]
 pub(crate) struct Split {
-    pub partial: Arc<dyn ExecutionPlan>,
-    pub final_plan: Arc<dyn ExecutionPlan>,
+    pub partial: Reusable,
+    pub final_plan: Reusable,
     pub state: Arc<Slot>,
     pub state_schema: SchemaRef,
     /// Where `window_start`, `window_end`, `window_time` sit among the grouping columns of the
@@ -148,12 +148,55 @@ pub struct CompiledRule {
     /// For an interval join, the largest distance in event time between joined rows.
     pub interval_ms: Option<i64>,
     pub(crate) scans: Vec<Scan>,
-    pub(crate) plan: Arc<dyn ExecutionPlan>,
+    pub(crate) plan: Reusable,
     pub(crate) split: Option<Split>,
-    /// The plan caches state between executions (a join's build side, a sort's dynamic
-    /// filter) and must be reset before each run.
-    pub(crate) stateful: bool,
     pub(crate) task_ctx: Arc<TaskContext>,
+}
+
+/// How many runs a plan serves before it is swapped for a fresh copy (see [`Reusable`]).
+const RENEW_EVERY: u32 = 512;
+
+/// A physical plan planned once and run many times.
+///
+/// DataFusion operators register their metrics on the plan node at every `execute`, so a plan
+/// kept for the life of a rule would grow by every run (about a kilobyte each). The plan is
+/// swapped for a fresh copy (`reset_plan_states`, which also drops cached state) every
+/// [`RENEW_EVERY`] runs, and before every run when operators cache state between runs (a hash
+/// join's build side, a sort's dynamic filter).
+#[derive(Debug)]
+pub(crate) struct Reusable {
+    plan: std::sync::Mutex<Arc<dyn ExecutionPlan>>,
+    runs: std::sync::atomic::AtomicU32,
+    stateful: bool,
+}
+
+impl Reusable {
+    fn new(plan: Arc<dyn ExecutionPlan>) -> Self {
+        let mut stateful = false;
+        plan.apply(|node| {
+            stateful |= node.name().contains("Join") || node.name().contains("Sort");
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .expect("visiting never fails");
+        Self {
+            plan: std::sync::Mutex::new(plan),
+            runs: std::sync::atomic::AtomicU32::new(0),
+            stateful,
+        }
+    }
+
+    /// The plan to execute now.
+    fn instance(&self) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let mut plan = self.plan.lock().unwrap_or_else(|e| e.into_inner());
+        let runs = self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.stateful {
+            return reset_plan_states(Arc::clone(&plan));
+        }
+        if runs % RENEW_EVERY == RENEW_EVERY - 1 {
+            *plan = reset_plan_states(Arc::clone(&plan))?;
+        }
+        Ok(Arc::clone(&plan))
+    }
 }
 
 impl CompiledRule {
@@ -184,17 +227,13 @@ impl CompiledRule {
     /// Runs `plan` once with each slot holding its batches.
     pub(crate) async fn run(
         &self,
-        plan: &Arc<dyn ExecutionPlan>,
+        plan: &Reusable,
         fills: Vec<(&Slot, Vec<RecordBatch>)>,
     ) -> crate::Result<Vec<RecordBatch>> {
-        let plan = if self.stateful {
-            reset_plan_states(Arc::clone(plan)).map_err(|source| crate::Error::Execute {
-                rule: self.meta.id.clone(),
-                source,
-            })?
-        } else {
-            Arc::clone(plan)
-        };
+        let plan = plan.instance().map_err(|source| crate::Error::Execute {
+            rule: self.meta.id.clone(),
+            source,
+        })?;
         let slots: Vec<&Slot> = fills
             .into_iter()
             .map(|(slot, batches)| {
@@ -609,15 +648,7 @@ pub async fn compile(src: &RuleSource, catalog: &Catalog) -> Result<CompiledRule
         (Some(w), [_]) if w.kind.slice_ms().is_some() => split_aggregate(&physical),
         _ => None,
     };
-    let mut stateful = false;
-    physical
-        .apply(|node| {
-            stateful |= node.name().contains("Join") || node.name().contains("Sort");
-            Ok(TreeNodeRecursion::Continue)
-        })
-        .expect("visiting never fails");
     let rule = CompiledRule {
-        stateful,
         meta,
         inputs,
         window,
@@ -626,7 +657,7 @@ pub async fn compile(src: &RuleSource, catalog: &Catalog) -> Result<CompiledRule
         data_columns,
         interval_ms,
         scans,
-        plan: physical,
+        plan: Reusable::new(physical),
         split,
         task_ctx: ctx.task_ctx(),
     };
@@ -759,8 +790,8 @@ fn split_aggregate(plan: &Arc<dyn ExecutionPlan>) -> Option<Split> {
         .ok()?
         .data;
     Some(Split {
-        partial,
-        final_plan,
+        partial: Reusable::new(partial),
+        final_plan: Reusable::new(final_plan),
         state,
         state_schema,
         window_columns,
