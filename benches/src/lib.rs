@@ -10,7 +10,7 @@ pub mod drain;
 
 use std::path::Path;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use bytes::Bytes;
 use citybrain_connectors::{
     CityConfig, CitySimulator, Feed, Origin, RawBatch, RawRecord, Sink, SinkRecord,
@@ -96,20 +96,7 @@ fn feed_index(feed: Feed) -> usize {
 /// # Errors
 /// When the path cannot be read or holds no rule.
 pub fn rule_sources(path: &Path) -> anyhow::Result<Vec<RuleSource>> {
-    let sources = if path.is_dir() {
-        citybrain_rules::read_dir(path)?
-    } else {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read rule file {}", path.display()))?;
-        let id = path
-            .file_stem()
-            .map_or_else(|| "rule".into(), |s| s.to_string_lossy().into_owned());
-        vec![RuleSource {
-            id,
-            path: path.to_path_buf(),
-            text,
-        }]
-    };
+    let sources = citybrain_rules::read_dir(path)?;
     if sources.is_empty() {
         bail!("no .sql rules at {}", path.display());
     }

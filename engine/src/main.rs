@@ -50,7 +50,7 @@ enum Command {
 enum RulesCommand {
     /// Validate every rule below DIR and report all problems (exit 1 when any).
     Check {
-        /// The rules folder.
+        /// The rules folder, or one rule file.
         dir: PathBuf,
     },
 }
@@ -78,7 +78,7 @@ struct ReplayArgs {
     /// Folder holding traffic.jsonl, police.jsonl, emergency.jsonl and/or market.jsonl.
     #[arg(long)]
     input: PathBuf,
-    /// The rules folder.
+    /// The rules folder, or one rule file (back-testing a single rule).
     #[arg(long)]
     rules: PathBuf,
     /// Where alerts go (JSON lines).

@@ -79,12 +79,19 @@ impl RuleSource {
     }
 }
 
-/// Reads every `*.sql` file below `dir`, sorted by id.
+/// Reads every `*.sql` file below the folder `dir`, sorted by id (the path below `dir`
+/// without `.sql`); or, when `dir` is a file, that one rule (its id is the file name without
+/// `.sql`), so an analyst can check or back-test a single rule.
 ///
 /// # Errors
 /// When the folder or a file cannot be read.
 pub fn read_dir(dir: &Path) -> Result<Vec<RuleSource>> {
     let mut out = Vec::new();
+    if dir.is_file() {
+        let root = dir.parent().unwrap_or(Path::new(""));
+        read_rule(root, dir, &mut out)?;
+        return Ok(out);
+    }
     walk(dir, dir, &mut out)?;
     out.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(out)
@@ -104,19 +111,29 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<RuleSource>) -> Result<()> {
         if path.is_dir() {
             walk(root, &path, out)?;
         } else if path.extension().is_some_and(|e| e == "sql") {
-            let text = std::fs::read_to_string(&path).map_err(|source| Error::ReadRule {
-                path: path.clone(),
-                source,
-            })?;
-            let rel = path.strip_prefix(root).unwrap_or(&path).with_extension("");
-            let id = rel
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy())
-                .collect::<Vec<_>>()
-                .join("/");
-            out.push(RuleSource { id, path, text });
+            read_rule(root, &path, out)?;
         }
     }
+    Ok(())
+}
+
+/// Reads the rule file `path`; its id is its path below `root` without `.sql`.
+fn read_rule(root: &Path, path: &Path, out: &mut Vec<RuleSource>) -> Result<()> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::ReadRule {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let rel = path.strip_prefix(root).unwrap_or(path).with_extension("");
+    let id = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/");
+    out.push(RuleSource {
+        id,
+        path: path.to_path_buf(),
+        text,
+    });
     Ok(())
 }
 
@@ -359,5 +376,21 @@ mod tests {
                 .any(|t| t.starts_with("x.sql:2:") && t.contains("`urgent`")),
             "{text:?}"
         );
+    }
+
+    #[test]
+    fn a_folder_gives_ids_by_path_and_a_file_gives_its_own_rule() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("traffic")).expect("subfolder");
+        std::fs::write(dir.path().join("traffic/slow.sql"), "-- title: a\nSELECT 1").expect("w");
+        std::fs::write(dir.path().join("b.sql"), "-- title: b\nSELECT 2").expect("w");
+        std::fs::write(dir.path().join("notes.md"), "not a rule").expect("w");
+        let all = read_dir(dir.path()).expect("folder");
+        let ids: Vec<&str> = all.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["b", "traffic/slow"]);
+        let one = read_dir(&dir.path().join("traffic/slow.sql")).expect("file");
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].id, "slow");
+        assert_eq!(one[0].text, "-- title: a\nSELECT 1");
     }
 }
