@@ -12,6 +12,8 @@
 #   -s STORAGE     tansu storage engine (default memory://tansu/)
 #   --sim-rate R   simulator events per simulated second (default 200, the simulator's)
 #   --keep         keep the work folder (config, logs, each stage's output) and print its path
+#   -P KEY=VALUE   a librdkafka consumer property for the engine (repeatable), e.g.
+#                  -P queued.min.messages=1000000 (see BENCHMARKS.md, "Through Kafka")
 #
 # Stages, one process each, one after the other, against the same broker:
 #   produce       `citybrain simulate --brokers`: EVENTS events, unpaced (as fast as the broker
@@ -29,6 +31,7 @@
 # broker is stopped on exit, whatever happens.
 # Examples:
 #   scripts/bench-kafka.sh -n 1000000
+#   scripts/bench-kafka.sh -n 1000000 -P queued.min.messages=1000000
 #   CITYBRAIN_BIN=/work/target/debug/citybrain scripts/bench-kafka.sh -n 20000
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +41,7 @@ rules=rules/library
 port="${BENCH_KAFKA_PORT:-19192}"
 storage="memory://tansu/"
 sim_rate=200
+engine_props=()
 keep=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -46,8 +50,9 @@ while [[ $# -gt 0 ]]; do
         -p) port="$2"; shift 2 ;;
         -s) storage="$2"; shift 2 ;;
         --sim-rate) sim_rate="$2"; shift 2 ;;
+        -P) engine_props+=("$2"); shift 2 ;;
         --keep) keep=1; shift ;;
-        -h|--help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -147,6 +152,7 @@ cat >"$work/citybrain.toml" <<EOF
 brokers = "$brokers"
 [kafka.consumer_properties]
 "fetch.wait.max.ms" = "10"
+$(for kv in "${engine_props[@]}"; do printf '"%s" = "%s"\n' "${kv%%=*}" "${kv#*=}"; done)
 [metrics]
 listen = ""
 EOF

@@ -160,6 +160,12 @@ impl KafkaConfig {
 
     /// The consumer's librdkafka configuration: group, no automatic commits (citybrain commits
     /// only durable progress), reading from the start of a partition the group never committed.
+    ///
+    /// The consumer prefetches up to a million messages (`queued.min.messages`, still bounded
+    /// by librdkafka's 64 MB `queued.max.messages.kbytes`): with the default 100,000 it stops
+    /// fetching whenever the engine has that many waiting, and reading a backlog through a
+    /// broker that answers fetches late ran at half the speed (BENCHMARKS.md, "Through
+    /// Kafka"). `consumer_properties` override it.
     pub fn consumer_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers)
@@ -167,7 +173,8 @@ impl KafkaConfig {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("statistics.interval.ms", "5000");
+            .set("statistics.interval.ms", "5000")
+            .set("queued.min.messages", "1000000");
         for (k, v) in self.properties.iter().chain(&self.consumer_properties) {
             c.set(k, v);
         }
