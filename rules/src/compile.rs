@@ -128,6 +128,10 @@ pub(crate) struct Split {
     /// Where `window_start`, `window_end`, `window_time` sit among the grouping columns of the
     /// partial state, when grouped by.
     pub window_columns: [Option<usize>; 3],
+    /// The output columns holding each row's `window_start` and `window_end` (hidden group
+    /// keys), when the final plan works group by group (no sort, limit or window function
+    /// across groups): then the windows one watermark closes run through one execution.
+    pub window_keys: Option<(usize, usize)>,
 }
 
 /// A rule planned once and ready to run.
@@ -204,6 +208,12 @@ impl CompiledRule {
     /// memory per slice however much windows overlap).
     pub fn is_sliced(&self) -> bool {
         self.split.is_some()
+    }
+
+    /// Whether windows the watermark closes together run through one execution of the final
+    /// aggregate (sliced plans whose operators above it work group by group).
+    pub fn closes_windows_together(&self) -> bool {
+        self.split.as_ref().is_some_and(|s| s.window_keys.is_some())
     }
 
     /// The schema of this rule's rows as a view: the selected columns.
@@ -789,13 +799,50 @@ fn split_aggregate(plan: &Arc<dyn ExecutionPlan>) -> Option<Split> {
         })
         .ok()?
         .data;
+    let window_keys = group_by_group(&final_plan)
+        .then(|| {
+            let key = |position: Option<usize>| {
+                let i = final_plan
+                    .schema()
+                    .index_of(&format!("{KEY_PREFIX}{}", position?))
+                    .ok()?;
+                matches!(
+                    final_plan.schema().field(i).data_type(),
+                    DataType::Timestamp(TimeUnit::Millisecond, _)
+                )
+                .then_some(i)
+            };
+            Some((key(window_columns[0])?, key(window_columns[1])?))
+        })
+        .flatten();
     Some(Split {
         partial: Reusable::new(partial),
         final_plan: Reusable::new(final_plan),
         state,
         state_schema,
         window_columns,
+        window_keys,
     })
+}
+
+/// Whether every operator of `plan` works within a group (aggregates, filters, projections):
+/// then running several windows' groups together gives each window what it would alone.
+fn group_by_group(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    let mut ok = true;
+    plan.apply(|node| {
+        ok &= matches!(
+            node.name(),
+            "AggregateExec"
+                | "FilterExec"
+                | "ProjectionExec"
+                | "CoalesceBatchesExec"
+                | "CoalescePartitionsExec"
+                | "StreamingTableExec"
+        );
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .expect("visiting never fails");
+    ok
 }
 
 /// The largest distance in event time between the rows of an interval join, from its

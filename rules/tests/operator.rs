@@ -258,3 +258,43 @@ async fn a_hopping_aggregation_runs_per_slice_and_gives_every_overlapping_window
     // State is per slice: after the input ends nothing is held.
     assert_eq!(r.oldest_needed_ts(), None);
 }
+
+/// One batch that closes many windows (a sparse feed catching up) gives each window exactly
+/// what it gets when its windows close one batch at a time.
+#[tokio::test]
+async fn windows_closed_together_give_what_they_give_one_at_a_time() {
+    let rows: Vec<(i64, &str, i64)> = (0..40)
+        .map(|i| (i * 3_700, if i % 3 == 0 { "a" } else { "b" }, i))
+        .collect();
+    let closing = [(1_000_000, "a", 0)];
+    let collect = |emissions: Vec<citybrain_rules::Emission>| {
+        let mut out: Vec<(i64, Vec<(String, i64)>)> = emissions
+            .iter()
+            .map(|e| (e.window.unwrap().end, totals(e)))
+            .collect();
+        out.sort();
+        out
+    };
+    let mut together = runner(SUM_PER_10S, 0).await;
+    assert!(together.rule().closes_windows_together());
+    // The first batch closes the windows its own rows pass, all in one go; the second the last.
+    let mut emitted = together.process(0, &batch(&rows)).await.unwrap().emissions;
+    assert!(emitted.len() > 1, "one batch closed several windows");
+    emitted.extend(
+        together
+            .process(0, &batch(&closing))
+            .await
+            .unwrap()
+            .emissions,
+    );
+    let all_at_once = collect(emitted);
+
+    let mut apart = runner(SUM_PER_10S, 0).await;
+    let mut one_by_one = Vec::new();
+    for row in rows.iter().chain(&closing) {
+        one_by_one.extend(apart.process(0, &batch(&[*row])).await.unwrap().emissions);
+    }
+    let one_by_one = collect(one_by_one);
+    assert_eq!(all_at_once.len(), 15, "every window of the first 148 s");
+    assert_eq!(all_at_once, one_by_one);
+}

@@ -10,14 +10,14 @@
 //! not an aggregation of its rows (the latency of the batch that closes it). Other windowed plans (window joins, Top-N over them) run over the rows
 //! of the window's slices.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{Array, RecordBatch, TimestampMillisecondArray};
 
 use super::{Window, constant_ts, fault, split_by, take_rows, windowed};
 use crate::Result;
-use crate::compile::CompiledRule;
+use crate::compile::{CompiledRule, Split};
 use crate::window::WindowKind;
 
 pub(crate) struct Slices {
@@ -139,16 +139,26 @@ impl Slices {
             };
             out.push((window, self.run(rule, window).await?));
         }
+        let mut closed = Vec::new();
         while let Some(&end) = self.pending.first() {
             if end > wm {
                 break;
             }
             self.pending.pop_first();
-            let window = Window {
+            closed.push(Window {
                 start: self.kind.window_start(end),
                 end,
-            };
-            out.push((window, self.run(rule, window).await?));
+            });
+        }
+        match rule.split.as_ref().and_then(|s| s.window_keys) {
+            Some(keys) if closed.len() > 1 => {
+                out.extend(self.run_together(rule, &closed, keys).await?);
+            }
+            _ => {
+                for window in closed {
+                    out.push((window, self.run(rule, window).await?));
+                }
+            }
         }
         let horizon = wm.saturating_sub(self.lateness);
         let kind = self.kind;
@@ -168,24 +178,104 @@ impl Slices {
         Ok(out)
     }
 
+    /// The partial states of window `w`'s slices, stamped with `w`'s window columns.
+    fn window_states(
+        &self,
+        rule: &CompiledRule,
+        split: &Split,
+        w: Window,
+    ) -> Result<Vec<RecordBatch>> {
+        let values = [w.start, w.end, w.end.saturating_sub(1)];
+        let mut states = Vec::new();
+        for batch in self.partials.range(w.start..w.end).flat_map(|(_, b)| b) {
+            let n = batch.num_rows();
+            let mut columns = batch.columns().to_vec();
+            for (position, value) in split.window_columns.iter().zip(values) {
+                if let Some(p) = position {
+                    columns[*p] = constant_ts(value, n);
+                }
+            }
+            states.push(
+                RecordBatch::try_new(Arc::clone(&split.state_schema), columns)
+                    .map_err(|e| fault(rule, e))?,
+            );
+        }
+        Ok(states)
+    }
+
+    /// Runs several closed windows of a split plan through one execution of the final plan
+    /// (its operators work group by group, and the window columns are group keys), then gives
+    /// each window its rows, found by the `(window_start, window_end)` keys of the output. One
+    /// batch closing many windows (a sparse feed catching up) so costs one plan execution, not
+    /// one per window. Should any row not belong to one of `windows`, each window runs alone.
+    async fn run_together(
+        &mut self,
+        rule: &CompiledRule,
+        windows: &[Window],
+        (start_key, end_key): (usize, usize),
+    ) -> Result<Vec<(Window, Vec<RecordBatch>)>> {
+        let split = rule
+            .split
+            .as_ref()
+            .expect("window keys come with a split plan");
+        let mut states = Vec::new();
+        for w in windows {
+            states.extend(self.window_states(rule, split, *w)?);
+        }
+        let mut out: Vec<(Window, Vec<RecordBatch>)> =
+            windows.iter().map(|w| (*w, Vec::new())).collect();
+        if states.is_empty() {
+            return Ok(out);
+        }
+        let index: HashMap<(i64, i64), usize> = windows
+            .iter()
+            .enumerate()
+            .map(|(i, w)| ((w.start, w.end), i))
+            .collect();
+        let batches = rule
+            .run(&split.final_plan, vec![(&*split.state, states)])
+            .await?;
+        for batch in &batches {
+            let (Some(starts), Some(ends)) =
+                (timestamps(batch, start_key), timestamps(batch, end_key))
+            else {
+                return self.run_each(rule, windows).await;
+            };
+            let mut rows: Vec<Vec<u32>> = vec![Vec::new(); windows.len()];
+            for row in 0..batch.num_rows() {
+                let found = (starts.is_valid(row) && ends.is_valid(row))
+                    .then(|| index.get(&(starts.value(row), ends.value(row))))
+                    .flatten();
+                let Some(&i) = found else {
+                    return self.run_each(rule, windows).await;
+                };
+                rows[i].push(u32::try_from(row).expect("a batch holds fewer than 2^32 rows"));
+            }
+            for (i, keep) in rows.into_iter().enumerate() {
+                if !keep.is_empty() {
+                    out[i].1.push(take_rows(rule, batch, keep)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn run_each(
+        &mut self,
+        rule: &CompiledRule,
+        windows: &[Window],
+    ) -> Result<Vec<(Window, Vec<RecordBatch>)>> {
+        let mut out = Vec::with_capacity(windows.len());
+        for w in windows {
+            out.push((*w, self.run(rule, *w).await?));
+        }
+        Ok(out)
+    }
+
     async fn run(&mut self, rule: &CompiledRule, w: Window) -> Result<Vec<RecordBatch>> {
         match &rule.split {
             Some(split) => {
-                let values = [w.start, w.end, w.end.saturating_sub(1)];
-                let mut states = Vec::new();
-                for batch in self.partials.range(w.start..w.end).flat_map(|(_, b)| b) {
-                    let n = batch.num_rows();
-                    let mut columns = batch.columns().to_vec();
-                    for (position, value) in split.window_columns.iter().zip(values) {
-                        if let Some(p) = position {
-                            columns[*p] = constant_ts(value, n);
-                        }
-                    }
-                    states.push(
-                        RecordBatch::try_new(Arc::clone(&split.state_schema), columns)
-                            .map_err(|e| fault(rule, e))?,
-                    );
-                }
+                let states = self.window_states(rule, split, w)?;
                 if states.is_empty() {
                     return Ok(Vec::new());
                 }
@@ -206,4 +296,13 @@ impl Slices {
             }
         }
     }
+}
+
+/// Column `i` of `batch` as millisecond timestamps, if it is one.
+fn timestamps(batch: &RecordBatch, i: usize) -> Option<&TimestampMillisecondArray> {
+    batch
+        .columns()
+        .get(i)?
+        .as_any()
+        .downcast_ref::<TimestampMillisecondArray>()
 }
