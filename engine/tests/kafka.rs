@@ -108,6 +108,17 @@ impl Topics {
 
     /// A service config for these topics (`metrics`: the listen address, empty for none).
     fn config(&self, dir: &Path, brokers: &str, metrics: &str) -> PathBuf {
+        self.config_with(dir, brokers, metrics, "")
+    }
+
+    /// [`Topics::config`] with more consumer properties (TOML lines).
+    fn config_with(
+        &self,
+        dir: &Path,
+        brokers: &str,
+        metrics: &str,
+        consumer_properties: &str,
+    ) -> PathBuf {
         let mut text = format!(
             "[kafka]\nbrokers = \"{brokers}\"\ngroup_id = \"{}\"\nalert_topic = \"{}\"\ndlq_topic = \"{}\"\n\
              [kafka.topics]\n",
@@ -120,8 +131,11 @@ impl Topics {
             // A killed member leaves the group after 6 s instead of librdkafka's 45 s default,
             // so a restarted service is assigned its partitions promptly.
             "[kafka.consumer_properties]\n\"fetch.wait.max.ms\" = \"10\"\n\
-             \"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n\
-             [kafka.producer_properties]\n\"linger.ms\" = \"1\"\n\
+             \"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n",
+        );
+        text.push_str(consumer_properties);
+        text.push_str(
+            "[kafka.producer_properties]\n\"linger.ms\" = \"1\"\n\
              [engine]\ncommit_interval_ms = 50\n",
         );
         text.push_str(&format!("[metrics]\nlisten = \"{metrics}\"\n"));
@@ -464,7 +478,14 @@ fn sigkill_three_times_loses_no_alert() {
     assert!(expected_ids.len() >= 5, "too few alerts to test with");
     let topics = Topics::new(&brokers, "kill");
     publish_feeds(&brokers, &topics, &feeds);
-    let config = topics.config(tmp.path(), &brokers, "");
+    // Small fetches keep the service mid-stream long enough to be killed there: with its
+    // default prefetch it can read and process the whole input before the first kill.
+    let config = topics.config_with(
+        tmp.path(),
+        &brokers,
+        "",
+        "\"queued.min.messages\" = \"200\"\n\"max.partition.fetch.bytes\" = \"20000\"\n",
+    );
 
     let mut killed_mid_stream = 0;
     let mut seen_alerts = 0;
