@@ -6,9 +6,10 @@
 //! Each case runs through the real `citybrain replay`; the selected values of its alerts must
 //! be the same multiset of rows.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
 
@@ -75,18 +76,15 @@ fn every_flink_case_gives_flinks_rows() {
         )
         .expect("rule");
         let out_path = tmp.path().join("alerts.jsonl");
-        let out = Command::new(env!("CARGO_BIN_EXE_citybrain"))
-            .args(["replay", "--input"])
-            .arg(&case)
-            .arg("--rules")
-            .arg(&rules)
-            .arg("--out")
-            .arg(&out_path)
-            .arg("--dlq")
-            .arg(tmp.path().join("dead.jsonl"))
-            .env("CITYBRAIN_PSEUDONYM_KEY", "flink-case-key")
-            .output()
-            .expect("citybrain runs");
+        let out = common::replay(
+            &case,
+            &rules,
+            &out_path,
+            &tmp.path().join("dead.jsonl"),
+            "flink-case-key",
+        )
+        .output()
+        .expect("citybrain runs");
         if !out.status.success() {
             failures.push(format!(
                 "{name}: replay failed: {}",

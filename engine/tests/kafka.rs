@@ -7,6 +7,8 @@
 //!
 //! Without a broker the tests fail, unless `CITYBRAIN_SKIP_KAFKA_TESTS=1` says to skip them.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -280,16 +282,7 @@ fn replay_alerts(dir: &Path, feeds: &BTreeMap<Feed, Vec<String>>) -> Vec<Value> 
         dir.join("replay-alerts.jsonl"),
         dir.join("replay-dead.jsonl"),
     );
-    let status = Command::new(env!("CARGO_BIN_EXE_citybrain"))
-        .args(["replay", "--rules"])
-        .arg(library())
-        .arg("--input")
-        .arg(&input)
-        .arg("--out")
-        .arg(&out)
-        .arg("--dlq")
-        .arg(&dead)
-        .env("CITYBRAIN_PSEUDONYM_KEY", KEY)
+    let status = common::replay(&input, &library(), &out, &dead, KEY)
         .stdout(Stdio::null())
         .status()
         .expect("replay runs");

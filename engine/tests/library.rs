@@ -12,8 +12,9 @@
 //! as a view is kept too, in case another view reads it). Set `CITYBRAIN_BLESS=1` to rewrite
 //! `expected.jsonl` from the actual output after a deliberate change, then review the diff.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
 
@@ -122,16 +123,7 @@ fn every_library_rule_fires_exactly_where_its_test_data_says() {
         }
         let out_path = tmp.path().join("alerts.jsonl");
         let dead_path = tmp.path().join("dead.jsonl");
-        let out = Command::new(env!("CARGO_BIN_EXE_citybrain"))
-            .args(["replay", "--input"])
-            .arg(&case)
-            .arg("--rules")
-            .arg(&rules)
-            .arg("--out")
-            .arg(&out_path)
-            .arg("--dlq")
-            .arg(&dead_path)
-            .env("CITYBRAIN_PSEUDONYM_KEY", "library-test-key")
+        let out = common::replay(&case, &rules, &out_path, &dead_path, "library-test-key")
             .output()
             .expect("citybrain runs");
         assert!(

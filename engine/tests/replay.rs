@@ -3,9 +3,11 @@
 //! run as one batch query; the dead-letter file must hold exactly the malformed records; no raw
 //! personal value may reach alerts or logs.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -23,19 +25,9 @@ fn library() -> PathBuf {
 
 /// `citybrain replay` of `input` through the rule library.
 fn replay(input: &Path, alerts: &Path, dead: &Path, batch_size: usize) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_citybrain"))
-        .arg("replay")
-        .arg("--input")
-        .arg(input)
-        .arg("--rules")
-        .arg(library())
-        .arg("--out")
-        .arg(alerts)
-        .arg("--dlq")
-        .arg(dead)
+    common::replay(input, &library(), alerts, dead, KEY)
         .arg("--batch-size")
         .arg(batch_size.to_string())
-        .env("CITYBRAIN_PSEUDONYM_KEY", KEY)
         .env("CITYBRAIN_LOG", "info")
         .output()
         .expect("citybrain runs")
