@@ -29,6 +29,9 @@ pub mod names {
     pub const CONSUMER_LAG: &str = "citybrain_consumer_lag";
     /// Gauge, label `feed`: wall clock minus the feed's watermark, seconds.
     pub const WATERMARK_DELAY: &str = "citybrain_watermark_delay_seconds";
+    /// Gauge, label `rule`: rows (or partial aggregate states) held for windows not yet
+    /// emitted, what a rule's memory grows with.
+    pub const STATE_ROWS: &str = "citybrain_rule_state_rows";
     /// Summary: records per batch taken from the source.
     pub const BATCH_RECORDS: &str = "citybrain_batch_records";
     /// Gauge: records produced but not yet acknowledged by the broker.

@@ -338,6 +338,15 @@ impl Pipeline {
             .collect()
     }
 
+    /// Rows (or partial aggregate states) each rule holds for windows not yet emitted, by
+    /// rule id (see [`RuleRunner::held_rows`]).
+    pub fn state_rows(&self) -> Vec<(String, usize)> {
+        self.stages
+            .iter()
+            .map(|s| (s.runner.rule().meta.id.clone(), s.runner.held_rows()))
+            .collect()
+    }
+
     /// Counts so far.
     pub fn stats(&self) -> &Stats {
         &self.stats

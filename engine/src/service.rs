@@ -114,6 +114,7 @@ pub async fn run(
                 state.advance(&pipeline, &source, &tracker.state())?;
                 state.commit(&source, false)?;
                 publish_gauges(&source, &state, &tracker.state());
+                publish_state_rows(&pipeline);
                 allow_idle_when_caught_up(&mut pipeline, &source);
                 continue;
             }
@@ -268,6 +269,12 @@ fn allow_idle_when_caught_up(pipeline: &mut Pipeline, source: &KafkaSource) {
     }
     for feed in Feed::ALL {
         pipeline.set_feed_may_idle(feed, caught_up.get(&feed).copied().unwrap_or(false));
+    }
+}
+
+fn publish_state_rows(pipeline: &Pipeline) {
+    for (rule, rows) in pipeline.state_rows() {
+        metrics::gauge!(names::STATE_ROWS, "rule" => rule).set(rows as f64);
     }
 }
 

@@ -298,3 +298,50 @@ async fn windows_closed_together_give_what_they_give_one_at_a_time() {
     assert_eq!(all_at_once.len(), 15, "every window of the first 148 s");
     assert_eq!(all_at_once, one_by_one);
 }
+
+#[tokio::test]
+async fn a_window_join_holds_only_the_rows_its_filters_let_through() {
+    let sql = "-- title: t\n-- severity: info\n\
+        SELECT L.window_start, L.k, L.v, R.ts AS replied_at\n\
+        FROM (SELECT * FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECONDS))\n\
+              WHERE k = 'alarm') L\n\
+        JOIN (SELECT * FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECONDS))\n\
+              WHERE k = 'reply') R\n\
+        ON L.window_start = R.window_start AND L.window_end = R.window_end AND L.v = R.v";
+    let mut r = runner(sql, 0).await;
+    // A thousand readings in [0, 10 s), among them two alarms and the reply to one of them.
+    let mut rows: Vec<(i64, &str, i64)> = (0..1_000).map(|i| (i * 9, "reading", i)).collect();
+    rows[100] = (900, "alarm", 7);
+    rows[500] = (4_500, "alarm", 8);
+    rows[900] = (8_100, "reply", 7);
+    let step = r.process(0, &batch(&rows)).await.unwrap();
+    assert!(step.emissions.is_empty());
+    assert_eq!(
+        r.held_rows(),
+        3,
+        "each side holds only the rows its filter lets through"
+    );
+    let step = r
+        .process(0, &batch(&[(10_000, "reading", 0)]))
+        .await
+        .unwrap();
+    assert_eq!(step.emissions.len(), 1);
+    let out = &step.emissions[0].batches;
+    assert_eq!(out.iter().map(RecordBatch::num_rows).sum::<usize>(), 1);
+    let v = out[0]
+        .column(2)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap();
+    let replied = out[0]
+        .column(3)
+        .as_any()
+        .downcast_ref::<TimestampMillisecondArray>()
+        .unwrap();
+    assert_eq!((v.value(0), replied.value(0)), (7, 8_100));
+    assert_eq!(
+        r.held_rows(),
+        0,
+        "nothing of the emitted window is held, and the next window's reading is filtered"
+    );
+}

@@ -262,6 +262,33 @@ fn describe_error(e: serde_json::Error) -> String {
     }
 }
 
+/// The event time of a raw record, read without decoding it: the value after the first
+/// `"ts":` in the payload, an RFC 3339 string or integer epoch milliseconds, as the decoder
+/// reads the `ts` field. `None` when there is no such key or its value is neither.
+///
+/// A hint for ordering input only ([`FileSource`](crate::FileSource) merges feed files by it):
+/// it may be fooled by a nested `"ts":` key, and decoding alone decides a record's time and
+/// whether it is malformed.
+pub(crate) fn peek_event_time(payload: &[u8]) -> Option<i64> {
+    const KEY: &[u8] = b"\"ts\":";
+    let at = memchr::memmem::find(payload, KEY)? + KEY.len();
+    let value = payload[at..].trim_ascii_start();
+    match value.first()? {
+        b'"' => {
+            let end = memchr::memchr(b'"', &value[1..])?;
+            ts_from_str(std::str::from_utf8(&value[1..=end]).ok()?)
+        }
+        b'-' | b'0'..=b'9' => {
+            let len = value[1..]
+                .iter()
+                .position(|c| !c.is_ascii_digit())
+                .map_or(value.len(), |n| n + 1);
+            std::str::from_utf8(&value[..len]).ok()?.parse().ok()
+        }
+        _ => None,
+    }
+}
+
 /// `YYYY-MM-DDTHH:MM:SS[.fraction]Z`, the form producers write, as epoch milliseconds (the
 /// fraction truncated to milliseconds, as chrono's `timestamp_millis` does), without the
 /// general RFC 3339 parser. `None` for any other form or an out-of-range field: those go to
@@ -539,6 +566,32 @@ pub(super) mod tests {
                 (Val::Float(x), Val::Float(y)) => x.to_bits() == y.to_bits(),
                 _ => false,
             })
+    }
+
+    #[test]
+    fn event_time_is_peeked_as_the_decoder_reads_it() {
+        let cases = [
+            (
+                r#"{"event_id":"t-1","ts":"2026-03-02T06:00:00.002Z","lat":1.0}"#,
+                Some(1_772_431_200_002),
+            ),
+            (
+                r#"{"ts": 1772431248572,"lat":1.0}"#,
+                Some(1_772_431_248_572),
+            ),
+            (
+                r#"{"ts":"2026-03-02T14:00:00.002+08:00"}"#,
+                Some(1_772_431_200_002),
+            ),
+            (r#"{"ts":-5}"#, Some(-5)),
+            (r#"{"ts":null}"#, None),
+            (r#"{"ts":"yesterday"}"#, None),
+            (r#"{"time":"2026-03-02T06:00:00Z"}"#, None),
+            (r#"{"ts":"2026-03-02T06:00:00Z"#, None),
+        ];
+        for (payload, want) in cases {
+            assert_eq!(peek_event_time(payload.as_bytes()), want, "{payload}");
+        }
     }
 
     #[test]

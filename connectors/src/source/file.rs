@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::decode::peek_event_time;
 use crate::feed::Feed;
 use crate::record::{Origin, RawBatch, RawRecord};
 use crate::source::{Progress, Source};
@@ -19,15 +20,32 @@ pub const DEFAULT_MAX_BATCH: usize = 8192;
 /// Bytes read from a file at a time; lines are sliced out of this shared buffer.
 const CHUNK: usize = 1 << 20;
 
-/// Reads the feed files of a directory, cycling round-robin between feeds batch by batch.
+/// How far, in event time, a batch may run past the oldest next record of the other feeds.
+/// A minute keeps batches whole: a dense feed is not cut at every record of a sparse one
+/// (which then arrives after the batch it falls in, a few seconds of event time late), two
+/// equally dense feeds take turns in full batches, and a sparse feed closes at most a
+/// minute's worth of its windows at once.
+const MERGE_SLACK_MS: i64 = 60_000;
+
+/// A batch looks at its event time at most every this many lines (reading a time costs about
+/// as much as splitting the line), and more often as it nears its limit (`look_stride`).
+const TIME_CHECK_EVERY: usize = 32;
+
+/// Reads the feed files of a directory, merged by event time, as a live stream would deliver
+/// them.
 ///
-/// Each feed's records come in file order with [`Origin::File`] (1-based line numbers).
+/// Each batch holds records of one feed, in file order, with [`Origin::File`] (1-based line
+/// numbers). It is taken from the feed whose next record is oldest, and ends after `max_batch`
+/// records or once its event time passes the other feeds' next record by more than
+/// [`MERGE_SLACK_MS`]. A sparse feed therefore arrives beside the dense one instead of all at
+/// once, and the windows it closes close one at a time, as they would live. The event time is
+/// only peeked at (`"ts":`); a record without a readable one counts as oldest, and decoding
+/// decides its fate. The order within a feed never changes.
+///
 /// Blank and whitespace-only lines are skipped; `\r\n` line ends and a last line without a
 /// newline are accepted.
 pub struct FileSource {
     readers: Vec<FeedReader>,
-    /// Index in `readers` of the feed to read next.
-    next: usize,
     max_batch: usize,
     total_bytes: u64,
 }
@@ -66,45 +84,94 @@ impl FileSource {
         );
         Ok(FileSource {
             readers,
-            next: 0,
             max_batch: max_batch.max(1),
             total_bytes,
         })
     }
 
-    /// The feeds found, in read order.
+    /// The feeds found, in [`Feed::ALL`] order.
     pub fn feeds(&self) -> Vec<Feed> {
         self.readers.iter().map(|r| r.feed).collect()
     }
 
     /// The next batch, read synchronously.
     fn read_batch(&mut self) -> Result<Option<RawBatch>> {
-        for _ in 0..self.readers.len() {
-            let index = self.next;
-            self.next = (self.next + 1) % self.readers.len();
-            let reader = &mut self.readers[index];
-            if reader.finished {
-                continue;
-            }
-            let mut records = Vec::with_capacity(self.max_batch.min(1024));
-            while records.len() < self.max_batch {
-                match reader.next_line()? {
-                    Some(record) => records.push(record),
-                    None => {
-                        reader.finished = true;
-                        break;
-                    }
+        // The feed whose next record is oldest (records without a time first; ties go to
+        // the first feed).
+        let mut pick: Option<(usize, i64)> = None;
+        for (index, reader) in self.readers.iter_mut().enumerate() {
+            if let Some(time) = reader.peek()? {
+                let time = time.unwrap_or(i64::MIN);
+                if pick.is_none_or(|(_, oldest)| time < oldest) {
+                    pick = Some((index, time));
                 }
             }
-            if !records.is_empty() {
-                return Ok(Some(RawBatch {
-                    feed: reader.feed,
-                    records,
-                }));
-            }
         }
-        Ok(None)
+        let Some((index, _)) = pick else {
+            return Ok(None);
+        };
+        let limit = self
+            .readers
+            .iter()
+            .enumerate()
+            .filter(|(other, _)| *other != index)
+            .filter_map(|(_, reader)| reader.head_time())
+            .min()
+            .map(|time| time.saturating_add(MERGE_SLACK_MS));
+
+        let reader = &mut self.readers[index];
+        let mut records = Vec::with_capacity(self.max_batch.min(1024));
+        // The position and time of the last line whose time was read.
+        let mut last_look = None;
+        if let Some((record, time)) = reader.peeked.take() {
+            last_look = time.map(|t| (0, t));
+            records.push(record);
+        }
+        let mut next_look = records.len();
+        while records.len() < self.max_batch {
+            let Some(record) = reader.next_line()? else {
+                break;
+            };
+            let position = records.len();
+            if let Some(limit) = limit
+                && position >= next_look
+            {
+                match peek_event_time(&record.payload) {
+                    Some(time) if time > limit => {
+                        reader.peeked = Some((record, Some(time)));
+                        break;
+                    }
+                    Some(time) => {
+                        next_look = position + look_stride(last_look, position, time, limit);
+                        last_look = Some((position, time));
+                    }
+                    None => next_look = position + 1,
+                }
+            }
+            records.push(record);
+        }
+        Ok(Some(RawBatch {
+            feed: reader.feed,
+            records,
+        }))
     }
+}
+
+/// Lines until the next look at a batch's event time: half the lines the pace since the last
+/// look (`last`, a position and a time) predicts before the time passes `limit`, from 1 to
+/// [`TIME_CHECK_EVERY`]. A dense feed far from its limit is looked at every
+/// [`TIME_CHECK_EVERY`] lines, a sparse one or one near its limit at every line.
+fn look_stride(last: Option<(usize, i64)>, position: usize, time: i64, limit: i64) -> usize {
+    let Some((then_position, then)) = last else {
+        return 1;
+    };
+    let lines = i64::try_from(position - then_position).unwrap_or(i64::MAX);
+    let elapsed = time.saturating_sub(then);
+    if elapsed <= 0 {
+        return 1;
+    }
+    let predicted = limit.saturating_sub(time).saturating_mul(lines) / elapsed;
+    usize::try_from(predicted / 2).map_or(1, |n| n.clamp(1, TIME_CHECK_EVERY))
 }
 
 #[async_trait::async_trait]
@@ -134,7 +201,8 @@ struct FeedReader {
     /// Number of the last line consumed.
     line: u64,
     eof: bool,
-    finished: bool,
+    /// The next record, read ahead to learn its event time, with that time.
+    peeked: Option<(RawRecord, Option<i64>)>,
     read_bytes: u64,
 }
 
@@ -150,9 +218,26 @@ impl FeedReader {
             pos: 0,
             line: 0,
             eof: false,
-            finished: false,
+            peeked: None,
             read_bytes: 0,
         }
+    }
+
+    /// The event time of the next record (`Some(None)` when it has none readable), reading
+    /// it ahead if need be; `None` at the end of the file.
+    fn peek(&mut self) -> Result<Option<Option<i64>>> {
+        if self.peeked.is_none()
+            && let Some(record) = self.next_line()?
+        {
+            let time = peek_event_time(&record.payload);
+            self.peeked = Some((record, time));
+        }
+        Ok(self.peeked.as_ref().map(|(_, time)| *time))
+    }
+
+    /// The event time of the record read ahead, if any and readable.
+    fn head_time(&self) -> Option<i64> {
+        self.peeked.as_ref().and_then(|(_, time)| *time)
     }
 
     /// The next non-blank line as a record, `None` at end of file.
@@ -272,16 +357,84 @@ mod tests {
         assert_eq!(Some(progress.done_bytes), progress.total_bytes);
     }
 
+    /// A feed file with one line per event time (milliseconds), `"n"` its 1-based number.
+    fn timed(times: impl IntoIterator<Item = i64>) -> String {
+        times
+            .into_iter()
+            .enumerate()
+            .map(|(i, ts)| format!("{{\"n\":{},\"ts\":{ts}}}\n", i + 1))
+            .collect()
+    }
+
     #[test]
-    fn batches_round_robin_between_feeds() {
+    fn feeds_are_merged_by_event_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A dense feed every second for 2,000 s, and a sparse one.
+        let spacing = 1_000;
+        let police_times = [100_000, 500_000, 900_000];
+        std::fs::write(
+            dir.path().join("traffic.jsonl"),
+            timed((0..2_000).map(|i| i * spacing)),
+        )
+        .expect("write");
+        std::fs::write(dir.path().join("police.jsonl"), timed(police_times)).expect("write");
+        let mut source = FileSource::open(dir.path(), 10_000).expect("open");
+        let batches = read_all(&mut source);
+
+        // Every line once, each feed in file order.
+        let order: Vec<(Feed, i64)> = batches
+            .iter()
+            .flat_map(|b| {
+                b.records.iter().map(|r| {
+                    let time = peek_event_time(&r.payload).expect("timed line");
+                    (b.feed, time)
+                })
+            })
+            .collect();
+        for (feed, count) in [(Feed::Traffic, 2_000), (Feed::Police, 3)] {
+            let times: Vec<i64> = order
+                .iter()
+                .filter(|(f, _)| *f == feed)
+                .map(|(_, t)| *t)
+                .collect();
+            assert_eq!(times.len(), count, "{feed:?}");
+            assert!(times.is_sorted(), "{feed:?} in file order");
+        }
+        // Each police report comes after the traffic before it, give or take the slack and
+        // the lines between two looks at the time, and before the traffic after it.
+        let overshoot = MERGE_SLACK_MS + TIME_CHECK_EVERY as i64 * spacing;
+        for (at, (feed, police)) in order.iter().enumerate() {
+            if *feed != Feed::Police {
+                continue;
+            }
+            let (before, after) = order.split_at(at);
+            assert!(
+                before.iter().all(|(_, t)| *t <= police + overshoot),
+                "traffic far ahead of the report at {police} ms"
+            );
+            assert!(
+                after.iter().all(|(_, t)| *t >= *police),
+                "older traffic after the report at {police} ms"
+            );
+        }
+        // The dense feed is cut only where a sparse record comes between.
+        assert!(
+            batches.len() <= 2 * police_times.len() + 1,
+            "{}",
+            batches.len()
+        );
+    }
+
+    #[test]
+    fn records_without_a_time_come_first_in_batches_of_max_size() {
         let dir = tempfile::tempdir().expect("tempdir");
         let numbered = |n: usize| {
             (1..=n)
                 .map(|i| format!("{{\"n\":{i}}}\n"))
                 .collect::<String>()
         };
-        std::fs::write(dir.path().join("traffic.jsonl"), numbered(5)).expect("write");
-        std::fs::write(dir.path().join("market.jsonl"), numbered(2)).expect("write");
+        std::fs::write(dir.path().join("traffic.jsonl"), timed([5, 6, 7])).expect("write");
+        std::fs::write(dir.path().join("market.jsonl"), numbered(3)).expect("write");
         std::fs::write(dir.path().join("emergency.jsonl"), "").expect("write");
         let mut source = FileSource::open(dir.path(), 2).expect("open");
         let batches = read_all(&mut source);
@@ -292,10 +445,10 @@ mod tests {
         assert_eq!(
             shape,
             [
-                (Feed::Traffic, vec![1, 2]),
                 (Feed::Market, vec![1, 2]),
-                (Feed::Traffic, vec![3, 4]),
-                (Feed::Traffic, vec![5]),
+                (Feed::Market, vec![3]),
+                (Feed::Traffic, vec![1, 2]),
+                (Feed::Traffic, vec![3]),
             ]
         );
     }

@@ -26,6 +26,15 @@ impl IntervalJoin {
         }
     }
 
+    /// Rows kept for joining with the other side's later rows.
+    pub fn held_rows(&self) -> usize {
+        self.kept
+            .iter()
+            .flatten()
+            .map(|(_, _, b)| b.num_rows())
+            .sum()
+    }
+
     pub fn oldest_needed_ts(&self) -> Option<i64> {
         self.kept.iter().flatten().map(|(min, _, _)| *min).min()
     }
@@ -67,7 +76,15 @@ impl IntervalJoin {
             ),
         ];
         let out = rule.run(&rule.plan, fills).await?;
-        self.kept[side].push((min_ts, max_ts, kept));
+        let kept = rule.scans[side]
+            .keep_rows(kept)
+            .map_err(|source| crate::Error::Execute {
+                rule: rule.meta.id.clone(),
+                source,
+            })?;
+        if kept.num_rows() > 0 {
+            self.kept[side].push((min_ts, max_ts, kept));
+        }
         Ok((late, out))
     }
 

@@ -211,6 +211,17 @@ impl RuleRunner {
         }
     }
 
+    /// Rows (or partial aggregate states) the rule holds for results not yet emitted: what
+    /// its memory grows with.
+    pub fn held_rows(&self) -> usize {
+        match &self.state {
+            State::PerEvent => 0,
+            State::Slices(s) => s.held_rows(),
+            State::Sessions(s) => s.held_rows(),
+            State::Interval(j) => j.held_rows(),
+        }
+    }
+
     /// Late rows seen so far.
     pub fn late_count(&self) -> u64 {
         self.late

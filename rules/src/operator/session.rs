@@ -57,6 +57,16 @@ impl Sessions {
         self.open.values().map(Vec::len).sum()
     }
 
+    /// Rows held in open sessions.
+    pub fn held_rows(&self) -> usize {
+        self.open
+            .values()
+            .flatten()
+            .flat_map(|s| &s.batches)
+            .map(RecordBatch::num_rows)
+            .sum()
+    }
+
     pub fn oldest_needed_ts(&self) -> Option<i64> {
         self.open.values().flatten().map(|s| s.start).min()
     }

@@ -7,8 +7,10 @@
 //! reduced to partial aggregate states as they arrive, and a window is the final aggregation
 //! over the states of its slices. A 10-minute window hopping every 10 s keeps 60 small sets of
 //! states per group, not 60 copies of the rows, and closing a window costs a merge of states,
-//! not an aggregation of its rows (the latency of the batch that closes it). Other windowed plans (window joins, Top-N over them) run over the rows
-//! of the window's slices.
+//! not an aggregation of its rows (the latency of the batch that closes it). Other windowed
+//! plans (window joins, Top-N over them) run over the rows of the window's slices; of those,
+//! only the rows the plan's filter right above the scan lets through are held
+//! ([`Scan::keep_rows`](crate::compile::Scan::keep_rows)).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -47,6 +49,17 @@ impl Slices {
 
     pub fn open_windows(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Rows held for windows not yet emitted, and partial states.
+    pub fn held_rows(&self) -> usize {
+        self.raw
+            .iter()
+            .flat_map(BTreeMap::values)
+            .chain(self.partials.values())
+            .flatten()
+            .map(RecordBatch::num_rows)
+            .sum()
     }
 
     pub fn oldest_needed_ts(&self) -> Option<i64> {
@@ -107,10 +120,20 @@ impl Slices {
                             .await?;
                         self.partials.entry(slice).or_default().extend(states);
                     }
-                    None => self.raw[scan_index]
-                        .entry(slice)
-                        .or_default()
-                        .push(part.clone()),
+                    None => {
+                        // The slice is kept even when the scan's filter drops every row, so
+                        // that it still counts as needed input (`oldest_needed_ts`).
+                        let rows = scan.keep_rows(part.clone()).map_err(|source| {
+                            crate::Error::Execute {
+                                rule: rule.meta.id.clone(),
+                                source,
+                            }
+                        })?;
+                        let held = self.raw[scan_index].entry(slice).or_default();
+                        if rows.num_rows() > 0 {
+                            held.push(rows);
+                        }
+                    }
                 }
             }
             for end in kind.window_ends(slice) {
