@@ -643,6 +643,7 @@ fn sigterm_delivers_commits_and_exits_zero_while_metrics_are_served() {
         "citybrain_alerts_total{rule=",
         "citybrain_batch_records",
         "citybrain_alert_latency_seconds{quantile=\"0.99\"}",
+        "citybrain_rule_state_rows{rule=\"traffic/congestion\"}",
     ] {
         assert!(metrics.contains(name), "/metrics lacks {name}:\n{metrics}");
     }
