@@ -78,7 +78,6 @@ command -v tansu >/dev/null || scripts/kafka-dev.sh install
 
 url="tcp://127.0.0.1:$port"
 brokers="127.0.0.1:$port"
-topics="city.traffic city.police city.emergency city.market citybrain.alerts citybrain.dlq"
 clk=$(getconf CLK_TCK)
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
 # json_field NAME: field NAME of the JSON object on stdin.
@@ -92,6 +91,11 @@ if listening; then
     exit 1
 fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/bench-kafka.XXXXXX")
+# The broker: scripts/kafka-dev.sh with this port, storage and a folder in the work folder.
+dev() {
+    KAFKA_DEV_PORT="$port" KAFKA_DEV_DIR="$work/broker" KAFKA_DEV_STORAGE="$storage" \
+        scripts/kafka-dev.sh "$@"
+}
 broker=""
 stage=""
 cleanup() {
@@ -104,13 +108,8 @@ cleanup() {
         kill $kids "$stage" 2>/dev/null || true
         wait "$stage" 2>/dev/null || true
     fi
-    if [[ -n "$broker" ]] && kill -0 "$broker" 2>/dev/null; then
-        kill "$broker" 2>/dev/null || true
-        local deadline=$((SECONDS + 10))
-        while kill -0 "$broker" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
-        kill -9 "$broker" 2>/dev/null || true
-        wait "$broker" 2>/dev/null || true
-        echo "broker stopped" >&2
+    if [[ -n "$broker" ]]; then
+        dev stop >&2 || true
     fi
     if [[ $keep == 1 ]]; then
         echo "work folder kept: $work" >&2
@@ -123,29 +122,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 echo "starting tansu on $url, storage $storage ..." >&2
-tansu broker --listener-url "$url" --advertised-listener-url "$url" \
-    --storage-engine "$storage" >"$work/tansu.log" 2>&1 &
-broker=$!
-deadline=$((SECONDS + 60))
-until listening; do
-    if ! kill -0 "$broker" 2>/dev/null; then
-        echo "tansu exited; its log:" >&2
-        tail -20 "$work/tansu.log" >&2
-        exit 1
-    fi
-    if ((SECONDS > deadline)); then
-        echo "tansu did not listen on $port within 60 s" >&2
-        exit 1
-    fi
-    sleep 0.1
-done
-for t in $topics; do
-    if ! tansu topic create "$t" --partitions 1 --broker "$url" >>"$work/topics.log" 2>&1; then
-        echo "creating topic $t failed:" >&2
-        tail -5 "$work/topics.log" >&2
-        exit 1
-    fi
-done
+dev up >&2
+broker=$(cat "$work/broker/tansu.pid")
 
 cat >"$work/citybrain.toml" <<EOF
 [kafka]
@@ -171,7 +149,7 @@ run_stage() {
     stage=""
     if ! kill -0 "$broker" 2>/dev/null; then
         echo "tansu died during $name; its log:" >&2
-        tail -20 "$work/tansu.log" >&2
+        tail -20 "$work/broker/tansu.log" >&2
         exit 1
     fi
     after=$(cpu_of "$broker")

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # A Kafka-protocol broker for development and the integration tests: tansu 0.6.0 with its
-# sqlite storage, on 127.0.0.1:$KAFKA_DEV_PORT (default 19092), state in $KAFKA_DEV_DIR
-# (default .kafka-dev/ in the clone).
+# sqlite storage, on 127.0.0.1:$KAFKA_DEV_PORT (default 19092), state and log in $KAFKA_DEV_DIR
+# (default .kafka-dev/ in the clone). $KAFKA_DEV_STORAGE picks another storage engine (default
+# sqlite://tansu.db; scripts/bench-kafka.sh runs memory://, fit for throughput runs only:
+# tansu 0.6.0's memory engine mis-serves fetches that start inside a record batch).
 #
 #   scripts/kafka-dev.sh up      install tansu if missing, start it, create the default topics
-#   scripts/kafka-dev.sh down    stop it and delete its data
+#   scripts/kafka-dev.sh stop    stop it, keeping its folder (log, data)
+#   scripts/kafka-dev.sh down    stop it and delete its folder
 #   scripts/kafka-dev.sh status  say whether it runs
-#   scripts/kafka-dev.sh install install tansu if missing (scripts/bench-kafka.sh uses it)
+#   scripts/kafka-dev.sh install install tansu if missing
 #
 # The tests read the broker address from CITYBRAIN_TEST_BROKERS (default 127.0.0.1:19092).
 set -euo pipefail
@@ -14,6 +17,7 @@ cd "$(dirname "$0")/.."
 PORT="${KAFKA_DEV_PORT:-19092}"
 DIR="${KAFKA_DEV_DIR:-$PWD/.kafka-dev}"
 PIDFILE="$DIR/tansu.pid"
+STORAGE="${KAFKA_DEV_STORAGE:-sqlite://tansu.db}"
 URL="tcp://127.0.0.1:$PORT"
 TOPICS="city.traffic city.police city.emergency city.market citybrain.alerts citybrain.dlq"
 
@@ -38,9 +42,8 @@ up() {
     exit 1
   fi
   mkdir -p "$DIR"
-  # The sqlite engine: tansu's memory engine mis-serves fetches that start inside a batch.
   (cd "$DIR" && exec nohup tansu broker --listener-url "$URL" --advertised-listener-url "$URL" \
-      --storage-engine sqlite://tansu.db >tansu.log 2>&1) &
+      --storage-engine "$STORAGE" >tansu.log 2>&1) &
   echo $! >"$PIDFILE"
   local deadline=$((SECONDS + 60))
   until listening; do
@@ -61,7 +64,7 @@ up() {
   echo "kafka-dev: tansu on 127.0.0.1:$PORT (pid $(cat "$PIDFILE")); CITYBRAIN_TEST_BROKERS=127.0.0.1:$PORT"
 }
 
-down() {
+stop() {
   if running; then
     local pid
     pid="$(cat "$PIDFILE")"
@@ -71,13 +74,18 @@ down() {
     kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
     echo "kafka-dev: stopped"
   fi
+}
+
+down() {
+  stop
   rm -rf "$DIR"
 }
 
 case "${1:-}" in
   up) up ;;
   install) install ;;
+  stop) stop ;;
   down) down ;;
   status) if running && listening; then echo "running on 127.0.0.1:$PORT"; else echo "not running"; exit 1; fi ;;
-  *) echo "usage: $0 up|down|status|install" >&2; exit 2 ;;
+  *) echo "usage: $0 up|stop|down|status|install" >&2; exit 2 ;;
 esac
