@@ -8,7 +8,7 @@
 
 use arrow::array::RecordBatch;
 
-use super::take_rows;
+use super::{fault, take_rows};
 use crate::Result;
 use crate::compile::CompiledRule;
 
@@ -58,15 +58,19 @@ impl IntervalJoin {
                 keep.push(i as u32);
             }
         }
-        let kept = take_rows(rule, batch, keep)?;
+        let Some(side) = rule.scans.iter().position(|s| s.input == input) else {
+            return Ok((late, Vec::new()));
+        };
+        // Rows the filter above this side's scan rejects join nothing: dropped before joining
+        // and never kept.
+        let kept = rule.scans[side]
+            .keep_rows(take_rows(rule, batch, keep)?)
+            .map_err(|e| fault(rule, e))?;
         if kept.num_rows() == 0 {
             return Ok((late, Vec::new()));
         }
         let max_ts = ts.iter().copied().max().unwrap_or(i64::MIN);
         let min_ts = ts.iter().copied().min().unwrap_or(i64::MIN);
-        let Some(side) = rule.scans.iter().position(|s| s.input == input) else {
-            return Ok((late, Vec::new()));
-        };
         let other = 1 - side;
         let fills = vec![
             (&*rule.scans[side].slot, vec![kept.clone()]),
@@ -76,15 +80,7 @@ impl IntervalJoin {
             ),
         ];
         let out = rule.run(&rule.plan, fills).await?;
-        let kept = rule.scans[side]
-            .keep_rows(kept)
-            .map_err(|source| crate::Error::Execute {
-                rule: rule.meta.id.clone(),
-                source,
-            })?;
-        if kept.num_rows() > 0 {
-            self.kept[side].push((min_ts, max_ts, kept));
-        }
+        self.kept[side].push((min_ts, max_ts, kept));
         Ok((late, out))
     }
 

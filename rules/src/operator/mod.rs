@@ -483,7 +483,11 @@ pub(crate) fn windowed(
     RecordBatch::try_new(Arc::clone(&scan.schema), columns).map_err(|e| fault(rule, e))
 }
 
-pub(crate) fn fault(rule: &CompiledRule, e: arrow::error::ArrowError) -> crate::Error {
+/// An Arrow or DataFusion failure while running `rule` (an engine fault), as the rule's error.
+pub(crate) fn fault(
+    rule: &CompiledRule,
+    e: impl Into<datafusion::error::DataFusionError>,
+) -> crate::Error {
     crate::Error::Execute {
         rule: rule.meta.id.clone(),
         source: e.into(),

@@ -123,12 +123,7 @@ impl Slices {
                     None => {
                         // The slice is kept even when the scan's filter drops every row, so
                         // that it still counts as needed input (`oldest_needed_ts`).
-                        let rows = scan.keep_rows(part.clone()).map_err(|source| {
-                            crate::Error::Execute {
-                                rule: rule.meta.id.clone(),
-                                source,
-                            }
-                        })?;
+                        let rows = scan.keep_rows(part.clone()).map_err(|e| fault(rule, e))?;
                         let held = self.raw[scan_index].entry(slice).or_default();
                         if rows.num_rows() > 0 {
                             held.push(rows);
