@@ -222,6 +222,17 @@ mod tests {
         assert!(matches!(c.validated(), Err(Error::Config { problems }) if problems.len() == 4));
     }
 
+    /// Issue 11: the endpoint bound 0.0.0.0 by default.
+    #[test]
+    fn metrics_are_served_on_this_host_only_by_default() {
+        let c = ServiceConfig::default();
+        assert_eq!(c.metrics.listen, "127.0.0.1:9464");
+        assert_eq!(c.http, HttpLimits::default());
+        let c: ServiceConfig =
+            toml::from_str("[http]\nmax_head_bytes = 10\nmax_connections = 0\n").expect("parses");
+        assert_eq!(c.problems().len(), 2, "{:?}", c.problems());
+    }
+
     #[test]
     fn unknown_keys_are_named() {
         let e =
