@@ -8,7 +8,11 @@ export class CityMap {
   constructor(element, config, onSelect) {
     this.onSelect = onSelect;
     this.map = L.map(element, { preferCanvas: true, zoomSnap: 0.25, attributionControl: !!config.tile_url });
-    this.renderer = L.canvas({ padding: 0.2 });
+    // Panes: boundaries (350) under the heat layer (380), both under Leaflet's markers (600).
+    this.map.createPane("base").style.zIndex = 350;
+    this.map.createPane("heat").style.zIndex = 380;
+    this.map.getPane("heat").style.pointerEvents = "none";
+    this.renderer = L.canvas({ padding: 0.2, pane: "base" });
     if (config.tile_url) {
       L.tileLayer(config.tile_url, { attribution: config.tile_attribution || "" }).addTo(this.map);
     }
@@ -27,7 +31,8 @@ export class CityMap {
     if (this.jurisdictions) this.jurisdictions.remove();
     this.jurisdictions = L.geoJSON(geojson, {
       renderer: this.renderer,
-      style: () => ({ color: "#5d7894", weight: 1, fillColor: "#1a2836", fillOpacity: 0.55 }),
+      pane: "base",
+      style: () => ({ color: "#6f8eae", weight: 1, fillColor: "#1a2836", fillOpacity: 0.6 }),
       onEachFeature: (feature, layer) => {
         const p = feature.properties || {};
         layer.bindTooltip(`${p.name ?? ""} <small>${p.code ?? ""}</small>`, { sticky: true });
@@ -142,7 +147,7 @@ const HeatLayer = L.Layer.extend({
   onAdd(map) {
     this.canvas = L.DomUtil.create("canvas", "heat leaflet-zoom-hide");
     this.canvas.style.pointerEvents = "none";
-    map.getPanes().overlayPane.appendChild(this.canvas);
+    map.getPane("heat").appendChild(this.canvas);
     map.on("moveend zoomend resize viewreset", this.redraw, this);
     this.redraw();
   },
@@ -215,6 +220,6 @@ const HeatLayer = L.Layer.extend({
 /** 0 → faint yellow, 1 → strong red. */
 function heatColour(x) {
   const g = Math.round(200 * (1 - x));
-  const a = (0.18 + 0.55 * x).toFixed(3);
+  const a = (0.06 + 0.6 * x).toFixed(3);
   return `rgba(255,${g},40,${a})`;
 }
