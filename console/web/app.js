@@ -5,7 +5,7 @@
 // incident first appeared) for the browser tests and the latency benchmark; nothing reads it back.
 
 import { Api, ApiError } from "./api.js";
-import { CityMap, esc } from "./map.js";
+import { CityMap, dueClass, esc } from "./map.js";
 import * as t from "./i18n.js";
 import { renderIndicators } from "./indicators.js";
 
@@ -247,7 +247,7 @@ function render() {
 function row(i, now) {
   const due = Date.parse(i.due_at);
   const left = Number.isFinite(due) ? due - now : 0;
-  const cls = i.overdue || left < 0 ? "overdue due-red" : dueFraction(i, now);
+  const cls = dueClass(i, now) === "overdue" ? "overdue due-red" : dueClass(i, now);
   return `<li data-incident-id="${esc(i.incident_id)}" data-unit="${esc(i.unit)}" data-state="${esc(i.state)}" data-level="${esc(i.level)}"${state.selected === i.incident_id ? ' class="selected"' : ""}>` +
     `<span class="dot sev-${esc(i.severity)}" title="${esc(t.severity(i.severity))}"></span>` +
     `<span class="title">${esc(i.title || i.rule)}</span>` +
@@ -255,12 +255,6 @@ function row(i, now) {
     `<span class="meta">${esc(i.unit_name || i.unit)} · ${t.levelZh(i.level)} · ${esc(t.state(i.state))} · ${esc(i.department || "")}${i.count > 1 ? ` · ×${i.count}` : ""}</span></li>`;
 }
 
-function dueFraction(i, now) {
-  const due = Date.parse(i.due_at);
-  const opened = Date.parse(i.opened_at);
-  const left = (due - now) / Math.max(due - (Number.isFinite(opened) ? opened : now), 1);
-  return left >= 0.5 ? "due-green" : left >= 0.2 ? "due-amber" : "due-red";
-}
 
 function fillFilters() {
   const opt = (value, label) => `<option value="${esc(value)}">${esc(label)}</option>`;

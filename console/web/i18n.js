@@ -1,7 +1,7 @@
 // Labels: Chinese first, English beside (the centre's operators read Chinese; visitors and
 // engineers English).
 
-export const SEVERITIES = ["critical", "high", "medium", "low"];
+export const SEVERITIES = ["critical", "high", "medium", "low", "info"];
 export const LEVELS = ["community", "street", "district", "city"];
 
 const SEVERITY = {
@@ -9,6 +9,7 @@ const SEVERITY = {
   high: ["橙色", "high"],
   medium: ["黄色", "medium"],
   low: ["蓝色", "low"],
+  info: ["提示", "info"],
 };
 const LEVEL = {
   community: ["社区", "community"],
@@ -47,6 +48,7 @@ const EVENT = {
   extended: ["延期", "extended"],
   voided: ["注销", "voided"],
   overdue: ["超时", "overdue"],
+  dispatched: ["派遣", "dispatched"],
   commented: ["备注", "comment"],
   comment: ["备注", "comment"],
 };

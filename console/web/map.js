@@ -101,14 +101,18 @@ export class CityMap {
   }
 }
 
-/** green: at least half the time since opening is left; amber: a fifth; red: less; overdue blinks. */
+/**
+ * Time left against the deadline, as a share of the time the holding unit was given (since it
+ * received the incident, `since`, else since it opened): green at least half, amber at least a
+ * fifth, red less; "overdue" (blinking) once past or marked overdue.
+ */
 export function dueClass(inc, now) {
   if (inc.overdue) return "overdue";
   const due = Date.parse(inc.due_at);
   if (!Number.isFinite(due)) return "due-green";
   if (due <= now) return "overdue";
-  const opened = Date.parse(inc.opened_at);
-  const span = Math.max(due - (Number.isFinite(opened) ? opened : now), 1);
+  const from = Date.parse(inc.since ?? inc.opened_at);
+  const span = Math.max(due - (Number.isFinite(from) ? from : now), 1);
   const left = (due - now) / span;
   return left >= 0.5 ? "due-green" : left >= 0.2 ? "due-amber" : "due-red";
 }

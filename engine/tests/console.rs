@@ -126,3 +126,64 @@ fn the_page_loads_from_the_binary_with_no_request_leaving_the_machine() {
         "the page logs no error"
     );
 }
+
+#[test]
+fn an_explicit_console_address_must_bind_and_off_serves_nothing() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port to occupy");
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_citybrain"))
+        .args(["run", "--duration", "5s", "--console", &addr])
+        .env("CITYBRAIN_PSEUDONYM_KEY", "console-test-key")
+        .stdout(Stdio::null())
+        .output()
+        .expect("citybrain runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a taken --console address must stop the run:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("cannot serve the console on {addr}")),
+        "{stderr}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_citybrain"))
+        .args([
+            "run",
+            "--console",
+            "nowhere:80",
+            "--console-tiles",
+            "ftp://x",
+        ])
+        .output()
+        .expect("citybrain runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--console: `nowhere:80` is neither IP:PORT nor `off`")
+            && stderr.contains("--console-tiles: tile_url `ftp://x` must be an http(s) URL"),
+        "every bad console flag is reported at once:\n{stderr}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_citybrain"))
+        .args([
+            "run",
+            "--events",
+            "2000",
+            "--rate",
+            "100000",
+            "--console",
+            "off",
+        ])
+        .env("CITYBRAIN_PSEUDONYM_KEY", "console-test-key")
+        .env("CITYBRAIN_LOG", "info")
+        .stdout(Stdio::null())
+        .output()
+        .expect("citybrain runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("operations console off") && !stderr.contains("operations console url="),
+        "{stderr}"
+    );
+}
