@@ -228,8 +228,10 @@ mod tests {
         let c = ServiceConfig::default();
         assert_eq!(c.metrics.listen, "127.0.0.1:9464");
         assert_eq!(c.http, HttpLimits::default());
-        let c: ServiceConfig =
-            toml::from_str("[http]\nmax_head_bytes = 10\nmax_connections = 0\n").expect("parses");
+        let c: ServiceConfig = toml::from_str(
+            "[kafka]\nbrokers = \"h:1\"\n[http]\nmax_head_bytes = 10\nmax_connections = 0\n",
+        )
+        .expect("parses");
         assert_eq!(c.problems().len(), 2, "{:?}", c.problems());
     }
 

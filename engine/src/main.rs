@@ -12,6 +12,7 @@ use citybrain_connectors::{
     CityConfig, FileSource, JsonlSink, KeySource, Progress, Pseudonymizer, SimulatorSource, Sink,
     write_feed_files,
 };
+use citybrain_engine::console::ConsoleArgs;
 use citybrain_engine::metrics::Metrics;
 use citybrain_engine::{
     AlertFormat, Pipeline, PipelineConfig, RuleWatcher, ServiceConfig, Stats, city_catalog, service,
@@ -132,6 +133,8 @@ struct RunArgs {
     engine: EngineArgs,
     #[command(flatten)]
     kafka: KafkaArgs,
+    #[command(flatten)]
+    console: ConsoleArgs,
 }
 
 /// The Kafka service (`run --brokers`): everything else comes from the TOML file.
@@ -226,7 +229,8 @@ fn try_main() -> anyhow::Result<ExitCode> {
         && m.value_source("pseudonym_key") == Some(clap::parser::ValueSource::CommandLine)
     {
         tracing::warn!(
-            "--pseudonym-key on the command line is visible to every user of this machine              (ps, /proc): use --pseudonym-key-file or CITYBRAIN_PSEUDONYM_KEY"
+            "--pseudonym-key on the command line is visible to every user of this machine \
+             (ps, /proc): use --pseudonym-key-file or CITYBRAIN_PSEUDONYM_KEY"
         );
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -391,12 +395,16 @@ async fn run_kafka(a: RunArgs, overrides: EngineOverrides) -> anyhow::Result<()>
     let pseudonymizer = pseudonymizer(&a.engine)?;
     if pseudonymizer.1 == KeySource::DevelopmentDefault && !a.kafka.insecure_dev_key {
         bail!(
-            "no pseudonymisation key: the Kafka service refuses to publish pseudonyms made with              the public development key. Give --pseudonym-key-file FILE (or              CITYBRAIN_PSEUDONYM_KEY_FILE, or CITYBRAIN_PSEUDONYM_KEY); for a throwaway              development broker only, --insecure-dev-key. See docs/privacy.md"
+            "no pseudonymisation key: the Kafka service refuses to publish pseudonyms made with \
+             the public development key. Give --pseudonym-key-file FILE (or \
+             CITYBRAIN_PSEUDONYM_KEY_FILE, or CITYBRAIN_PSEUDONYM_KEY); for a throwaway \
+             development broker only, --insecure-dev-key. See docs/privacy.md"
         );
     }
     let dir = config.engine.rules.clone().unwrap_or_else(builtin_rules);
     let (rules, _watcher, updates) = watched_rules(&dir).await?;
     let (metrics, _) = Metrics::install(&config.metrics.listen, &config.http).await?;
+    let _console = console(&a.console).await?;
     info!(
         brokers = %config.kafka.brokers,
         group = %config.kafka.group_id,
@@ -417,6 +425,17 @@ async fn run_kafka(a: RunArgs, overrides: EngineOverrides) -> anyhow::Result<()>
     .await?;
     eprint!("{}", outcome.stats.summary(started.elapsed()));
     Ok(())
+}
+
+/// Serves the operations console (and, once wired, the incident API) until the returned guard
+/// is dropped.
+async fn console(args: &ConsoleArgs) -> anyhow::Result<tokio::sync::oneshot::Sender<()>> {
+    let (guard, stop) = tokio::sync::oneshot::channel::<()>();
+    citybrain_engine::console::start(args, None, async {
+        let _ = stop.await;
+    })
+    .await?;
+    Ok(guard)
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM (docker stop, Kubernetes).
@@ -584,6 +603,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
     ensure_positive("--speed", a.speed)?;
     let dir = a.rules.clone().unwrap_or_else(builtin_rules);
     let (rules, _watcher, updates) = watched_rules(&dir).await?;
+    let _console = console(&a.console).await?;
     let mut source = SimulatorSource::new(
         CityConfig {
             seed: a.seed,
