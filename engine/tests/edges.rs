@@ -351,3 +351,65 @@ fn the_kafka_service_refuses_to_run_without_a_key_and_key_files_work() {
         Pseudonymizer::new(KEY.as_bytes()).pseudonymize("浙A12345")
     );
 }
+
+/// Issue 11: without a broker the Kafka client logged ~900 ERROR lines in 50 s. Now one clear
+/// error names the broker, and its repeats stay at debug level (a summary once a minute).
+#[test]
+fn an_unreachable_broker_is_one_clear_error_not_a_flood() {
+    use std::io::BufRead;
+    use std::time::{Duration, Instant};
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let key_file = tmp.path().join("key");
+    std::fs::write(&key_file, KEY).expect("write key");
+    // Nothing listens on port 9 (discard): every connection attempt is refused at once.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_citybrain"))
+        .args(["run", "--brokers", "127.0.0.1:9", "--metrics-listen", ""])
+        .arg("--pseudonym-key-file")
+        .arg(&key_file)
+        .env("CITYBRAIN_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("citybrain starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    // Wait for the first report of the unreachable broker...
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !lines.iter().any(|l: &String| l.contains("127.0.0.1:9")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => lines.push(line),
+            Err(_) => panic!("no error naming the broker: {lines:#?}"),
+        }
+    }
+    // ...then watch a few seconds of retries (librdkafka retries within milliseconds at first).
+    let watch_until = Instant::now() + Duration::from_secs(4);
+    while let Ok(line) = rx.recv_timeout(watch_until.saturating_duration_since(Instant::now())) {
+        lines.push(line);
+    }
+    child.kill().expect("kill");
+    child.wait().expect("reap");
+    let errors: Vec<&String> = lines.iter().filter(|l| l.contains(" ERROR ")).collect();
+    assert!(
+        errors.len() <= 2,
+        "{} error lines in a few seconds: {errors:#?}",
+        errors.len()
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|l| l.contains("cannot reach the Kafka broker(s) 127.0.0.1:9")),
+        "{errors:#?}"
+    );
+}
