@@ -39,12 +39,12 @@ pub use decode::{DecodeAhead, Decoded, DecodedBatch, Decoder};
 pub use feed::Feed;
 pub use privacy::{KeySource, Pseudonymizer};
 pub use record::{DeadLetter, DeadReason, Origin, RawBatch, RawRecord};
-pub use sink::{JsonlSink, Sink, SinkRecord};
+pub use sink::{Barrier, JsonlSink, Sink, SinkRecord};
 pub use source::file::{DEFAULT_MAX_BATCH, FileSource};
 pub use source::simulator::{
     CityConfig, CitySimulator, FeedCounts, SimulatorSource, write_feed_files,
 };
-pub use source::{Progress, Source};
+pub use source::{PartitionId, PartitionStatus, Progress, Source};
 
 /// Errors of sources and sinks. Bad records are not errors: they become [`DeadLetter`]s.
 #[derive(Debug, thiserror::Error)]

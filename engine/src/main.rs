@@ -14,7 +14,8 @@ use citybrain_connectors::{
 };
 use citybrain_engine::metrics::Metrics;
 use citybrain_engine::{
-    AlertFormat, Pipeline, PipelineConfig, RuleWatcher, ServiceConfig, Stats, city_catalog, service,
+    AlertFormat, Observer, Pipeline, PipelineConfig, RuleWatcher, RunOptions, ServiceConfig,
+    city_catalog, service,
 };
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing::info;
@@ -470,9 +471,16 @@ async fn replay(a: ReplayArgs) -> anyhow::Result<()> {
         Box::new(dead),
     );
     let started = Instant::now();
-    let mut report = |stats: &Stats, p: Option<Progress>| progress_line(stats, p, started);
+    let mut report = ProgressLines { started };
     pipeline
-        .run(&mut source, std::future::pending(), Some(&mut report))
+        .run(
+            &mut source,
+            std::future::pending(),
+            RunOptions {
+                observer: Some(&mut report),
+                ..RunOptions::default()
+            },
+        )
         .await?;
     if std::io::stderr().is_terminal() {
         eprintln!();
@@ -486,7 +494,18 @@ async fn replay(a: ReplayArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn progress_line(stats: &Stats, p: Option<Progress>, started: Instant) {
+/// Prints a progress line every two seconds (on a terminal, one line rewritten in place).
+struct ProgressLines {
+    started: Instant,
+}
+
+impl Observer for ProgressLines {
+    fn tick(&mut self, pipeline: &Pipeline, source: &dyn citybrain_connectors::Source) {
+        progress_line(pipeline.stats(), source.progress(), self.started);
+    }
+}
+
+fn progress_line(stats: &citybrain_engine::Stats, p: Option<Progress>, started: Instant) {
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     let pct = p
         .and_then(|p| {
@@ -565,7 +584,9 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         }
     };
     let started = Instant::now();
-    pipeline.run(&mut source, stop, None).await?;
+    pipeline
+        .run(&mut source, stop, RunOptions::default())
+        .await?;
     eprint!("{}", pipeline.stats().summary(started.elapsed()));
     Ok(())
 }
