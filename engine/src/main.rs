@@ -12,6 +12,7 @@ use citybrain_connectors::{
     CityConfig, FileSource, JsonlSink, Progress, Pseudonymizer, SimulatorSource, Sink,
     write_feed_files,
 };
+use citybrain_engine::console::ConsoleArgs;
 use citybrain_engine::metrics::Metrics;
 use citybrain_engine::{
     AlertFormat, Observer, Pipeline, PipelineConfig, RuleWatcher, RunOptions, ServiceConfig,
@@ -122,6 +123,8 @@ struct RunArgs {
     engine: EngineArgs,
     #[command(flatten)]
     kafka: KafkaArgs,
+    #[command(flatten)]
+    console: ConsoleArgs,
 }
 
 /// The Kafka service (`run --brokers`): everything else comes from the TOML file.
@@ -355,6 +358,7 @@ async fn run_kafka(a: RunArgs, overrides: EngineOverrides) -> anyhow::Result<()>
     let dir = config.engine.rules.clone().unwrap_or_else(builtin_rules);
     let (rules, _watcher, updates) = watched_rules(&dir).await?;
     let (metrics, _) = Metrics::install(&config.metrics.listen)?;
+    let _console = console(&a.console).await?;
     info!(
         brokers = %config.kafka.brokers,
         group = %config.kafka.group_id,
@@ -375,6 +379,17 @@ async fn run_kafka(a: RunArgs, overrides: EngineOverrides) -> anyhow::Result<()>
     .await?;
     eprint!("{}", outcome.stats.summary(started.elapsed()));
     Ok(())
+}
+
+/// Serves the operations console (and, once wired, the incident API) until the returned guard
+/// is dropped.
+async fn console(args: &ConsoleArgs) -> anyhow::Result<tokio::sync::oneshot::Sender<()>> {
+    let (guard, stop) = tokio::sync::oneshot::channel::<()>();
+    citybrain_engine::console::start(args, None, async {
+        let _ = stop.await;
+    })
+    .await?;
+    Ok(guard)
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM (docker stop, Kubernetes).
@@ -540,6 +555,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
     ensure_positive("--speed", a.speed)?;
     let dir = a.rules.clone().unwrap_or_else(builtin_rules);
     let (rules, _watcher, updates) = watched_rules(&dir).await?;
+    let _console = console(&a.console).await?;
     let mut source = SimulatorSource::new(
         CityConfig {
             seed: a.seed,
