@@ -165,12 +165,6 @@ const STATE_AFTER = {
   handled: "handled", closed: "closed", rework: "rework", voided: "voided",
 };
 
-/** The caller's subtree: its code less the trailing zero groups (city 4, district 6, street 9). */
-function inMySubtree(unit) {
-  const digits = { city: 4, district: 6, street: 9, community: 12 }[state.me.level] ?? 12;
-  return String(unit).startsWith(String(state.me.unit).slice(0, digits));
-}
-
 /**
  * Shows an incident event at once from what it carries (state, level, unit, deadline,
  * location); the re-read that follows fills in the rest (title, department, counts).
@@ -179,7 +173,8 @@ function applyEvent(ev) {
   const id = ev.incident_id;
   const current = state.live.get(id);
   const next = ev.state ?? STATE_AFTER[ev.type] ?? current?.state ?? "open";
-  if (next === "closed" || next === "voided" || !inMySubtree(ev.unit)) {
+  // The stream sends only what the caller may see (held in its subtree, or placed there).
+  if (next === "closed" || next === "voided") {
     state.live.delete(id);
   } else {
     state.live.set(id, {
@@ -240,15 +235,14 @@ function openStream() {
           scheduleRefresh();
           if (state.selected === data.incident_id && !state.history) showDetail(data.incident_id);
         } else if (type === "cells") {
-          const cells = Array.isArray(data) ? data : data.cells || [];
-          const merged = new Map(state.liveCells.map((c) => [c.cell, c]));
-          for (const c of cells) {
-            if (Number(c.value) > 0) merged.set(c.cell, c);
-            else merged.delete(c.cell);
-          }
-          state.liveCells = [...merged.values()];
+          // The whole heat layer as /api/cells has it (cells gone from it are gone).
+          state.liveCells = Array.isArray(data) ? data : data.cells || [];
           if (data.at) observe(data.at);
-          if (!state.history) state.map.updateCells(cells);
+          if (!state.history) state.map.setCells(state.liveCells);
+        } else if (type === "lagged") {
+          // The server dropped events this page was too slow to take: re-read everything.
+          refreshLive();
+          reloadCells();
         }
       },
       (connected) => {
@@ -256,10 +250,7 @@ function openStream() {
         $("live").classList.toggle("on", connected);
         if (connected && connectedBefore) {
           refreshLive(); // catch up on what the gap may have hidden
-          state.api.get("/api/cells").then((c) => {
-            state.liveCells = c.cells || [];
-            if (!state.history) state.map.setCells(state.liveCells);
-          }, () => {});
+          reloadCells();
         }
         connectedBefore ||= connected;
       },
@@ -271,6 +262,14 @@ function openStream() {
 }
 
 let ticks = 0;
+function reloadCells() {
+  state.api.get("/api/cells").then((c) => {
+    state.liveCells = c.cells || [];
+    observe(c.at);
+    if (!state.history) state.map.setCells(state.liveCells);
+  }, () => {});
+}
+
 function tick() {
   status.now = state.now ? new Date(state.now).toISOString() : null;
   $("clock").textContent = state.now ? `${t.when(new Date(state.now).toISOString())}` : "";
@@ -604,10 +603,7 @@ function showTab(name) {
   $("timebar").hidden = name !== "map";
   $("view-indicators").hidden = name !== "indicators";
   if (name === "map") state.map.map.invalidateSize();
-  else {
-    if (!$("ind-day").value) $("ind-day").value = new Date(state.now || Date.now()).toISOString().slice(0, 10);
-    loadIndicators();
-  }
+  else loadIndicators(); // no day picked: the server's today (the calendar's local day)
 }
 
 async function loadIndicators() {

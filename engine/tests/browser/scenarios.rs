@@ -246,8 +246,8 @@ pub fn scenario_time_travel_matches_the_event_log(browser: &Browser, api: &ApiCl
     );
 }
 
-/// A street's operator sees its own communities and incidents only, while other streets have
-/// incidents (seen with the city's token).
+/// A street's operator sees its own communities and the incidents placed in them or held by
+/// its units, never another street's, while other streets have incidents (the city's view).
 pub fn scenario_a_street_sees_only_its_own(
     browser: &Browser,
     city: &ApiClient,
@@ -256,34 +256,31 @@ pub fn scenario_a_street_sees_only_its_own(
     let me = street.get_json("/api/me");
     assert_eq!(me["level"], "street", "{me}");
     let prefix = me["unit"].as_str().unwrap()[..9].to_string();
-    let elsewhere = city.get_json("/api/incidents?state=open");
-    assert!(
-        elsewhere
-            .as_array()
-            .unwrap()
+    let ours = |i: &serde_json::Value| {
+        ["unit", "home"]
             .iter()
-            .any(|i| !i["unit"].as_str().unwrap().starts_with(&prefix)),
+            .any(|k| i[*k].as_str().is_some_and(|u| u.starts_with(&prefix)))
+    };
+    let all = city.get_json("/api/incidents?state=open");
+    let all = all.as_array().unwrap();
+    assert!(
+        all.iter().any(|i| !ours(i)),
         "the scene has no incident outside street {prefix}: the check would prove nothing"
     );
-    let units = browser.js(
-        "return [...document.querySelectorAll('#worklist li[data-unit], .leaflet-marker-pane [data-unit]')].map((e) => e.dataset.unit)",
-        json!([]),
-    );
-    let units: Vec<&str> = units
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u.as_str().unwrap())
-        .collect();
+    let (list, map) = shown(browser);
     assert!(
-        !units.is_empty(),
+        !list.is_empty(),
         "the street sees none of its own incidents"
     );
-    let foreign: Vec<&&str> = units.iter().filter(|u| !u.starts_with(&prefix)).collect();
-    assert!(
-        foreign.is_empty(),
-        "street {prefix} is shown other units' incidents: {foreign:?}"
-    );
+    for id in list.iter().chain(&map) {
+        let incident = all.iter().find(|i| i["incident_id"] == id.as_str());
+        let incident = incident
+            .unwrap_or_else(|| panic!("{id} is shown to the street but is not open for the city"));
+        assert!(
+            ours(incident),
+            "street {prefix} is shown another street's incident: {incident}"
+        );
+    }
     let ids: BTreeSet<String> = street
         .get_json("/api/incidents?state=open")
         .as_array()
@@ -291,9 +288,13 @@ pub fn scenario_a_street_sees_only_its_own(
         .iter()
         .map(|i| i["incident_id"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(
-        shown(browser).0,
-        ids,
-        "the list is what the API gives the street"
-    );
+    assert_eq!(list, ids, "the list is what the API gives the street");
+    let communities = street.get_json("/api/jurisdictions");
+    for f in communities["features"].as_array().unwrap() {
+        let code = f["properties"]["code"].as_str().unwrap();
+        assert!(
+            code.starts_with(&prefix),
+            "street {prefix} gets community {code}'s boundary"
+        );
+    }
 }
