@@ -230,7 +230,16 @@ pub fn scenario_time_travel_matches_the_event_log(browser: &Browser, api: &ApiCl
         let (list, map) = (set(&snapshot[1]), set(&snapshot[2]));
         let expected = open_at(&log, &at);
         assert_eq!(list, expected, "the list at {at} (slider {position})");
-        assert_eq!(map, expected, "the map at {at} (slider {position})");
+        // On the map: those with a point (a rule may give its alerts no place).
+        let placed: BTreeSet<String> = expected
+            .iter()
+            .filter(|id| {
+                log.iter()
+                    .any(|e| e["incident_id"] == id.as_str() && e["location"]["lat"].is_number())
+            })
+            .cloned()
+            .collect();
+        assert_eq!(map, placed, "the map at {at} (slider {position})");
         differing.insert(expected);
         previous = at;
     }
