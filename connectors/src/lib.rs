@@ -24,6 +24,8 @@
 //! [`CitySimulator`] generates a realistic, deterministic city (rush hours, accident bursts, a
 //! merchant with a food-safety problem, ...) for demos, tests and benchmarks;
 //! [`write_feed_files`] writes its output as feed files that [`FileSource`] reads back.
+//! [`write_nexmark_files`] writes the Nexmark benchmark's `person`, `auction` and `bid` tables
+//! (`feeds/nexmark.sql`) the same way, seeded.
 
 pub mod decode;
 pub mod feed;
@@ -41,6 +43,7 @@ pub use privacy::{KeySource, Pseudonymizer};
 pub use record::{DeadLetter, DeadReason, Origin, RawBatch, RawRecord};
 pub use sink::{JsonlSink, Sink, SinkRecord};
 pub use source::file::{DEFAULT_MAX_BATCH, FileSource};
+pub use source::nexmark::{NexmarkConfig, NexmarkCounts, NexmarkTable, write_nexmark_files};
 pub use source::simulator::{
     CityConfig, CitySimulator, FeedCounts, SimulatorSource, write_feed_files,
 };

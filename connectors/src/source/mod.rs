@@ -1,6 +1,7 @@
 //! Sources: where raw records come from.
 
 pub mod file;
+pub mod nexmark;
 pub mod simulator;
 
 use crate::Result;
