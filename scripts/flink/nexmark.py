@@ -8,6 +8,7 @@
     $PY scripts/flink/nexmark.py golden DATA --print q8         # rows on stdout
     $PY scripts/flink/nexmark.py bench DATA --all               # events per CPU-second
     $PY scripts/flink/nexmark.py explain DATA q5                # Flink's plan
+    $PY scripts/flink/nexmark.py canon ROWS.jsonl [--field data]  # rows and canonical sha256
 
 DATA holds person.jsonl, auction.jsonl and bid.jsonl. The tables are declared by running
 feeds/nexmark.sql as it is, each 'path' set to DATA/<table>.jsonl. A case is a folder
@@ -18,8 +19,10 @@ golden: Flink's rows for each case, as scripts/flink/golden.py writes them (one 
 row, keys in select order, TIMESTAMP as "YYYY-MM-DDTHH:MM:SS.sssZ", DECIMAL as a JSON number,
 lines sorted bytewise), with golden.py's Flink setup: streaming mode, parallelism 1, session
 time zone UTC, the watermark emitted after every event that raises it. Each case also prints
-`<case>: N row(s), sha256 <hex of the written file>`, the figures the 1M-event check compares
-(scripts/nexmark-check.sh).
+`<case> rows N canonical-sha256 HEX`: the checksum of the rows in the canonical form
+engine/tests/flink.rs compares (keys sorted, every number as `{:.9e}` in Rust's format, lines
+sorted), which `canon` computes for citybrain's alerts (`--field data`) the same way. The
+1M-event check (scripts/nexmark-check.sh) compares those.
 
 bench: each case as `INSERT INTO` a blackhole sink, streaming mode, parallelism 1, Flink's
 default watermark interval, after a warm-up run of every case over the first 20000 lines of each
@@ -166,9 +169,58 @@ def golden(data, args):
                     else os.path.join(case, "flink_expected.jsonl"))
             with open(path, "wb") as f:
                 f.write(text)
-        print("%s: %d row(s), sha256 %s (%.1fs)" % (name, len(lines),
-              hashlib.sha256(text).hexdigest(), time.time() - t0), file=sys.stderr)
+        n, digest = canonical_digest(lines)
+        print("%s rows %d canonical-sha256 %s" % (name, n, digest))
+        print("%s: %.1f s" % (name, time.time() - t0), file=sys.stderr)
     return 1 if failed else 0
+
+
+def _rust_e9(f):
+    """Rust's `format!("{:.9e}", f)`: 4105.068 -> "4.105068000e3"."""
+    mantissa, exp = ("%.9e" % f).split("e")
+    return "%se%d" % (mantissa, int(exp))
+
+
+def canonical(value):
+    """A row as engine/tests/flink.rs compares it: numbers as Rust's {:.9e}, keys sorted."""
+    def norm(v):
+        if isinstance(v, bool) or v is None or isinstance(v, str):
+            return v
+        if isinstance(v, (int, float)):
+            return _rust_e9(float(v))
+        if isinstance(v, dict):
+            return {k: norm(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [norm(x) for x in v]
+        raise TypeError(v)
+    return json.dumps(norm(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def canonical_digest(lines, field=None):
+    """(rows, sha256 hex) of JSON lines in canonical form, sorted bytewise."""
+    rows = []
+    for line in lines:
+        if line.strip():
+            v = json.loads(line)
+            rows.append(canonical(v[field] if field else v).encode("utf-8"))
+    rows.sort()
+    h = hashlib.sha256()
+    for r in rows:
+        h.update(r + b"\n")
+    return len(rows), h.hexdigest()
+
+
+def canon(args):
+    field = None
+    if len(args) == 3 and args[1] == "--field":
+        field = args[2]
+    elif len(args) != 1:
+        print(__doc__, file=sys.stderr)
+        return 2
+    with open(args[0], encoding="utf-8") as f:
+        n, digest = canonical_digest(f, field)
+    print("rows %d canonical-sha256 %s" % (n, digest))
+    return 0
 
 
 def _sink_ddl(t_env, name, query):
@@ -251,6 +303,8 @@ def main(argv):
         print("pyflink is not installed for %s; run scripts/flink/setup.sh" % sys.executable,
               file=sys.stderr)
         return 2
+    if len(argv) >= 3 and argv[1] == "canon":
+        return canon(argv[2:])
     if len(argv) < 4 or argv[1] not in ("golden", "bench", "explain"):
         print(__doc__, file=sys.stderr)
         return 2

@@ -276,7 +276,7 @@ impl NexmarkGenerator {
         out.extend_from_slice(format!("{{\"id\":{id},\"name\":\"{name}\",\"emailAddress\":\"{email}\",\"creditCard\":\"{card}\",\"city\":\"{city}\",\"state\":\"{state}\",\"dateTime\":\"").as_bytes());
         self.push_ts(ts, out);
         out.extend_from_slice(b"\",\"extra\":\"");
-        out.extend_from_slice(extra);
+        out.extend_from_slice(&self.pool[extra]);
         out.extend_from_slice(b"\"}");
     }
 
@@ -306,7 +306,7 @@ impl NexmarkGenerator {
         out.extend_from_slice(
             format!("\",\"seller\":{seller},\"category\":{category},\"extra\":\"").as_bytes(),
         );
-        out.extend_from_slice(extra);
+        out.extend_from_slice(&self.pool[extra]);
         out.extend_from_slice(b"\"}");
     }
 
@@ -335,7 +335,7 @@ impl NexmarkGenerator {
         self.push_ts(ts, out);
         out.extend_from_slice(b"\",\"extra\":\"");
         let extra = self.extra(32, AVG_BID_BYTES);
-        out.extend_from_slice(extra);
+        out.extend_from_slice(&self.pool[extra]);
         out.extend_from_slice(b"\"}");
     }
 
@@ -350,10 +350,11 @@ impl NexmarkGenerator {
         self.rng.below(usize::try_from(n).unwrap_or(usize::MAX)) as u64
     }
 
-    /// Padding that brings a record of `size` bytes to `average` bytes on average.
-    fn extra(&mut self, size: usize, average: usize) -> &[u8] {
+    /// Padding that brings a record of `size` bytes to `average` bytes on average: a range of
+    /// the letter pool.
+    fn extra(&mut self, size: usize, average: usize) -> std::ops::Range<usize> {
         if size > average {
-            return &[];
+            return 0..0;
         }
         let wanted = average - size;
         #[allow(
@@ -369,7 +370,7 @@ impl NexmarkGenerator {
                 self.rng.below(2 * delta)
             };
         let at = self.rng.below(EXTRA_POOL - len);
-        &self.pool[at..at + len]
+        at..at + len
     }
 
     /// Appends `ms` as Flink's JSON `TIMESTAMP(3)`: `2026-03-02 08:00:00.000` (UTC).
