@@ -27,6 +27,7 @@
 //! [`write_nexmark_files`] writes the Nexmark benchmark's `person`, `auction` and `bid` tables
 //! (`feeds/nexmark.sql`) the same way, seeded.
 
+pub mod catalog;
 pub mod decode;
 pub mod feed;
 pub mod kafka;
@@ -58,6 +59,11 @@ pub enum Error {
          emergency.jsonl, market.jsonl"
     )]
     NoFeedFiles { dir: PathBuf },
+    /// Catalog files with mistakes: every problem of every file, each with file, line and column.
+    #[error("{}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Catalog {
+        problems: Vec<catalog::CatalogProblem>,
+    },
     /// A feed file exists but cannot be opened.
     #[error("cannot open {path}")]
     OpenFile {

@@ -386,7 +386,13 @@ impl NexmarkGenerator {
 /// The last person id (from 0) created by event `n`, or the one it creates.
 fn last_person(n: u64) -> u64 {
     let epoch = n / TOTAL_PROPORTION;
-    let offset = (n % TOTAL_PROPORTION).min(PERSON_PROPORTION - 1);
+    let offset = n % TOTAL_PROPORTION;
+    // Past the epoch's people: the epoch's last person.
+    let offset = if offset < PERSON_PROPORTION {
+        offset
+    } else {
+        PERSON_PROPORTION - 1
+    };
     epoch * PERSON_PROPORTION + offset
 }
 
@@ -523,7 +529,7 @@ mod tests {
                         (FIRST_ID..FIRST_ID + people + ID_LEAD).contains(&bidder),
                         "{v}"
                     );
-                    hot_auction += u32::from((auction - FIRST_ID) % HOT_RATIO == 0);
+                    hot_auction += u32::from((auction - FIRST_ID).is_multiple_of(HOT_RATIO));
                     hot_bidder += u32::from((bidder - FIRST_ID) % HOT_RATIO == 1);
                     let price = v["price"].as_u64().expect("price");
                     assert!((100..=100_000_000).contains(&price), "{v}");
