@@ -12,6 +12,7 @@ use citybrain_connectors::{
     CityConfig, FileSource, JsonlSink, NexmarkConfig, Progress, Pseudonymizer, SimulatorSource,
     Sink, write_feed_files, write_nexmark_files,
 };
+use citybrain_engine::console::ConsoleArgs;
 use citybrain_engine::metrics::Metrics;
 use citybrain_engine::{
     AlertFormat, Pipeline, PipelineConfig, RuleWatcher, ServiceConfig, Stats, city_catalog, service,
@@ -121,6 +122,8 @@ struct RunArgs {
     engine: EngineArgs,
     #[command(flatten)]
     kafka: KafkaArgs,
+    #[command(flatten)]
+    console: ConsoleArgs,
 }
 
 /// The Kafka service (`run --brokers`): everything else comes from the TOML file.
@@ -381,6 +384,7 @@ async fn run_kafka(a: RunArgs, overrides: EngineOverrides) -> anyhow::Result<()>
     let dir = config.engine.rules.clone().unwrap_or_else(builtin_rules);
     let (rules, _watcher, updates) = watched_rules(&dir).await?;
     let (metrics, _) = Metrics::install(&config.metrics.listen)?;
+    let _console = console(&a.console).await?;
     info!(
         brokers = %config.kafka.brokers,
         group = %config.kafka.group_id,
@@ -401,6 +405,17 @@ async fn run_kafka(a: RunArgs, overrides: EngineOverrides) -> anyhow::Result<()>
     .await?;
     eprint!("{}", outcome.stats.summary(started.elapsed()));
     Ok(())
+}
+
+/// Serves the operations console (and, once wired, the incident API) until the returned guard
+/// is dropped.
+async fn console(args: &ConsoleArgs) -> anyhow::Result<tokio::sync::oneshot::Sender<()>> {
+    let (guard, stop) = tokio::sync::oneshot::channel::<()>();
+    citybrain_engine::console::start(args, None, async {
+        let _ = stop.await;
+    })
+    .await?;
+    Ok(guard)
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM (docker stop, Kubernetes).
@@ -548,6 +563,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
     ensure_positive("--speed", a.speed)?;
     let dir = a.rules.clone().unwrap_or_else(builtin_rules);
     let (rules, _watcher, updates) = watched_rules(&dir).await?;
+    let _console = console(&a.console).await?;
     let mut source = SimulatorSource::new(
         CityConfig {
             seed: a.seed,
