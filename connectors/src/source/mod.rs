@@ -11,6 +11,7 @@
 //! ([`Source::partitions`]), so that the engine can keep event time per partition.
 
 pub mod file;
+pub mod nexmark;
 pub mod simulator;
 
 use std::sync::Arc;
