@@ -21,10 +21,13 @@
 //!   runner refills before each execution.
 //! - [`RuleRunner`]: one per rule; turns input batches into [`Emission`]s and late rows.
 //! - [`batch::evaluate`]: the same rule as one batch query, the oracle for tests.
-//! - [`Problem`]: a rule author's mistake with file, line and column.
+//! - [`Problem`]: a rule author's mistake with file, line and column; [`check`] holds what
+//!   planning refuses so that no rule can hurt the engine (nesting depth, recursion, joins on
+//!   no key; window limits sit in [`window`]).
 
 pub mod batch;
 pub mod chain;
+pub mod check;
 pub mod compile;
 pub mod error;
 mod flink;
