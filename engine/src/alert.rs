@@ -8,6 +8,8 @@
 //!  "unit":"330105001002","unit_name":"米市巷二社区","data":{"road_id":"R12","avg_speed":11.5}}
 //! ```
 //!
+//! `key` is the alert's group (the GROUP BY values, or the event id of per-event rules)
+//! without the window's bounds, joined by `|`: the same from one window to the next.
 //! `event_time` is the window's end, or for rules without windows the latest timestamp of the
 //! row (an event's `ts`), else the engine's event-time clock when it was emitted. `location`
 //! comes from the rule's `-- location:` header (`null` without one); `unit` is the grid unit
@@ -173,16 +175,32 @@ pub fn alerts(
             );
             json.insert("emitted_at".into(), Value::String(emitted.clone()));
             json.insert("revision".into(), Value::from(emission.revision));
-            json.insert("key".into(), Value::String(key.clone()));
-            let resolution = grid
-                .jurisdictions
-                .map_or(citybrain_ops::jurisdiction::DEFAULT_RESOLUTION, Jurisdictions::resolution);
+            // The group without its window: what stays the same from one window to the next
+            // (the incident desk correlates on it).
+            let bounds: Vec<String> = emission
+                .window
+                .map(|w| vec![rfc3339(w.start), rfc3339(w.end), rfc3339(w.end - 1)])
+                .unwrap_or_default();
+            let group = key_values
+                .iter()
+                .filter(|v| !v.as_str().is_some_and(|s| bounds.iter().any(|b| b == s)))
+                .map(|v| match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("|");
+            json.insert("key".into(), Value::String(group));
+            let resolution = grid.jurisdictions.map_or(
+                citybrain_ops::jurisdiction::DEFAULT_RESOLUTION,
+                Jurisdictions::resolution,
+            );
             let location = locate(rule, &data, resolution);
             json.insert(
                 "location".into(),
-                location
-                    .as_ref()
-                    .map_or(Value::Null, |l| serde_json::to_value(l).expect("locations serialize")),
+                location.as_ref().map_or(Value::Null, |l| {
+                    serde_json::to_value(l).expect("locations serialize")
+                }),
             );
             if let Some(j) = grid.jurisdictions {
                 let unit = j.route(location.as_ref().unwrap_or(&Location::none())).unit;

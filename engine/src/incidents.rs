@@ -124,7 +124,9 @@ fn source_text(e: &dyn std::error::Error) -> String {
 }
 
 /// What the desk knows of each rule: department (owner), header overrides, window slide.
-pub fn profiles<'a>(rules: impl IntoIterator<Item = &'a CompiledRule>) -> HashMap<String, RuleProfile> {
+pub fn profiles<'a>(
+    rules: impl IntoIterator<Item = &'a CompiledRule>,
+) -> HashMap<String, RuleProfile> {
     rules
         .into_iter()
         .map(|r| {
@@ -138,10 +140,16 @@ pub fn profiles<'a>(rules: impl IntoIterator<Item = &'a CompiledRule>) -> HashMa
             let profile = RuleProfile {
                 department,
                 overrides: Overrides {
-                    level: meta.incident_level.as_deref().and_then(|l| l.parse::<Level>().ok()),
+                    level: meta
+                        .incident_level
+                        .as_deref()
+                        .and_then(|l| l.parse::<Level>().ok()),
                     ack_within_ms: meta.ack_within_ms,
                 },
-                slide_ms: r.window.as_ref().map(|w| w.kind.slice_ms().unwrap_or_else(|| w.kind.size_ms())),
+                slide_ms: r
+                    .window
+                    .as_ref()
+                    .map(|w| w.kind.slice_ms().unwrap_or_else(|| w.kind.size_ms())),
             };
             (meta.id.clone(), profile)
         })
@@ -177,9 +185,10 @@ impl ActionQueue {
                 source,
             })
         })?;
-        let name = path
-            .file_name()
-            .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().to_string());
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().to_string(),
+        );
         let mut actions = Vec::new();
         let mut dead = Vec::new();
         for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
@@ -195,10 +204,15 @@ impl ActionQueue {
             let origin = json!({"file": path.display().to_string(), "line": i + 1});
             match serde_json::from_str::<Action>(&line) {
                 Ok(mut a) => {
-                    a.action_id.get_or_insert_with(|| format!("{name}:{}", i + 1));
+                    a.action_id
+                        .get_or_insert_with(|| format!("{name}:{}", i + 1));
                     actions.push(a);
                 }
-                Err(e) => dead.push(action_dead_letter(&line, &format!("not an action: {e}"), &origin)),
+                Err(e) => dead.push(action_dead_letter(
+                    &line,
+                    &format!("not an action: {e}"),
+                    &origin,
+                )),
             }
         }
         actions.sort_by_key(|a| a.at);
@@ -223,12 +237,16 @@ impl ActionQueue {
 /// A refused or malformed action as a dead letter: `{"reason","origin","action"}`, with the
 /// Kafka-Connect-style headers the engine's other dead letters carry.
 pub fn action_dead_letter(raw: &str, reason: &str, origin: &Value) -> SinkRecord {
-    let action: Value = serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()));
+    let action: Value =
+        serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()));
     SinkRecord {
         key: None,
         payload: json!({"reason": reason, "origin": origin, "action": action}).to_string(),
         headers: vec![
-            ("__connect.errors.exception.message".to_string(), reason.to_string()),
+            (
+                "__connect.errors.exception.message".to_string(),
+                reason.to_string(),
+            ),
             ("citybrain.reason".to_string(), "action".to_string()),
         ],
     }
@@ -456,7 +474,8 @@ pub async fn build_desk(
     }
     if let Some(dir) = &plan.cap {
         outputs.add_cap(
-            CapWriter::new(dir, parts.jurisdictions.city(), config.exercise).map_err(Error::Incidents)?,
+            CapWriter::new(dir, parts.jurisdictions.city(), config.exercise)
+                .map_err(Error::Incidents)?,
         );
     }
     for (name, format, sink) in extra {
@@ -481,7 +500,10 @@ pub async fn replay_grid(
 ) -> Result<Grid> {
     let parts = desk_parts(args, rules)?;
     if args.incidents.is_none() && args.cap.is_none() {
-        return Ok(Grid::routing(Arc::clone(&parts.jurisdictions), out_of_orderness_ms));
+        return Ok(Grid::routing(
+            Arc::clone(&parts.jurisdictions),
+            out_of_orderness_ms,
+        ));
     }
     let (actions, dead) = match &args.actions {
         Some(p) => ActionQueue::read(p)?,
@@ -492,7 +514,14 @@ pub async fn replay_grid(
         cap: args.cap.clone(),
         ..OutputPlan::default()
     };
-    let desk = build_desk(&parts, Access::default(), replay_config(), &plan, Vec::new()).await?;
+    let desk = build_desk(
+        &parts,
+        Access::default(),
+        replay_config(),
+        &plan,
+        Vec::new(),
+    )
+    .await?;
     Ok(Grid::with_desk(
         Arc::clone(&parts.jurisdictions),
         desk,
@@ -533,7 +562,10 @@ pub async fn live_grid(
 ) -> Result<Grid> {
     let parts = desk_parts(&options.args, rules)?;
     if !options.desk {
-        return Ok(Grid::routing(Arc::clone(&parts.jurisdictions), out_of_orderness_ms));
+        return Ok(Grid::routing(
+            Arc::clone(&parts.jurisdictions),
+            out_of_orderness_ms,
+        ));
     }
     let access = access(options.access.as_deref(), &parts.jurisdictions)?;
     let plan = OutputPlan {

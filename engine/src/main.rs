@@ -604,7 +604,8 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
             console: if a.no_incidents {
                 None
             } else {
-                incidents::console_addr(&a.console).map_err(|e| anyhow::anyhow!("--console: {e}"))?
+                incidents::console_addr(&a.console)
+                    .map_err(|e| anyhow::anyhow!("--console: {e}"))?
             },
             desk: !a.no_incidents,
             terminal: !a.json,

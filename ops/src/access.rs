@@ -91,7 +91,9 @@ impl Access {
         let mut problems = Vec::new();
         let mut tokens = HashMap::new();
         for (i, t) in file.token.iter().enumerate() {
-            let at = |s: &Spanned<String>| format!("{name}:{}: token[{i}]", line_of(text, s.span().start));
+            let at = |s: &Spanned<String>| {
+                format!("{name}:{}: token[{i}]", line_of(text, s.span().start))
+            };
             let unit = match Code::parse(t.unit.get_ref()) {
                 Some(u) if jurisdictions.unit(u).is_some() => Some(u),
                 Some(u) => {
@@ -210,7 +212,8 @@ mod tests {
             "[[token]]\nunit = \"330999000000\"\nsha256 = \"{h}\"\n[[token]]\nunit = \"33\"\nsha256 = \"secret\"\n[[token]]\nunit = \"330100000000\"\nsha256 = \"{h}\"\n[[token]]\nunit = \"330102000000\"\nsha256 = \"{h}\"\n",
             h = token_hash("x")
         );
-        let Err(Error::Invalid { problems }) = Access::from_toml(Path::new("a.toml"), &text, &city())
+        let Err(Error::Invalid { problems }) =
+            Access::from_toml(Path::new("a.toml"), &text, &city())
         else {
             panic!("accepted");
         };
@@ -221,7 +224,10 @@ mod tests {
             "a.toml:12: token[3].sha256: the same token twice",
         ];
         for e in expect {
-            assert!(problems.iter().any(|p| p.starts_with(e)), "missing {e:?} in {problems:#?}");
+            assert!(
+                problems.iter().any(|p| p.starts_with(e)),
+                "missing {e:?} in {problems:#?}"
+            );
         }
         assert_eq!(problems.len(), expect.len(), "{problems:#?}");
     }

@@ -46,7 +46,10 @@ impl Default for Calendar {
     fn default() -> Self {
         Self {
             offset_ms: 8 * HOUR,
-            hours: vec![(9 * HOUR, 12 * HOUR), (13 * HOUR + 30 * MINUTE, 17 * HOUR + 30 * MINUTE)],
+            hours: vec![
+                (9 * HOUR, 12 * HOUR),
+                (13 * HOUR + 30 * MINUTE, 17 * HOUR + 30 * MINUTE),
+            ],
             weekdays: [true, true, true, true, true, false, false],
             holidays: BTreeSet::new(),
             workdays: BTreeSet::new(),
@@ -100,7 +103,11 @@ impl Calendar {
         if let Some(o) = &file.utc_offset {
             match parse_offset(o.get_ref()) {
                 Some(ms) => cal.offset_ms = ms,
-                None => at(o, "utc_offset", format!("`{}` is not like +08:00", o.get_ref())),
+                None => at(
+                    o,
+                    "utc_offset",
+                    format!("`{}` is not like +08:00", o.get_ref()),
+                ),
             }
         }
         if let Some(hours) = &file.hours {
@@ -130,7 +137,11 @@ impl Calendar {
             for d in days {
                 match d.get_ref().trim().parse::<Weekday>() {
                     Ok(w) => cal.weekdays[w.num_days_from_monday() as usize] = true,
-                    Err(_) => at(d, "weekdays", format!("`{}` is not a weekday (mon..sun)", d.get_ref())),
+                    Err(_) => at(
+                        d,
+                        "weekdays",
+                        format!("`{}` is not a weekday (mon..sun)", d.get_ref()),
+                    ),
                 }
             }
         }
@@ -144,13 +155,18 @@ impl Calendar {
                     None => at(
                         d,
                         key,
-                        format!("`{}` is not a date (2026-10-01) or range (2026-10-01..2026-10-07)", d.get_ref()),
+                        format!(
+                            "`{}` is not a date (2026-10-01) or range (2026-10-01..2026-10-07)",
+                            d.get_ref()
+                        ),
                     ),
                 }
             }
         }
         if let Some(d) = cal.holidays.intersection(&cal.workdays).next() {
-            problems.push(format!("{file_name}: {d} is both a holiday and a working day"));
+            problems.push(format!(
+                "{file_name}: {d} is both a holiday and a working day"
+            ));
         }
         problems.splice(0..0, spanned);
         if cal.hours.is_empty() {
@@ -334,7 +350,10 @@ workdays = ["2026-02-14"]
             "c.toml:4: holidays: `2026-13-01`",
         ];
         for e in expect {
-            assert!(problems.iter().any(|p| p.starts_with(e)), "missing {e:?} in {problems:#?}");
+            assert!(
+                problems.iter().any(|p| p.starts_with(e)),
+                "missing {e:?} in {problems:#?}"
+            );
         }
         assert_eq!(problems.len(), expect.len(), "{problems:#?}");
         let Err(Error::Invalid { problems }) =
@@ -342,6 +361,9 @@ workdays = ["2026-02-14"]
         else {
             panic!("unknown key accepted");
         };
-        assert!(problems[0].starts_with("c.toml:1:") && problems[0].contains("hour"), "{problems:?}");
+        assert!(
+            problems[0].starts_with("c.toml:1:") && problems[0].contains("hour"),
+            "{problems:?}"
+        );
     }
 }

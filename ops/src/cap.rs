@@ -53,7 +53,12 @@ pub fn cap_time(ms: Ms) -> String {
 
 /// The `references` entry of a message already sent.
 pub fn reference(city: Code, e: &IncidentEvent) -> String {
-    format!("{},{},{}", sender(city), identifier(city, e), cap_time(e.at))
+    format!(
+        "{},{},{}",
+        sender(city),
+        identifier(city, e),
+        cap_time(e.at)
+    )
 }
 
 fn category(department: &str) -> &'static str {
@@ -123,11 +128,21 @@ pub fn message(
     el(&mut x, "  ", "identifier", &identifier(city, e));
     el(&mut x, "  ", "sender", &sender(city));
     el(&mut x, "  ", "sent", &cap_time(e.at));
-    el(&mut x, "  ", "status", if exercise { "Exercise" } else { "Actual" });
+    el(
+        &mut x,
+        "  ",
+        "status",
+        if exercise { "Exercise" } else { "Actual" },
+    );
     el(&mut x, "  ", "msgType", msg_type);
     el(&mut x, "  ", "source", "citybrain");
     el(&mut x, "  ", "scope", "Restricted");
-    el(&mut x, "  ", "restriction", "city operations: the units of the chain and the centre");
+    el(
+        &mut x,
+        "  ",
+        "restriction",
+        "city operations: the units of the chain and the centre",
+    );
     el(
         &mut x,
         "  ",
@@ -212,7 +227,12 @@ pub fn message(
 
 /// Every CAP message of one incident, oldest first, from its events (in log order) and its
 /// current state.
-pub fn messages(city: Code, events: &[&IncidentEvent], inc: &Incident, exercise: bool) -> Vec<String> {
+pub fn messages(
+    city: Code,
+    events: &[&IncidentEvent],
+    inc: &Incident,
+    exercise: bool,
+) -> Vec<String> {
     let mut refs = Vec::new();
     let mut out = Vec::new();
     for e in events {

@@ -88,7 +88,13 @@ mod tests {
             ..RuleProfile::default()
         };
         assert_eq!(hourly.quiet_gap(10 * MINUTE), 120 * MINUTE);
-        assert_eq!(RuleProfile::unknown("x/y").quiet_gap(10 * MINUTE), 10 * MINUTE);
-        assert_eq!(RuleProfile::unknown("market/failed_inspection").department, "market");
+        assert_eq!(
+            RuleProfile::unknown("x/y").quiet_gap(10 * MINUTE),
+            10 * MINUTE
+        );
+        assert_eq!(
+            RuleProfile::unknown("market/failed_inspection").department,
+            "market"
+        );
     }
 }

@@ -168,7 +168,12 @@ impl Desk {
         while log.len() > self.config.log_capacity {
             log.pop_front();
         }
-        tracing::info!(incidents = book.len(), events = log.len(), seq = book.seq(), "incident book restored");
+        tracing::info!(
+            incidents = book.len(),
+            events = log.len(),
+            seq = book.seq(),
+            "incident book restored"
+        );
         *self.book.write().expect("book lock") = book;
         *self.log.write().expect("log lock") = log;
     }
@@ -208,7 +213,9 @@ impl Desk {
         let base = book.max(wm);
         match self.config.clock {
             ClockMode::EventTime => base,
-            ClockMode::Live { bound_ms } => base.max(chrono::Utc::now().timestamp_millis() - bound_ms),
+            ClockMode::Live { bound_ms } => {
+                base.max(chrono::Utc::now().timestamp_millis() - bound_ms)
+            }
         }
     }
 
@@ -336,9 +343,13 @@ impl Desk {
     /// # Errors
     /// When an output cannot be written.
     pub async fn tick(&self) -> Result<Vec<Arc<IncidentEvent>>> {
-        self.ingest(Vec::new(), Vec::new(), Some(self.watermark.load(Ordering::Relaxed)))
-            .await
-            .map(|i| i.events)
+        self.ingest(
+            Vec::new(),
+            Vec::new(),
+            Some(self.watermark.load(Ordering::Relaxed)),
+        )
+        .await
+        .map(|i| i.events)
     }
 
     /// One action from the API, taken at the clock's time; its events are written and flushed

@@ -355,8 +355,9 @@ impl AlertIn {
             .ok_or(format!("alert: event_time `{at_text}` is not RFC 3339"))?;
         let location = match v.get("location") {
             None | Some(serde_json::Value::Null) => Location::none(),
-            Some(l) => serde_json::from_value(l.clone())
-                .map_err(|e| format!("alert: location: {e}"))?,
+            Some(l) => {
+                serde_json::from_value(l.clone()).map_err(|e| format!("alert: location: {e}"))?
+            }
         };
         Ok(Self {
             alert_id: need("alert_id")?,
@@ -660,8 +661,7 @@ impl Book {
                         Some(seen) => seen.1 = seen.1.max(rev),
                         None => {
                             inc.alert_ids.push(a.clone());
-                            self.alerts
-                                .insert(a.clone(), (e.incident_id.clone(), rev));
+                            self.alerts.insert(a.clone(), (e.incident_id.clone(), rev));
                         }
                     }
                 }
@@ -760,10 +760,7 @@ impl Book {
             return vec![e];
         }
         let ckey = correlation_key(&a.rule, &a.key);
-        if let Some(inc) = self
-            .latest
-            .get(&ckey)
-            .and_then(|id| self.incidents.get(id))
+        if let Some(inc) = self.latest.get(&ckey).and_then(|id| self.incidents.get(id))
             && (!inc.state.is_final() || a.at < inc.last_seen + inc.quiet_gap_ms)
         {
             let inc = inc.clone();
@@ -868,7 +865,10 @@ impl Book {
     /// # Errors
     /// [`Refusal`]: no such incident or unit, not the actor's to do, or not possible now.
     pub fn act(&mut self, ctx: &Context, a: &Action) -> Result<Vec<IncidentEvent>, Refusal> {
-        if a.action_id.as_ref().is_some_and(|id| self.actions.contains(id)) {
+        if a.action_id
+            .as_ref()
+            .is_some_and(|id| self.actions.contains(id))
+        {
             return Ok(Vec::new());
         }
         let inc = self
@@ -904,9 +904,7 @@ impl Book {
                 if inc.state != State::Open {
                     return invalid("only an open incident is acknowledged");
                 }
-                let due = ctx
-                    .deadline(t, inc.since, t.handle(inc.level))
-                    .max(a.at);
+                let due = ctx.deadline(t, inc.since, t.handle(inc.level)).max(a.at);
                 (
                     EventType::Acknowledged,
                     Change {
@@ -961,10 +959,7 @@ impl Book {
                 }
             }
             ActionKind::Return => {
-                if !matches!(
-                    inc.state,
-                    State::Open | State::Acknowledged | State::Rework
-                ) {
+                if !matches!(inc.state, State::Open | State::Acknowledged | State::Rework) {
                     return invalid("only an incident not yet handled is returned");
                 }
                 if inc.level == Level::City {
@@ -995,10 +990,7 @@ impl Book {
                         a.unit
                     )));
                 }
-                if !matches!(
-                    inc.state,
-                    State::Open | State::Acknowledged | State::Rework
-                ) {
+                if !matches!(inc.state, State::Open | State::Acknowledged | State::Rework) {
                     return invalid("only an incident not yet handled is dispatched");
                 }
                 if to == inc.unit {
@@ -1027,7 +1019,9 @@ impl Book {
                 };
                 let current = inc.due_at.unwrap_or(Ms::MIN);
                 if new_due <= current || new_due <= a.at {
-                    return invalid("the new deadline must be later than the current one and than now");
+                    return invalid(
+                        "the new deadline must be later than the current one and than now",
+                    );
                 }
                 (
                     EventType::Extended,
@@ -1076,4 +1070,434 @@ fn correlation_key(rule: &str, key: &str) -> String {
     k.push('\x1f');
     k.push_str(key);
     k
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::jurisdiction::{RoutingOptions, sample_city_path};
+    use crate::time::{MINUTE, parse_rfc3339};
+
+    fn ctx() -> Context {
+        let j = Jurisdictions::load(&sample_city_path(), RoutingOptions::default()).expect("city");
+        Context {
+            jurisdictions: Arc::new(j),
+            policy: Policy::default(),
+            calendar: Calendar::default(),
+            rules: HashMap::new(),
+        }
+    }
+
+    fn t(s: &str) -> Ms {
+        parse_rfc3339(&format!("2026-03-02T{s}Z")).expect("time")
+    }
+
+    fn code(s: &str) -> Code {
+        s.parse().expect("code")
+    }
+
+    /// An alert in community 330102001001 (湖滨一社区): the middle of its grid cell (column 0,
+    /// row 3 of the sample layout), far from any border.
+    fn alert(id: &str, key: &str, at: Ms, severity: Severity) -> AlertIn {
+        AlertIn {
+            alert_id: id.into(),
+            rule: "traffic/accident_cluster".into(),
+            title: "Accident cluster".into(),
+            severity,
+            key: key.into(),
+            at,
+            revision: 1,
+            location: Location::from_point(30.2400, 120.1088, 9).expect("point"),
+            unit: None,
+        }
+    }
+
+    fn act(id: &str, action: ActionKind, unit: &str, at: Ms) -> Action {
+        Action {
+            incident_id: id.into(),
+            action,
+            unit: code(unit),
+            at,
+            comment: None,
+            due_at: None,
+            to: None,
+            action_id: None,
+        }
+    }
+
+    fn kinds(events: &[IncidentEvent]) -> Vec<(EventType, String, Ms)> {
+        events
+            .iter()
+            .map(|e| (e.kind, e.unit.to_string(), e.at))
+            .collect()
+    }
+
+    const COMMUNITY: &str = "330102001001";
+    const STREET: &str = "330102001000";
+    const DISTRICT: &str = "330102000000";
+    const CITY: &str = "330100000000";
+
+    #[test]
+    fn an_alert_opens_at_its_community_and_later_windows_join_it() {
+        let ctx = ctx();
+        let mut book = Book::new();
+        let opened = book.alert(&ctx, &alert("a1", "cell-x", t("08:10:00"), Severity::High));
+        assert_eq!(opened.len(), 1);
+        let e = &opened[0];
+        assert_eq!(
+            (e.kind, e.unit.to_string(), e.level),
+            (EventType::Opened, COMMUNITY.into(), Level::Community)
+        );
+        assert_eq!(
+            e.due_at,
+            Some(t("08:25:00")),
+            "high: 15 minutes to acknowledge"
+        );
+        assert_eq!(
+            e.incident_id,
+            incident_id("traffic/accident_cluster", "cell-x", t("08:10:00"))
+        );
+        let id = e.incident_id.clone();
+        let joined = book.alert(&ctx, &alert("a2", "cell-x", t("08:20:00"), Severity::High));
+        assert_eq!(
+            kinds(&joined),
+            [(EventType::Updated, COMMUNITY.into(), t("08:20:00"))]
+        );
+        assert_eq!(
+            book.get(&id).map(|i| (i.count, i.last_seen)),
+            Some((2, t("08:20:00")))
+        );
+        assert!(
+            book.alert(&ctx, &alert("a2", "cell-x", t("08:20:00"), Severity::High))
+                .is_empty(),
+            "a replayed alert changes nothing"
+        );
+        let mut revised = alert("a2", "cell-x", t("08:20:00"), Severity::High);
+        revised.revision = 2;
+        let rev = book.alert(&ctx, &revised);
+        assert_eq!(
+            (rev[0].kind, rev[0].revision, rev[0].count),
+            (EventType::Updated, Some(2), 2),
+            "a revision does not count again"
+        );
+        let other = book.alert(&ctx, &alert("a3", "cell-y", t("08:20:00"), Severity::High));
+        assert_eq!(
+            other[0].kind,
+            EventType::Opened,
+            "another key is another incident"
+        );
+        assert_eq!(book.len(), 2);
+    }
+
+    #[test]
+    fn an_unacknowledged_incident_climbs_the_chain_exactly_at_each_deadline() {
+        let ctx = ctx();
+        let mut book = Book::new();
+        let id = book.alert(&ctx, &alert("a1", "k", t("08:10:00"), Severity::High))[0]
+            .incident_id
+            .clone();
+        assert!(
+            book.advance(&ctx, t("08:24:59.999")).is_empty(),
+            "not before the deadline"
+        );
+        // The clock jumps far past every deadline at once: each fires at its own time.
+        let events = book.advance(&ctx, t("12:00:00"));
+        assert_eq!(
+            kinds(&events),
+            [
+                (EventType::Escalated, STREET.into(), t("08:25:00")),
+                (EventType::Escalated, DISTRICT.into(), t("08:40:00")),
+                (EventType::Escalated, CITY.into(), t("08:55:00")),
+                (EventType::Overdue, CITY.into(), t("09:10:00")),
+            ]
+        );
+        assert_eq!(events[0].due_at, Some(t("08:40:00")));
+        assert!(
+            book.advance(&ctx, t("23:00:00")).is_empty(),
+            "overdue once, then nothing"
+        );
+        let inc = book.get(&id).expect("incident");
+        assert!(inc.overdue && inc.missed_deadline);
+        assert_eq!((inc.level, inc.escalations), (Level::City, 3));
+    }
+
+    #[test]
+    fn critical_starts_at_the_street_and_a_rule_may_say_otherwise() {
+        let mut ctx = ctx();
+        let mut book = Book::new();
+        let e = book.alert(&ctx, &alert("a1", "k", t("08:00:00"), Severity::Critical));
+        assert_eq!(
+            (e[0].unit.to_string(), e[0].due_at),
+            (STREET.into(), Some(t("08:05:00")))
+        );
+        ctx.rules.insert(
+            "traffic/accident_cluster".into(),
+            RuleProfile {
+                overrides: crate::policy::Overrides {
+                    level: Some(Level::District),
+                    ack_within_ms: Some(2 * MINUTE),
+                },
+                ..RuleProfile::default()
+            },
+        );
+        let e = book.alert(&ctx, &alert("a2", "k2", t("08:00:00"), Severity::Low));
+        assert_eq!(
+            (e[0].unit.to_string(), e[0].due_at),
+            (DISTRICT.into(), Some(t("08:02:00")))
+        );
+    }
+
+    #[test]
+    fn an_acknowledged_incident_stops_escalating_for_acknowledgement() {
+        let ctx = ctx();
+        let mut book = Book::new();
+        let id = book.alert(&ctx, &alert("a1", "k", t("08:10:00"), Severity::High))[0]
+            .incident_id
+            .clone();
+        // Acknowledged exactly at the deadline: in time.
+        let acked = book
+            .act(&ctx, &act(&id, ActionKind::Ack, COMMUNITY, t("08:25:00")))
+            .expect("ack");
+        assert_eq!(acked[0].kind, EventType::Acknowledged);
+        assert_eq!(
+            acked[0].due_at,
+            Some(t("09:10:00")),
+            "handle within 4 x 15 minutes of receiving it"
+        );
+        assert!(
+            book.advance(&ctx, t("09:09:59")).is_empty(),
+            "no escalation for acknowledgement"
+        );
+        // Not handled in time: up to the street, for handling.
+        let late = book.advance(&ctx, t("09:10:00"));
+        assert_eq!(
+            kinds(&late),
+            [(EventType::Escalated, STREET.into(), t("09:10:00"))]
+        );
+        assert_eq!(
+            (late[0].state, late[0].duty),
+            (State::Acknowledged, Some(Duty::Handle))
+        );
+    }
+
+    #[test]
+    fn handled_checked_reworked_and_closed_by_the_level_above() {
+        let ctx = ctx();
+        let mut book = Book::new();
+        let id = book.alert(&ctx, &alert("a1", "k", t("08:00:00"), Severity::Medium))[0]
+            .incident_id
+            .clone();
+        let step = |book: &mut Book, a: ActionKind, unit: &str, at: &str| {
+            book.act(&ctx, &act(&id, a, unit, t(at)))
+        };
+        assert!(
+            matches!(
+                step(&mut book, ActionKind::Handled, COMMUNITY, "08:01:00"),
+                Err(Refusal::Invalid(_))
+            ),
+            "handled before ack"
+        );
+        step(&mut book, ActionKind::Ack, COMMUNITY, "08:02:00").expect("ack");
+        let handled = step(&mut book, ActionKind::Handled, COMMUNITY, "08:30:00").expect("handled");
+        assert_eq!(
+            (handled[0].duty, handled[0].due_at),
+            (Some(Duty::Verify), Some(t("09:00:00"))),
+            "the street checks within its ack time"
+        );
+        assert!(
+            matches!(
+                step(&mut book, ActionKind::VerifyOk, COMMUNITY, "08:31:00"),
+                Err(Refusal::Forbidden(_))
+            ),
+            "nobody checks its own work"
+        );
+        let rework = step(&mut book, ActionKind::VerifyFail, STREET, "08:40:00").expect("fail");
+        assert_eq!(
+            (rework[0].state, rework[0].duty),
+            (State::Rework, Some(Duty::Handle))
+        );
+        step(&mut book, ActionKind::Handled, COMMUNITY, "09:00:00").expect("handled again");
+        let closed = step(&mut book, ActionKind::VerifyOk, CITY, "09:10:00").expect("ok");
+        assert_eq!((closed[0].state, closed[0].due_at), (State::Closed, None));
+        assert!(matches!(
+            step(&mut book, ActionKind::Ack, COMMUNITY, "09:11:00"),
+            Err(Refusal::Invalid(_))
+        ));
+        let inc = book.get(&id).expect("incident");
+        assert_eq!(
+            (inc.reworks, inc.closed_at, inc.missed_deadline),
+            (1, Some(t("09:10:00")), false)
+        );
+        assert!(
+            book.advance(&ctx, t("23:00:00")).is_empty(),
+            "a closed incident has no deadline"
+        );
+    }
+
+    #[test]
+    fn misrouted_incidents_return_to_the_centre_and_are_dispatched() {
+        let ctx = ctx();
+        let mut book = Book::new();
+        let id = book.alert(&ctx, &alert("a1", "k", t("08:00:00"), Severity::High))[0]
+            .incident_id
+            .clone();
+        let back = book
+            .act(
+                &ctx,
+                &act(&id, ActionKind::Return, COMMUNITY, t("08:05:00")),
+            )
+            .expect("return");
+        assert_eq!(
+            (back[0].kind, back[0].unit.to_string(), back[0].state),
+            (EventType::Returned, CITY.into(), State::Open)
+        );
+        let mut dispatch = act(&id, ActionKind::Dispatch, CITY, t("08:06:00"));
+        dispatch.to = Some(code("330108001002"));
+        let sent = book.act(&ctx, &dispatch).expect("dispatch");
+        assert_eq!(
+            (sent[0].unit.to_string(), sent[0].due_at),
+            ("330108001002".into(), Some(t("08:21:00")))
+        );
+        // Its new community sees it; so does its old one (the place is still there).
+        let inc = book.get(&id).expect("incident");
+        assert!(inc.visible_to(code("330108001002")) && inc.visible_to(code(COMMUNITY)));
+        assert!(!inc.visible_to(code("330106001001")));
+    }
+
+    #[test]
+    fn only_the_level_above_extends_and_voids() {
+        let ctx = ctx();
+        let mut book = Book::new();
+        let id = book.alert(&ctx, &alert("a1", "k", t("08:00:00"), Severity::High))[0]
+            .incident_id
+            .clone();
+        let mut extend = act(&id, ActionKind::Extend, COMMUNITY, t("08:05:00"));
+        extend.due_at = Some(t("09:00:00"));
+        assert!(
+            matches!(book.act(&ctx, &extend), Err(Refusal::Forbidden(_))),
+            "a unit cannot extend its own deadline"
+        );
+        extend.unit = code(STREET);
+        extend.due_at = Some(t("08:10:00"));
+        assert!(
+            matches!(book.act(&ctx, &extend), Err(Refusal::Invalid(_))),
+            "earlier than the current deadline"
+        );
+        extend.due_at = Some(t("09:00:00"));
+        book.act(&ctx, &extend).expect("extend");
+        assert!(book.advance(&ctx, t("08:59:59")).is_empty());
+        assert_eq!(
+            book.advance(&ctx, t("09:00:00"))[0].kind,
+            EventType::Escalated
+        );
+        let sibling = act(&id, ActionKind::Void, "330102002000", t("09:01:00"));
+        assert!(
+            matches!(book.act(&ctx, &sibling), Err(Refusal::Forbidden(_))),
+            "a sibling street sees nothing"
+        );
+        let void = book
+            .act(&ctx, &act(&id, ActionKind::Void, DISTRICT, t("09:01:00")))
+            .expect("void");
+        assert_eq!(void[0].state, State::Voided);
+    }
+
+    #[test]
+    fn a_new_incident_needs_the_quiet_gap_after_closing() {
+        let ctx = ctx();
+        let mut book = Book::new();
+        let id = book.alert(&ctx, &alert("a1", "k", t("08:00:00"), Severity::High))[0]
+            .incident_id
+            .clone();
+        book.act(&ctx, &act(&id, ActionKind::Void, CITY, t("08:01:00")))
+            .expect("void");
+        let tail = book.alert(&ctx, &alert("a2", "k", t("08:09:59"), Severity::High));
+        assert_eq!(
+            (tail[0].kind, tail[0].incident_id.as_str()),
+            (EventType::Updated, id.as_str()),
+            "within 10 minutes: the same problem"
+        );
+        let again = book.alert(&ctx, &alert("a3", "k", t("08:20:00"), Severity::High));
+        assert_eq!(again[0].kind, EventType::Opened);
+        assert_ne!(again[0].incident_id, id);
+    }
+
+    #[test]
+    fn outside_places_go_to_the_nearest_district_queue_or_the_city() {
+        let ctx = ctx();
+        let mut book = Book::new();
+        let mut near = alert("a1", "near", t("08:00:00"), Severity::High);
+        // 1 km south of the sample city's southern edge (lat 30.19), below 滨江区.
+        near.location = Location::from_point(30.181, 120.23, 9).expect("point");
+        let e = book.alert(&ctx, &near);
+        assert_eq!(
+            (e[0].unit.to_string(), e[0].level),
+            ("330108000000".into(), Level::District)
+        );
+        let mut far = alert("a2", "far", t("08:00:00"), Severity::High);
+        far.location = Location::from_point(31.2, 121.4, 9).expect("point");
+        assert_eq!(book.alert(&ctx, &far)[0].unit.to_string(), CITY);
+        let mut nowhere = alert("a3", "nowhere", t("08:00:00"), Severity::High);
+        nowhere.location = Location::none();
+        assert_eq!(book.alert(&ctx, &nowhere)[0].unit.to_string(), CITY);
+    }
+
+    #[test]
+    fn working_time_deadlines_skip_the_night() {
+        let mut ctx = ctx();
+        ctx.policy = Policy::from_toml(
+            std::path::Path::new("p.toml"),
+            "[severity.low]\nworking_time = true\nack_within = \"1h\"\n",
+        )
+        .expect("policy");
+        let mut book = Book::new();
+        // 17:00 local (09:00 UTC) on a Monday: 30 minutes today, 30 tomorrow from 09:00.
+        let e = book.alert(&ctx, &alert("a1", "k", t("09:00:00"), Severity::Low));
+        assert_eq!(e[0].due_at, parse_rfc3339("2026-03-03T09:30:00+08:00"));
+    }
+
+    #[test]
+    fn the_event_log_rebuilds_the_book_and_its_timers() {
+        let ctx = ctx();
+        let mut book = Book::new();
+        let mut log = Vec::new();
+        let id = {
+            let e = book.alert(&ctx, &alert("a1", "k", t("08:00:00"), Severity::High));
+            let id = e[0].incident_id.clone();
+            log.extend(e);
+            id
+        };
+        log.extend(book.alert(&ctx, &alert("a2", "k", t("08:10:00"), Severity::High)));
+        let mut a = act(&id, ActionKind::Comment, STREET, t("08:11:00"));
+        a.comment = Some("on our way".into());
+        a.action_id = Some("x-1".into());
+        log.extend(book.act(&ctx, &a).expect("comment"));
+        log.extend(book.advance(&ctx, t("08:20:00")));
+        let mut restored = Book::restore(log.clone());
+        assert_eq!(restored.get(&id), book.get(&id));
+        assert_eq!(restored.seq(), book.seq());
+        // The log knows the clock up to its last deadline or action, no further: advancing
+        // again from there fires nothing twice.
+        assert_eq!(restored.clock(), Some(t("08:15:00")));
+        assert!(
+            restored.act(&ctx, &a).expect("seen").is_empty(),
+            "an action applied before is not applied again"
+        );
+        assert!(
+            restored
+                .alert(&ctx, &alert("a2", "k", t("08:10:00"), Severity::High))
+                .is_empty(),
+            "nor an alert"
+        );
+        // The restart came late: the street's deadline (08:30) passed while down and fires at
+        // once, at its own time; the community's (08:15) fired before the restart, not again.
+        let fired = restored.advance(&ctx, t("10:00:00"));
+        assert_eq!(
+            (fired[0].kind, fired[0].at),
+            (EventType::Escalated, t("08:30:00"))
+        );
+        assert_eq!(fired[0].seq, book.seq() + 1);
+        assert_eq!(kinds(&fired), kinds(&book.advance(&ctx, t("10:00:00"))));
+    }
 }

@@ -246,10 +246,7 @@ impl Jurisdictions {
             )]));
         };
         // Where each feature starts, for line numbers: the n-th `"Feature"` in the text.
-        let starts: Vec<usize> = text
-            .match_indices("\"Feature\"")
-            .map(|(i, _)| i)
-            .collect();
+        let starts: Vec<usize> = text.match_indices("\"Feature\"").map(|(i, _)| i).collect();
         let mut names: BTreeMap<Code, (String, usize)> = BTreeMap::new();
         let mut parent_names: BTreeMap<Code, String> = BTreeMap::new();
         let mut communities = Vec::new();
@@ -382,9 +379,10 @@ impl Jurisdictions {
             while let Some(parent) = child.parent() {
                 units.entry(parent).or_insert_with(|| Unit {
                     code: parent,
-                    name: parent_names.get(&parent).cloned().unwrap_or_else(|| {
-                        format!("{} {parent}", parent.level())
-                    }),
+                    name: parent_names
+                        .get(&parent)
+                        .cloned()
+                        .unwrap_or_else(|| format!("{} {parent}", parent.level())),
                     level: parent.level(),
                     parent: parent.parent(),
                 });
@@ -406,7 +404,12 @@ impl Jurisdictions {
             c.local = c
                 .polygons
                 .iter()
-                .map(|p| p.exterior().coords().map(|q| local(origin, q.y, q.x)).collect())
+                .map(|p| {
+                    p.exterior()
+                        .coords()
+                        .map(|q| local(origin, q.y, q.x))
+                        .collect()
+                })
                 .collect();
         }
         Ok(Self {
@@ -580,9 +583,7 @@ fn segment_distance(p: (f64, f64), a: (f64, f64), b: (f64, f64)) -> f64 {
 /// The polygons of a GeoJSON Polygon or MultiPolygon geometry.
 fn polygons(geometry: &Value) -> std::result::Result<Vec<Polygon<f64>>, String> {
     let kind = geometry.get("type").and_then(Value::as_str).unwrap_or("");
-    let coords = geometry
-        .get("coordinates")
-        .ok_or("no coordinates")?;
+    let coords = geometry.get("coordinates").ok_or("no coordinates")?;
     let polys: Vec<&Value> = match kind {
         "Polygon" => vec![coords],
         "MultiPolygon" => coords
@@ -594,7 +595,9 @@ fn polygons(geometry: &Value) -> std::result::Result<Vec<Polygon<f64>>, String> 
     };
     let mut out = Vec::new();
     for poly in polys {
-        let rings = poly.as_array().ok_or("coordinates: not an array of rings")?;
+        let rings = poly
+            .as_array()
+            .ok_or("coordinates: not an array of rings")?;
         let mut read: Vec<LineString<f64>> = Vec::new();
         for (r, ring) in rings.iter().enumerate() {
             let points = ring
@@ -681,7 +684,10 @@ mod tests {
             "city.geojson:5: features[3] (330202001001): geometry: type `Point`",
         ];
         for e in expect {
-            assert!(problems.iter().any(|p| p.starts_with(e)), "missing {e:?} in {problems:#?}");
+            assert!(
+                problems.iter().any(|p| p.starts_with(e)),
+                "missing {e:?} in {problems:#?}"
+            );
         }
         assert_eq!(problems.len(), expect.len(), "{problems:#?}");
     }

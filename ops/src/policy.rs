@@ -256,7 +256,10 @@ impl Policy {
         })?;
         let mut problems: Vec<String> = Vec::new();
         let mut report = |span: std::ops::Range<usize>, key: &str, msg: String| {
-            problems.push(format!("{name}:{}: {key}: {msg}", line_of(text, span.start)));
+            problems.push(format!(
+                "{name}:{}: {key}: {msg}",
+                line_of(text, span.start)
+            ));
         };
         let mut duration = |s: &Spanned<String>, key: &str| -> Option<Ms> {
             match parse_duration(s.get_ref()) {
@@ -372,7 +375,10 @@ impl Policy {
             }
         }
         for (span, key, msg) in level_problems {
-            problems.push(format!("{name}:{}: {key}: {msg}", line_of(text, span.start)));
+            problems.push(format!(
+                "{name}:{}: {key}: {msg}",
+                line_of(text, span.start)
+            ));
         }
         problems.sort_by_key(|p| {
             p.split(':')
@@ -440,9 +446,20 @@ mod tests {
         assert_eq!(critical.ack(Level::District), 5 * MINUTE);
         assert_eq!(critical.handle(Level::Street), 20 * MINUTE);
         let high = p.terms(Severity::High, Overrides::default());
-        assert_eq!((high.start, high.ack(Level::Community)), (Level::Community, 15 * MINUTE));
-        assert_eq!(p.terms(Severity::Medium, Overrides::default()).ack(Level::City), 30 * MINUTE);
-        assert_eq!(p.terms(Severity::Low, Overrides::default()).ack(Level::Street), 120 * MINUTE);
+        assert_eq!(
+            (high.start, high.ack(Level::Community)),
+            (Level::Community, 15 * MINUTE)
+        );
+        assert_eq!(
+            p.terms(Severity::Medium, Overrides::default())
+                .ack(Level::City),
+            30 * MINUTE
+        );
+        assert_eq!(
+            p.terms(Severity::Low, Overrides::default())
+                .ack(Level::Street),
+            120 * MINUTE
+        );
         assert!(!high.working_time);
     }
 
@@ -463,8 +480,14 @@ min_quiet_gap = "20m"
         )
         .expect("policy");
         let high = p.terms(Severity::High, Overrides::default());
-        assert_eq!(high.ack_ms, [10 * MINUTE, 10 * MINUTE, 10 * MINUTE, 30 * MINUTE]);
-        assert_eq!(high.handle_ms, [40 * MINUTE, 40 * MINUTE, 40 * MINUTE, 180 * MINUTE]);
+        assert_eq!(
+            high.ack_ms,
+            [10 * MINUTE, 10 * MINUTE, 10 * MINUTE, 30 * MINUTE]
+        );
+        assert_eq!(
+            high.handle_ms,
+            [40 * MINUTE, 40 * MINUTE, 40 * MINUTE, 180 * MINUTE]
+        );
         assert!(high.working_time);
         assert_eq!(p.min_quiet_gap_ms, 20 * MINUTE);
         let over = p.terms(
@@ -474,7 +497,14 @@ min_quiet_gap = "20m"
                 ack_within_ms: Some(2 * MINUTE),
             },
         );
-        assert_eq!((over.start, over.ack(Level::City), over.handle(Level::Street)), (Level::District, 2 * MINUTE, 8 * MINUTE));
+        assert_eq!(
+            (
+                over.start,
+                over.ack(Level::City),
+                over.handle(Level::Street)
+            ),
+            (Level::District, 2 * MINUTE, 8 * MINUTE)
+        );
     }
 
     #[test]
@@ -504,7 +534,10 @@ resolution = 16
             "p.toml:12: routing.resolution: 16 is not an H3 resolution",
         ];
         for e in expect {
-            assert!(problems.iter().any(|p| p.starts_with(e)), "missing {e:?} in {problems:#?}");
+            assert!(
+                problems.iter().any(|p| p.starts_with(e)),
+                "missing {e:?} in {problems:#?}"
+            );
         }
         assert_eq!(problems.len(), expect.len(), "{problems:#?}");
         let Err(Error::Invalid { problems }) =
@@ -512,6 +545,9 @@ resolution = 16
         else {
             panic!("unknown key accepted");
         };
-        assert!(problems[0].starts_with("p.toml:2:") && problems[0].contains("ack_withn"), "{problems:?}");
+        assert!(
+            problems[0].starts_with("p.toml:2:") && problems[0].contains("ack_withn"),
+            "{problems:?}"
+        );
     }
 }

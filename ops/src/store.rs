@@ -80,9 +80,15 @@ impl Outputs {
 
     /// Whether an output wants incident snapshots ([`Format::Table`]).
     pub fn wants_table(&self) -> bool {
-        self.outputs
-            .iter()
-            .any(|o| matches!(o, Output::Sink { format: Format::Table, .. }))
+        self.outputs.iter().any(|o| {
+            matches!(
+                o,
+                Output::Sink {
+                    format: Format::Table,
+                    ..
+                }
+            )
+        })
     }
 
     /// Lets stateful outputs (CAP references) learn restored events without writing them.
@@ -264,7 +270,11 @@ pub fn read_log(path: &Path) -> Result<Vec<IncidentEvent>> {
             }
             Err(e) => {
                 return Err(Error::Invalid {
-                    problems: vec![format!("{}:{}: not an incident event: {e}", path.display(), i + 1)],
+                    problems: vec![format!(
+                        "{}:{}: not an incident event: {e}",
+                        path.display(),
+                        i + 1
+                    )],
                 });
             }
         }

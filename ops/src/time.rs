@@ -41,7 +41,9 @@ pub fn parse_duration(s: &str) -> Result<Ms, String> {
         return Err(bad());
     }
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(bad());
         }
@@ -160,7 +162,10 @@ mod tests {
         }
         assert_eq!(format_duration(90 * MINUTE), "1h30m");
         assert_eq!(format_duration(250), "250ms");
-        assert_eq!(parse_duration(&format_duration(26 * HOUR + 5000)), Ok(26 * HOUR + 5000));
+        assert_eq!(
+            parse_duration(&format_duration(26 * HOUR + 5000)),
+            Ok(26 * HOUR + 5000)
+        );
     }
 
     #[test]

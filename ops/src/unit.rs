@@ -25,7 +25,12 @@ pub enum Level {
 
 impl Level {
     /// Every level, lowest first.
-    pub const ALL: [Level; 4] = [Level::Community, Level::Street, Level::District, Level::City];
+    pub const ALL: [Level; 4] = [
+        Level::Community,
+        Level::Street,
+        Level::District,
+        Level::City,
+    ];
 
     /// The lowercase name (`community`, `street`, `district`, `city`).
     pub fn as_str(self) -> &'static str {
@@ -212,17 +217,29 @@ mod tests {
         let street = c("330102001000");
         assert!(street.contains(c("330102001003")));
         assert!(street.contains(street));
-        assert!(!street.contains(c("330102002001")), "sibling street's community");
+        assert!(
+            !street.contains(c("330102002001")),
+            "sibling street's community"
+        );
         assert!(!street.contains(c("330102000000")), "its own district");
         assert!(c("330100000000").contains(c("330108003004")));
-        assert!(!c("330100000000").contains(c("330200000000")), "another city");
+        assert!(
+            !c("330100000000").contains(c("330200000000")),
+            "another city"
+        );
         assert!(street.is_above(c("330102001003")));
         assert!(!street.is_above(street));
     }
 
     #[test]
     fn only_twelve_digits_are_codes() {
-        for bad in ["33010200100", "3301020010030", "33010200100x", "000000000000", ""] {
+        for bad in [
+            "33010200100",
+            "3301020010030",
+            "33010200100x",
+            "000000000000",
+            "",
+        ] {
             assert!(Code::parse(bad).is_none(), "{bad}");
         }
     }

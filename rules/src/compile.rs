@@ -752,7 +752,8 @@ pub async fn compile(src: &RuleSource, catalog: &Catalog) -> Result<CompiledRule
         split,
         task_ctx: ctx.task_ctx(),
     };
-    let located = crate::rule::location_problems(src, &rule.meta, &rule.output_schema, data_columns);
+    let located =
+        crate::rule::location_problems(src, &rule.meta, &rule.output_schema, data_columns);
     if !located.is_empty() {
         return Err(located);
     }

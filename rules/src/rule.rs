@@ -194,9 +194,8 @@ pub enum Location {
 impl Location {
     fn parse(value: &str) -> std::result::Result<Self, String> {
         let names: Vec<&str> = value.split(',').map(str::trim).collect();
-        let ident = |n: &str| {
-            !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        };
+        let ident =
+            |n: &str| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         match names.as_slice() {
             [cell] if ident(cell) => Ok(Location::Cell((*cell).to_string())),
             [lat, lon] if ident(lat) && ident(lon) => Ok(Location::LatLon {
@@ -234,7 +233,9 @@ pub(crate) fn location_problems(
     let line = src
         .text
         .lines()
-        .position(|l| l.trim_start().starts_with("--") && l.to_ascii_lowercase().contains("location"))
+        .position(|l| {
+            l.trim_start().starts_with("--") && l.to_ascii_lowercase().contains("location")
+        })
         .unwrap_or(0);
     let fields = &schema.fields()[..data_columns.min(schema.fields().len())];
     let mut out = Vec::new();
@@ -258,13 +259,19 @@ pub(crate) fn location_problems(
         let ok = match location {
             Location::Cell(_) => matches!(
                 t,
-                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::UInt64 | DataType::Int64
+                DataType::Utf8
+                    | DataType::LargeUtf8
+                    | DataType::Utf8View
+                    | DataType::UInt64
+                    | DataType::Int64
             ),
             Location::LatLon { .. } => t.is_numeric(),
         };
         if !ok {
             let want = match (location, i) {
-                (Location::Cell(_), _) => "an H3 cell (text such as h3_cell(lat, lon, 8) gives, or an integer index)",
+                (Location::Cell(_), _) => {
+                    "an H3 cell (text such as h3_cell(lat, lon, 8) gives, or an integer index)"
+                }
                 (_, 0) => "a latitude in degrees (a number)",
                 _ => "a longitude in degrees (a number)",
             };
@@ -296,7 +303,8 @@ fn parse_short_duration(value: &str) -> std::result::Result<i64, String> {
             return Ok(n * scale);
         }
     }
-    parse_lateness(v).map_err(|_| format!("`{value}` is not a duration: write e.g. `10m` or `10 minutes`"))
+    parse_lateness(v)
+        .map_err(|_| format!("`{value}` is not a duration: write e.g. `10m` or `10 minutes`"))
 }
 
 /// What a rule's result rows become.
@@ -475,17 +483,22 @@ pub(crate) fn parse_header(src: &RuleSource) -> std::result::Result<RuleMeta, Ve
             None
         }
     });
-    let ack_within_ms = headers.get("ack_within").and_then(|v| match parse_short_duration(v) {
-        Ok(ms) if ms > 0 => Some(ms),
-        Ok(_) => {
-            problems.push(problem(at_key("ack_within"), "`-- ack_within:` must be longer than zero".into()));
-            None
-        }
-        Err(e) => {
-            problems.push(problem(at_key("ack_within"), e));
-            None
-        }
-    });
+    let ack_within_ms = headers
+        .get("ack_within")
+        .and_then(|v| match parse_short_duration(v) {
+            Ok(ms) if ms > 0 => Some(ms),
+            Ok(_) => {
+                problems.push(problem(
+                    at_key("ack_within"),
+                    "`-- ack_within:` must be longer than zero".into(),
+                ));
+                None
+            }
+            Err(e) => {
+                problems.push(problem(at_key("ack_within"), e));
+                None
+            }
+        });
     match severity {
         Some(severity) if problems.is_empty() => Ok(RuleMeta {
             emit,
@@ -559,7 +572,10 @@ mod tests {
         );
         assert_eq!(meta.incident_level.as_deref(), Some("street"));
         assert_eq!(meta.ack_within_ms, Some(600_000));
-        let cell = RuleSource::inline("x", "-- title: t\n-- severity: high\n-- location: cell\n-- ack_within: 2 minutes\nSELECT 1");
+        let cell = RuleSource::inline(
+            "x",
+            "-- title: t\n-- severity: high\n-- location: cell\n-- ack_within: 2 minutes\nSELECT 1",
+        );
         let meta = parse_header(&cell).expect("valid header");
         assert_eq!(meta.location, Some(Location::Cell("cell".into())));
         assert_eq!(meta.ack_within_ms, Some(120_000));
@@ -575,7 +591,8 @@ mod tests {
         let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
         for (line, what) in [(3, "location"), (4, "province"), (5, "soon")] {
             assert!(
-                text.iter().any(|t| t.starts_with(&format!("x.sql:{line}:")) && t.contains(what)),
+                text.iter()
+                    .any(|t| t.starts_with(&format!("x.sql:{line}:")) && t.contains(what)),
                 "{what}: {text:?}"
             );
         }
