@@ -11,6 +11,9 @@ if ! scripts/kafka-dev.sh status >/dev/null 2>&1; then
   scripts/kafka-dev.sh up
   trap 'scripts/kafka-dev.sh down' EXIT
 fi
+# The console's browser tests drive Debian's headless Chromium (installed once, as root); without
+# it they are skipped loudly.
+scripts/console-browser.sh install || echo "test.sh: chromium could not be installed: the console's browser tests will be skipped" >&2
 export CITYBRAIN_TEST_BROKERS="${CITYBRAIN_TEST_BROKERS:-127.0.0.1:${KAFKA_DEV_PORT:-19092}}"
 # --all-targets builds the criterion benches too and runs each benchmark once (criterion's
 # test mode), so a broken bench fails here.

@@ -39,4 +39,10 @@ pub enum Error {
         addr: String,
         source: std::io::Error,
     },
+    /// The operations console cannot listen on the address given.
+    #[error("cannot serve the console on {addr}")]
+    Console {
+        addr: String,
+        source: std::io::Error,
+    },
 }

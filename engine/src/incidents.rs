@@ -13,7 +13,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::BufRead;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -540,8 +539,6 @@ pub struct LiveOptions {
     pub access: Option<PathBuf>,
     /// The local store (event log kept across restarts).
     pub store: Option<PathBuf>,
-    /// Where the incident API listens.
-    pub console: Option<SocketAddr>,
     /// Whether to run a desk at all (else routing only).
     pub desk: bool,
     /// Readable incident lines on stdout.
@@ -549,8 +546,7 @@ pub struct LiveOptions {
 }
 
 /// The grid of `citybrain run` with the simulator: the desk on the simulated city's event
-/// time, its API served on the console address until `shutdown` resolves (a taken address
-/// is reported and the run goes on without it).
+/// time (its API is served with the console: `crate::console::start`).
 ///
 /// # Errors
 /// When a file is invalid or an output cannot be created.
@@ -558,7 +554,6 @@ pub async fn live_grid(
     options: &LiveOptions,
     rules: &[CompiledRule],
     out_of_orderness_ms: i64,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<Grid> {
     let parts = desk_parts(&options.args, rules)?;
     if !options.desk {
@@ -580,23 +575,6 @@ pub async fn live_grid(
         ..replay_config()
     };
     let desk = build_desk(&parts, access, config, &plan, Vec::new()).await?;
-    if let Some(addr) = options.console {
-        match tokio::net::TcpListener::bind(addr).await {
-            Ok(listener) => {
-                let local = listener.local_addr().unwrap_or(addr);
-                tracing::info!(
-                    addr = %local,
-                    "incident API on http://{local}/api/ (demo tokens: docs/incidents.md)"
-                );
-                spawn_server(listener, citybrain_ops::router(Arc::clone(&desk)), shutdown);
-            }
-            Err(e) => tracing::warn!(
-                %addr,
-                error = %e,
-                "cannot listen for the incident API; running without it (--console ADDR or off)"
-            ),
-        }
-    }
     Ok(Grid::with_desk(
         Arc::clone(&parts.jurisdictions),
         desk,
@@ -638,36 +616,6 @@ pub fn replay_config() -> DeskConfig {
         exercise: true,
         ..DeskConfig::default()
     }
-}
-
-/// Where the console and the incident API listen (`--console ADDR` or `off`).
-pub fn console_addr(value: &str) -> std::result::Result<Option<SocketAddr>, String> {
-    if value.eq_ignore_ascii_case("off") {
-        return Ok(None);
-    }
-    value
-        .parse()
-        .map(Some)
-        .map_err(|_| format!("`{value}` is not IP:PORT (or `off`)"))
-}
-
-/// Serves `router` on `listener` until `shutdown` resolves.
-///
-/// TEMPORARY: plain `axum::serve` until `engine/src/http.rs::serve` (limits, timeouts) is on
-/// main; then this calls it.
-pub fn spawn_server(
-    listener: tokio::net::TcpListener,
-    router: axum::Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "the console server stopped");
-        }
-    })
 }
 
 /// `citybrain incidents report`: indicators per unit and day from an event log.

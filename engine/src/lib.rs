@@ -19,9 +19,11 @@
 //! - [`service`]: `run --brokers`, the Kafka service with at-least-once delivery (commits only
 //!   durable progress), and `simulate --brokers`; [`config`] its validated TOML file;
 //!   [`metrics`] the Prometheus endpoint and every metric name.
+//! - [`console`]: the operations console (page, assets) and the incident API on one address.
 
 pub mod alert;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod incidents;
 pub mod metrics;

@@ -12,6 +12,7 @@ use citybrain_connectors::{
     CityConfig, FileSource, JsonlSink, Progress, Pseudonymizer, SimulatorSource, Sink,
     write_feed_files,
 };
+use citybrain_engine::console::ConsoleArgs;
 use citybrain_engine::incidents;
 use citybrain_engine::metrics::Metrics;
 use citybrain_engine::{
@@ -147,9 +148,6 @@ struct RunArgs {
     /// Where dead letters go.
     #[arg(long, default_value = "citybrain-dead-letters.jsonl")]
     dlq: PathBuf,
-    /// Where the incident API (and the console) listen, or `off`.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    console: String,
     /// Bearer tokens of the incident API (TOML, hashed; default: the sample city's demo tokens).
     #[arg(long)]
     access: Option<PathBuf>,
@@ -165,6 +163,8 @@ struct RunArgs {
     incidents: citybrain_engine::incidents::IncidentArgs,
     #[command(flatten)]
     kafka: KafkaArgs,
+    #[command(flatten)]
+    console: ConsoleArgs,
 }
 
 /// The Kafka service (`run --brokers`): everything else comes from the TOML file.
@@ -420,6 +420,7 @@ async fn run_kafka(a: RunArgs, overrides: EngineOverrides) -> anyhow::Result<()>
     let dir = config.engine.rules.clone().unwrap_or_else(builtin_rules);
     let (rules, _watcher, updates) = watched_rules(&dir).await?;
     let (metrics, _) = Metrics::install(&config.metrics.listen)?;
+    let _console = console(&a.console, None).await?;
     info!(
         brokers = %config.kafka.brokers,
         group = %config.kafka.group_id,
@@ -440,6 +441,20 @@ async fn run_kafka(a: RunArgs, overrides: EngineOverrides) -> anyhow::Result<()>
     .await?;
     eprint!("{}", outcome.stats.summary(started.elapsed()));
     Ok(())
+}
+
+/// Serves the operations console and the incident API (`api`, when the run has a desk) until
+/// the returned guard is dropped.
+async fn console(
+    args: &ConsoleArgs,
+    api: Option<axum::Router>,
+) -> anyhow::Result<tokio::sync::oneshot::Sender<()>> {
+    let (guard, stop) = tokio::sync::oneshot::channel::<()>();
+    citybrain_engine::console::start(args, api, async {
+        let _ = stop.await;
+    })
+    .await?;
+    Ok(guard)
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM (docker stop, Kubernetes).
@@ -595,26 +610,21 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
     if a.incidents.actions.is_some() {
         bail!("--actions is for replay; live actions come through the incident API");
     }
-    let (stop_console, console_stopped) = tokio::sync::oneshot::channel::<()>();
     let grid = incidents::live_grid(
         &incidents::LiveOptions {
             args: a.incidents.clone(),
             access: a.access.clone(),
             store: a.incident_store.clone(),
-            console: if a.no_incidents {
-                None
-            } else {
-                incidents::console_addr(&a.console)
-                    .map_err(|e| anyhow::anyhow!("--console: {e}"))?
-            },
             desk: !a.no_incidents,
             terminal: !a.json,
         },
         &rules,
         config.out_of_orderness_ms,
-        async {
-            let _ = console_stopped.await;
-        },
+    )
+    .await?;
+    let _console = console(
+        &a.console,
+        grid.desk().map(|d| citybrain_ops::router(std::sync::Arc::clone(d))),
     )
     .await?;
     let mut source = SimulatorSource::new(
@@ -663,7 +673,6 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
     };
     let started = Instant::now();
     pipeline.run(&mut source, stop, None).await?;
-    let _ = stop_console.send(());
     eprint!("{}", pipeline.stats().summary(started.elapsed()));
     if let Some(summary) = pipeline.grid().and_then(incidents::summary) {
         eprint!("{summary}");
