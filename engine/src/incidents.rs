@@ -448,7 +448,7 @@ pub async fn build_desk(
     let write_err = |path: &Path, source| {
         Error::Incidents(citybrain_ops::Error::Write {
             what: path.display().to_string(),
-            source,
+            source: Box::new(source),
         })
     };
     if let Some(p) = &plan.events_file {

@@ -624,7 +624,8 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
     .await?;
     let _console = console(
         &a.console,
-        grid.desk().map(|d| citybrain_ops::router(std::sync::Arc::clone(d))),
+        grid.desk()
+            .map(|d| citybrain_ops::router(std::sync::Arc::clone(d))),
     )
     .await?;
     let mut source = SimulatorSource::new(

@@ -261,10 +261,10 @@ impl CapWriter {
     pub fn new(dir: &Path, city: Code, exercise: bool) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|source| Error::Write {
             what: dir.display().to_string(),
-            source: citybrain_connectors::Error::CreateDir {
+            source: Box::new(citybrain_connectors::Error::CreateDir {
                 path: dir.to_path_buf(),
                 source,
-            },
+            }),
         })?;
         Ok(Self {
             dir: dir.to_path_buf(),
@@ -296,10 +296,10 @@ impl CapWriter {
         let path = self.dir.join(format!("{}.xml", identifier(self.city, e)));
         std::fs::write(&path, xml).map_err(|source| Error::Write {
             what: path.display().to_string(),
-            source: citybrain_connectors::Error::WriteFile {
+            source: Box::new(citybrain_connectors::Error::WriteFile {
                 path: path.clone(),
                 source,
-            },
+            }),
         })?;
         self.learn(e);
         Ok(())

@@ -18,13 +18,13 @@ pub enum Error {
     #[error("cannot write {what}")]
     Write {
         what: String,
-        source: citybrain_connectors::Error,
+        source: Box<citybrain_connectors::Error>,
     },
     /// A Kafka client call failed (restoring from or reading the incident topics).
     #[error("kafka: {action}")]
     Kafka {
         action: String,
-        source: rdkafka::error::KafkaError,
+        source: Box<rdkafka::error::KafkaError>,
     },
 }
 

@@ -146,7 +146,7 @@ impl Outputs {
                     if !records.is_empty() {
                         sink.write(&records).await.map_err(|source| Error::Write {
                             what: name.clone(),
-                            source,
+                            source: Box::new(source),
                         })?;
                     }
                 }
@@ -171,7 +171,7 @@ impl Outputs {
             if let Output::Sink { name, sink, .. } = o {
                 sink.flush().await.map_err(|source| Error::Write {
                     what: name.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
             }
         }
@@ -330,7 +330,7 @@ impl LocalStore {
     pub fn sink(&self) -> Result<citybrain_connectors::JsonlSink> {
         citybrain_connectors::JsonlSink::append(&self.path).map_err(|source| Error::Write {
             what: self.path.display().to_string(),
-            source,
+            source: Box::new(source),
         })
     }
 }

@@ -114,7 +114,7 @@ impl Code {
     pub fn level(self) -> Level {
         [Level::City, Level::District, Level::Street]
             .into_iter()
-            .find(|l| self.0 % 10u64.pow(l.zero_digits()) == 0)
+            .find(|l| self.0.is_multiple_of(10u64.pow(l.zero_digits())))
             .unwrap_or(Level::Community)
     }
 
