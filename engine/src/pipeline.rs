@@ -606,10 +606,22 @@ impl Pipeline {
     /// Hands the incident desk (if any) this pass's alerts and the clock; writes refused
     /// actions to the dead-letter sink.
     async fn step_grid(&mut self, alerts: Vec<Alert>, at_end: bool) -> Result<()> {
+        if self.grid.is_none() {
+            return Ok(());
+        }
+        // Every alert before the alert rules' smallest watermark has been emitted; a rule
+        // without a watermark yet (its feed not seen) holds the clock back.
+        let watermark = self
+            .stages
+            .iter()
+            .filter(|s| s.runner.rule().meta.emit == Emit::Alert)
+            .map(|s| s.runner.watermark())
+            .collect::<Option<Vec<i64>>>()
+            .and_then(|w| w.into_iter().min());
         let Some(grid) = &mut self.grid else {
             return Ok(());
         };
-        let dead = grid.observe(&alerts, at_end).await?;
+        let dead = grid.observe(&alerts, watermark, at_end).await?;
         if !dead.is_empty() {
             self.dead_sink.write(&dead).await.map_err(Error::Sink)?;
         }
@@ -669,7 +681,10 @@ impl Pipeline {
         let mut all = Vec::new();
         let grid = alert::Grid {
             jurisdictions: self.grid.as_ref().map(|g| g.jurisdictions()),
-            clock_ms: self.grid.as_ref().and_then(crate::incidents::Grid::clock),
+            clock_ms: self
+                .grid
+                .as_ref()
+                .and_then(crate::incidents::Grid::event_clock),
         };
         for (rule, emission) in &emitted {
             let alerts: Vec<Alert> = alert::alerts(rule, emission, now, grid);
