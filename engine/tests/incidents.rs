@@ -61,6 +61,24 @@ fn rfc(ms: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// The CAP 1.2 schema: `$CITYBRAIN_CAP_XSD` (scripts/test.sh sets it from
+/// scripts/cap-schema.sh), else where that script caches it.
+fn cap_schema() -> PathBuf {
+    let path = std::env::var_os("CITYBRAIN_CAP_XSD").map_or_else(
+        || {
+            Path::new(&std::env::var_os("HOME").expect("HOME"))
+                .join(".cache/citybrain/cap/CAP-v1.2-schema.xsd")
+        },
+        PathBuf::from,
+    );
+    assert!(
+        path.is_file(),
+        "no CAP 1.2 schema at {}: run scripts/cap-schema.sh (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
 /// `citybrain replay` of the city through the library into `out/`, with `actions`.
 fn replay(city: &Path, out: &Path, actions: Option<&Path>) -> PathBuf {
     std::fs::create_dir_all(out).expect("out dir");
@@ -73,6 +91,7 @@ fn replay(city: &Path, out: &Path, actions: Option<&Path>) -> PathBuf {
         KEY,
     );
     c.arg("--incidents").arg(&events);
+    c.arg("--cap").arg(out.join("cap"));
     if let Some(a) = actions {
         c.arg("--actions").arg(a);
     }
@@ -239,6 +258,52 @@ fn incidents_escalate_exactly_at_their_deadlines_and_replay_identically() {
     assert!(
         !events.iter().any(|e| e["actor"] == json!(stranger)),
         "the stranger's action changed nothing"
+    );
+
+    // Every incident as CAP 1.2: valid against OASIS's schema, one Alert per incident, an
+    // Update referencing the earlier messages for each change, Exercise in a replay.
+    let mut files: Vec<PathBuf> = std::fs::read_dir(tmp.path().join("second/cap"))
+        .expect("cap folder")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    let xsd = cap_schema();
+    for chunk in files.chunks(200) {
+        let out = Command::new("xmllint")
+            .arg("--noout")
+            .arg("--schema")
+            .arg(&xsd)
+            .args(chunk)
+            .output()
+            .expect("xmllint (scripts/cap-schema.sh installs it)");
+        assert!(
+            out.status.success(),
+            "CAP messages invalid:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let xml: Vec<String> = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).expect("cap file"))
+        .collect();
+    let with = |needle: &str| xml.iter().filter(|x| x.contains(needle)).count();
+    assert_eq!(with("<msgType>Alert</msgType>"), count("opened"));
+    assert_eq!(with("<msgType>Cancel</msgType>"), count("voided"));
+    assert!(with("<msgType>Update</msgType>") >= escalations + count("closed"));
+    assert_eq!(with("<status>Exercise</status>"), files.len());
+    assert_eq!(with("<polygon>"), files.len(), "every incident here has a cell");
+    let update = xml
+        .iter()
+        .find(|x| x.contains("<msgType>Update</msgType>"))
+        .expect("an update");
+    let incident = update
+        .split("<incidents>")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .expect("incidents element");
+    assert!(
+        update.contains(&format!("<references>citybrain@330100000000,citybrain.330100000000.{incident}.")),
+        "an update references the incident's alert: {update}"
     );
 
     // Indicators from the log.
