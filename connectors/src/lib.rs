@@ -24,7 +24,10 @@
 //! [`CitySimulator`] generates a realistic, deterministic city (rush hours, accident bursts, a
 //! merchant with a food-safety problem, ...) for demos, tests and benchmarks;
 //! [`write_feed_files`] writes its output as feed files that [`FileSource`] reads back.
+//! [`write_nexmark_files`] writes the Nexmark benchmark's `person`, `auction` and `bid` tables
+//! (`feeds/nexmark.sql`) the same way, seeded.
 
+pub mod catalog;
 pub mod decode;
 pub mod feed;
 pub mod kafka;
@@ -39,12 +42,13 @@ pub use decode::{DecodeAhead, Decoded, DecodedBatch, Decoder};
 pub use feed::Feed;
 pub use privacy::{KeySource, Pseudonymizer};
 pub use record::{DeadLetter, DeadReason, Origin, RawBatch, RawRecord};
-pub use sink::{JsonlSink, Sink, SinkRecord};
+pub use sink::{Barrier, JsonlSink, Sink, SinkRecord};
 pub use source::file::{DEFAULT_MAX_BATCH, FileSource};
+pub use source::nexmark::{NexmarkConfig, NexmarkCounts, NexmarkTable, write_nexmark_files};
 pub use source::simulator::{
     CityConfig, CitySimulator, FeedCounts, SimulatorSource, write_feed_files,
 };
-pub use source::{Progress, Source};
+pub use source::{PartitionId, PartitionStatus, Progress, Source};
 
 /// Errors of sources and sinks. Bad records are not errors: they become [`DeadLetter`]s.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +59,11 @@ pub enum Error {
          emergency.jsonl, market.jsonl"
     )]
     NoFeedFiles { dir: PathBuf },
+    /// Catalog files with mistakes: every problem of every file, each with file, line and column.
+    #[error("{}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Catalog {
+        problems: Vec<catalog::CatalogProblem>,
+    },
     /// A feed file exists but cannot be opened.
     #[error("cannot open {path}")]
     OpenFile {

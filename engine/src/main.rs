@@ -9,14 +9,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use citybrain_connectors::{
-    CityConfig, FileSource, JsonlSink, Progress, Pseudonymizer, SimulatorSource, Sink,
-    write_feed_files,
+    CityConfig, FileSource, JsonlSink, NexmarkConfig, Progress, Pseudonymizer, SimulatorSource,
+    Sink, write_feed_files, write_nexmark_files,
 };
 use citybrain_engine::console::ConsoleArgs;
 use citybrain_engine::incidents;
 use citybrain_engine::metrics::Metrics;
 use citybrain_engine::{
-    AlertFormat, Pipeline, PipelineConfig, RuleWatcher, ServiceConfig, Stats, city_catalog, service,
+    AlertFormat, Observer, Pipeline, PipelineConfig, RuleWatcher, RunOptions, ServiceConfig,
+    city_catalog, service,
 };
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing::info;
@@ -208,8 +209,27 @@ struct SimulateArgs {
     seed: u64,
     /// Events per simulated second (traffic readings fill it; the other departments have
     /// fixed hourly rates): lower it to cover more simulated time with the same event count.
-    #[arg(long, default_value_t = 200.0)]
-    sim_rate: f64,
+    /// Default 200; with --nexmark, 10000 (the Nexmark suite's rate).
+    #[arg(long)]
+    sim_rate: Option<f64>,
+    /// Write the Nexmark benchmark's person, auction and bid tables (feeds/nexmark.sql) instead
+    /// of the city's feeds.
+    #[arg(long, conflicts_with = "brokers")]
+    nexmark: bool,
+}
+
+impl SimulateArgs {
+    /// Events per simulated second, checked.
+    fn sim_rate(&self) -> anyhow::Result<f64> {
+        let default = if self.nexmark {
+            citybrain_connectors::source::nexmark::NEXMARK_DEFAULT_RATE
+        } else {
+            200.0
+        };
+        let rate = self.sim_rate.unwrap_or(default);
+        ensure_positive("--sim-rate", rate)?;
+        Ok(rate)
+    }
 }
 
 fn main() -> ExitCode {
@@ -336,13 +356,21 @@ async fn rules_check(dir: &Path) -> anyhow::Result<ExitCode> {
 }
 
 fn simulate(a: &SimulateArgs) -> anyhow::Result<()> {
-    ensure_positive("--sim-rate", a.sim_rate)?;
+    let out = a.out.as_deref().context("--out or --brokers is required")?;
+    if a.nexmark {
+        let cfg = NexmarkConfig {
+            seed: a.seed,
+            events_per_second: a.sim_rate()?,
+        };
+        let counts = write_nexmark_files(out, cfg, a.events)?;
+        println!("wrote {} events to {}: {counts:?}", a.events, out.display());
+        return Ok(());
+    }
     let cfg = CityConfig {
         seed: a.seed,
-        events_per_sim_second: a.sim_rate,
+        events_per_sim_second: a.sim_rate()?,
         ..CityConfig::default()
     };
-    let out = a.out.as_deref().context("--out or --brokers is required")?;
     let counts = write_feed_files(out, cfg, a.events)?;
     println!("wrote {} events to {}: {counts:?}", a.events, out.display());
     Ok(())
@@ -369,7 +397,7 @@ fn service_config(
 }
 
 async fn simulate_kafka(a: &SimulateArgs) -> anyhow::Result<()> {
-    ensure_positive("--sim-rate", a.sim_rate)?;
+    let sim_rate = a.sim_rate()?;
     if let Some(rate) = a.rate {
         ensure_positive("--rate", rate)?;
     }
@@ -378,7 +406,7 @@ async fn simulate_kafka(a: &SimulateArgs) -> anyhow::Result<()> {
     config.metrics.listen.clear();
     let city = CityConfig {
         seed: a.seed,
-        events_per_sim_second: a.sim_rate,
+        events_per_sim_second: sim_rate,
         ..CityConfig::default()
     };
     info!(brokers = %config.kafka.brokers, events = a.events, rate = ?a.rate, "publishing the simulated city");
@@ -553,9 +581,16 @@ async fn replay(a: ReplayArgs) -> anyhow::Result<()> {
     );
     pipeline.set_grid(grid);
     let started = Instant::now();
-    let mut report = |stats: &Stats, p: Option<Progress>| progress_line(stats, p, started);
+    let mut report = ProgressLines { started };
     pipeline
-        .run(&mut source, std::future::pending(), Some(&mut report))
+        .run(
+            &mut source,
+            std::future::pending(),
+            RunOptions {
+                observer: Some(&mut report),
+                ..RunOptions::default()
+            },
+        )
         .await?;
     if std::io::stderr().is_terminal() {
         eprintln!();
@@ -572,7 +607,18 @@ async fn replay(a: ReplayArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn progress_line(stats: &Stats, p: Option<Progress>, started: Instant) {
+/// Prints a progress line every two seconds (on a terminal, one line rewritten in place).
+struct ProgressLines {
+    started: Instant,
+}
+
+impl Observer for ProgressLines {
+    fn tick(&mut self, pipeline: &Pipeline, source: &dyn citybrain_connectors::Source) {
+        progress_line(pipeline.stats(), source.progress(), self.started);
+    }
+}
+
+fn progress_line(stats: &citybrain_engine::Stats, p: Option<Progress>, started: Instant) {
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     let pct = p
         .and_then(|p| {
@@ -673,7 +719,9 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         }
     };
     let started = Instant::now();
-    pipeline.run(&mut source, stop, None).await?;
+    pipeline
+        .run(&mut source, stop, RunOptions::default())
+        .await?;
     eprint!("{}", pipeline.stats().summary(started.elapsed()));
     if let Some(summary) = pipeline.grid().and_then(incidents::summary) {
         eprint!("{summary}");

@@ -314,3 +314,47 @@ fn run_picks_up_a_new_rule_without_restart_and_reports_a_broken_one() {
         "the broken rule is reported with its position: {logs:?}"
     );
 }
+
+/// The Nexmark expectations in `rules/tests/nexmark/` were made by Flink from exactly the files
+/// `simulate --nexmark --events 2000 --sim-rate 50 --seed 42` writes: a change to the generator
+/// must come with new expectations (rules/tests/nexmark/README.md says how).
+#[test]
+fn simulate_nexmark_writes_the_set_flinks_expectations_were_made_from() {
+    use sha2::Digest;
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let out = tmp.path().join("nexmark");
+    let run = citybrain(&[
+        "simulate",
+        "--nexmark",
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--events",
+        "2000",
+        "--sim-rate",
+        "50",
+        "--seed",
+        "42",
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let sums = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/tests/nexmark/data.sha256");
+    let sums = std::fs::read_to_string(&sums).expect("data.sha256");
+    let mut files = 0;
+    for line in sums.lines() {
+        let (want, file) = line.split_once("  ").expect("sha256sum format");
+        let bytes = std::fs::read(out.join(file)).expect(file);
+        let got: String = sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            got, want,
+            "{file} differs from the set the Nexmark expectations were made from"
+        );
+        files += 1;
+    }
+    assert_eq!(files, 3, "person, auction and bid");
+}

@@ -23,6 +23,9 @@ pub mod watermark;
 
 pub use config::KafkaConfig;
 pub use progress::{CommitTracker, TopicPartition};
-pub use sink::{DeliveryState, DeliveryTracker, KafkaProducer, KafkaSink, LatencyObserver};
+pub use sink::{
+    DEFAULT_MAX_IN_FLIGHT, DeliveryState, DeliveryTracker, KafkaProducer, KafkaSink,
+    LatencyObserver,
+};
 pub use source::KafkaSource;
 pub use watermark::{DEFAULT_IDLE_TIMEOUT, PartitionWatermarks};
