@@ -117,8 +117,17 @@ fn incidents_escalate_exactly_at_their_deadlines_and_replay_identically() {
     // About three simulated hours: enough for every level of the chain to run out.
     run({
         let mut c = citybrain();
-        c.args(["simulate", "--events", "36000", "--seed", "7", "--sim-rate", "3.5", "--out"])
-            .arg(&city);
+        c.args([
+            "simulate",
+            "--events",
+            "36000",
+            "--seed",
+            "7",
+            "--sim-rate",
+            "3.5",
+            "--out",
+        ])
+        .arg(&city);
         c
     });
     let first = lines(&replay(&city, &tmp.path().join("first"), None));
@@ -127,12 +136,15 @@ fn incidents_escalate_exactly_at_their_deadlines_and_replay_identically() {
 
     // The script.
     let mut actions = Vec::new();
-    let act = |id: &Value, action: &str, unit: &Value, at: i64| {
-        json!({"incident_id": id, "action": action, "unit": unit, "at": rfc(at)})
-    };
+    let act = |id: &Value, action: &str, unit: &Value, at: i64| json!({"incident_id": id, "action": action, "unit": unit, "at": rfc(at)});
     let mut acked_halfway = 0;
     for (i, e) in opened.iter().enumerate() {
-        let (id, unit, at, due) = (&e["incident_id"], &e["unit"], ms(&e["at"]), ms(&e["due_at"]));
+        let (id, unit, at, due) = (
+            &e["incident_id"],
+            &e["unit"],
+            ms(&e["at"]),
+            ms(&e["due_at"]),
+        );
         match i % 4 {
             0 => {
                 let ack = at + (due - at) / 2;
@@ -155,13 +167,26 @@ fn incidents_escalate_exactly_at_their_deadlines_and_replay_identically() {
     // Three bad ones: a unit outside the incident's jurisdiction, an incident that does not
     // exist, and a line that is not an action at all.
     let first_id = &opened[0]["incident_id"];
-    let stranger = if opened[0]["unit"].as_str().is_some_and(|u| u.starts_with("330105")) {
+    let stranger = if opened[0]["unit"]
+        .as_str()
+        .is_some_and(|u| u.starts_with("330105"))
+    {
         "330108001001"
     } else {
         "330105001001"
     };
-    actions.push(act(first_id, "comment", &json!(stranger), ms(&opened[0]["at"]) + 1000));
-    actions.push(act(&json!("no-such-incident"), "ack", &json!("330100000000"), ms(&opened[0]["at"])));
+    actions.push(act(
+        first_id,
+        "comment",
+        &json!(stranger),
+        ms(&opened[0]["at"]) + 1000,
+    ));
+    actions.push(act(
+        &json!("no-such-incident"),
+        "ack",
+        &json!("330100000000"),
+        ms(&opened[0]["at"]),
+    ));
     let mut text: String = actions.iter().map(|a| format!("{a}\n")).collect();
     text.push_str("{\"incident_id\": \"x\", \"action\": \"fly\"}\n");
     let script = tmp.path().join("actions.jsonl");
@@ -197,7 +222,10 @@ fn incidents_escalate_exactly_at_their_deadlines_and_replay_identically() {
                 && !before["due_at"].is_null();
             let kind = after["type"].as_str().expect("type");
             if matches!(kind, "escalated" | "overdue") {
-                assert!(armed, "{id}: {kind} without a deadline: {before} then {after}");
+                assert!(
+                    armed,
+                    "{id}: {kind} without a deadline: {before} then {after}"
+                );
                 assert_eq!(
                     ms(&after["at"]),
                     ms(&before["due_at"]),
@@ -230,7 +258,8 @@ fn incidents_escalate_exactly_at_their_deadlines_and_replay_identically() {
             }
         }
         let last = changes.last().expect("events");
-        if !matches!(last["state"].as_str(), Some("closed" | "voided")) && last["type"] != "overdue" {
+        if !matches!(last["state"].as_str(), Some("closed" | "voided")) && last["type"] != "overdue"
+        {
             assert!(
                 ms(&last["due_at"]) > final_clock,
                 "{id}: deadline {} passed by the end ({}) without firing",
@@ -241,9 +270,19 @@ fn incidents_escalate_exactly_at_their_deadlines_and_replay_identically() {
     }
     let count = |t: &str| events.iter().filter(|e| e["type"] == t).count();
     assert!(escalations >= 10, "{escalations} escalations");
-    assert!(count("overdue") >= 1, "some reached the city and ran out there");
-    assert_eq!(count("closed"), acked_halfway, "every scripted check closed its incident");
-    assert!(on_time_acks >= 10, "acknowledged exactly at the deadline: in time ({on_time_acks})");
+    assert!(
+        count("overdue") >= 1,
+        "some reached the city and ran out there"
+    );
+    assert_eq!(
+        count("closed"),
+        acked_halfway,
+        "every scripted check closed its incident"
+    );
+    assert!(
+        on_time_acks >= 10,
+        "acknowledged exactly at the deadline: in time ({on_time_acks})"
+    );
     assert!(count("returned") >= 10 && count("commented") >= 10);
     // The bad actions: dead letters with a reason, nothing changed.
     let dead: Vec<Value> = lines(&tmp.path().join("second/dead.jsonl"))
@@ -252,9 +291,20 @@ fn incidents_escalate_exactly_at_their_deadlines_and_replay_identically() {
         .collect();
     let reasons: Vec<&str> = dead.iter().filter_map(|d| d["reason"].as_str()).collect();
     assert_eq!(reasons.len(), 3, "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("outside unit")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("no incident no-such-incident")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.starts_with("not an action")), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("outside unit")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("no incident no-such-incident")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.starts_with("not an action")),
+        "{reasons:?}"
+    );
     assert!(
         !events.iter().any(|e| e["actor"] == json!(stranger)),
         "the stranger's action changed nothing"
@@ -291,7 +341,11 @@ fn incidents_escalate_exactly_at_their_deadlines_and_replay_identically() {
     assert_eq!(with("<msgType>Cancel</msgType>"), count("voided"));
     assert!(with("<msgType>Update</msgType>") >= escalations + count("closed"));
     assert_eq!(with("<status>Exercise</status>"), files.len());
-    assert_eq!(with("<polygon>"), files.len(), "every incident here has a cell");
+    assert_eq!(
+        with("<polygon>"),
+        files.len(),
+        "every incident here has a cell"
+    );
     let update = xml
         .iter()
         .find(|x| x.contains("<msgType>Update</msgType>"))
@@ -302,17 +356,23 @@ fn incidents_escalate_exactly_at_their_deadlines_and_replay_identically() {
         .and_then(|r| r.split('<').next())
         .expect("incidents element");
     assert!(
-        update.contains(&format!("<references>citybrain@330100000000,citybrain.330100000000.{incident}.")),
+        update.contains(&format!(
+            "<references>citybrain@330100000000,citybrain.330100000000.{incident}."
+        )),
         "an update references the incident's alert: {update}"
     );
 
     // Indicators from the log.
     let report = run({
         let mut c = citybrain();
-        c.args(["incidents", "report", "--json", "--events"]).arg(&events_path);
+        c.args(["incidents", "report", "--json", "--events"])
+            .arg(&events_path);
         c
     });
-    let rows: Vec<Value> = report.lines().map(|l| serde_json::from_str(l).expect("row")).collect();
+    let rows: Vec<Value> = report
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("row"))
+        .collect();
     let city_total = |field: &str| -> u64 {
         rows.iter()
             .filter(|r| r["unit"] == "330100000000")

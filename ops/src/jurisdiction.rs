@@ -686,7 +686,11 @@ mod tests {
             let c = LatLng::from(cell);
             let holders = j.community_containing(c.lat(), c.lng());
             assert!(holders.len() <= 1, "cell {cell}: centroid in {holders:?}");
-            assert_eq!(j.community_of_cell(cell), holders.first().copied(), "cell {cell}");
+            assert_eq!(
+                j.community_of_cell(cell),
+                holders.first().copied(),
+                "cell {cell}"
+            );
             match holders.first() {
                 Some(code) => {
                     inside += 1;
@@ -717,17 +721,31 @@ mod tests {
             let routed = j.route(&here);
             assert_eq!(routed.unit.to_string(), code, "({lat}, {lon})");
             assert_eq!(routed.placement, Placement::Inside);
-            let coarse = Location::from_cell(&LatLng::new(lat, lon).expect("ll").to_cell(Resolution::Eight).to_string())
-                .expect("cell");
-            assert_eq!(j.route(&coarse).unit.to_string(), code, "a coarser cell routes by its centroid");
+            let coarse = Location::from_cell(
+                &LatLng::new(lat, lon)
+                    .expect("ll")
+                    .to_cell(Resolution::Eight)
+                    .to_string(),
+            )
+            .expect("cell");
+            assert_eq!(
+                j.route(&coarse).unit.to_string(),
+                code,
+                "a coarser cell routes by its centroid"
+            );
         }
         // 1 km south of the city: the nearest community's district queue, not dropped.
         let near = j.route(&Location::from_point(30.181, 120.23, 9).expect("point"));
         assert_eq!(near.unit.to_string(), "330108000000");
-        assert!(matches!(near.placement, Placement::NearestDistrict { distance_m } if (900.0..1100.0).contains(&distance_m)));
+        assert!(
+            matches!(near.placement, Placement::NearestDistrict { distance_m } if (900.0..1100.0).contains(&distance_m))
+        );
         // Shanghai, or nowhere at all: the city's queue.
         let far = j.route(&Location::from_point(31.23, 121.47, 9).expect("point"));
-        assert_eq!((far.unit.to_string(), far.placement), ("330100000000".into(), Placement::CityQueue));
+        assert_eq!(
+            (far.unit.to_string(), far.placement),
+            ("330100000000".into(), Placement::CityQueue)
+        );
         assert_eq!(j.route(&Location::none()).unit, j.city());
     }
 
