@@ -11,7 +11,10 @@
 //!
 //! - [`pipeline::Pipeline`]: owns the decoders, one [`citybrain_rules::RuleRunner`] per rule
 //!   and the two sinks; [`pipeline::Stats`] is its summary.
-//! - [`alert`]: result rows to alert JSON with deterministic ids.
+//! - [`alert`]: result rows to alert JSON with deterministic ids, located and routed to the
+//!   grid unit that owns the place.
+//! - [`incidents`]: the incident stage: alerts and the clock into the incident desk
+//!   (`citybrain_ops`), actions files, the console's address.
 //! - [`pipeline::city_catalog`]: the feed standard as the tables rules may read.
 //! - [`service`]: `run --brokers`, the Kafka service with at-least-once delivery (commits only
 //!   durable progress), and `simulate --brokers`; [`config`] its validated TOML file;
@@ -22,6 +25,7 @@ pub mod alert;
 pub mod config;
 pub mod console;
 pub mod error;
+pub mod incidents;
 pub mod metrics;
 pub mod pipeline;
 pub mod reload;

@@ -194,6 +194,8 @@ pub struct Pipeline {
     alert_sink: Box<dyn Sink>,
     dead_sink: Box<dyn Sink>,
     stats: Stats,
+    /// Routing to the grid and the incident desk (`crate::incidents`), when set.
+    grid: Option<crate::incidents::Grid>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -237,7 +239,18 @@ impl Pipeline {
             alert_sink,
             dead_sink,
             stats,
+            grid: None,
         }
+    }
+
+    /// Routes alerts to the grid and, when it holds a desk, turns them into incidents.
+    pub fn set_grid(&mut self, grid: crate::incidents::Grid) {
+        self.grid = Some(grid);
+    }
+
+    /// The grid, when set.
+    pub fn grid(&self) -> Option<&crate::incidents::Grid> {
+        self.grid.as_ref()
     }
 
     /// Swaps in a new set of rules (in dependency order) while running: an unchanged rule keeps
@@ -282,6 +295,9 @@ impl Pipeline {
             stages.push(Stage::wire(runner, &stages));
         }
         report.removed = old.into_keys().collect();
+        if let Some(grid) = &self.grid {
+            grid.set_rules(stages.iter().map(|s| &**s.runner.rule()));
+        }
         for id in &report.removed {
             self.stats.alerts.remove(id);
         }
@@ -488,12 +504,16 @@ impl Pipeline {
                 event_ts[*record as usize] = Some(ts.value(row));
             }
         }
+        if let Some(grid) = &mut self.grid {
+            grid.saw(event_ts.iter().flatten().max().copied());
+        }
         if !decoded.dead.is_empty() {
             *self.stats.malformed.entry(feed.name()).or_default() += decoded.dead.len() as u64;
             let records: Vec<SinkRecord> = decoded.dead.iter().map(dead_record).collect();
             self.dead_sink.write(&records).await.map_err(Error::Sink)?;
         }
         if decoded.batch.num_rows() == 0 {
+            self.step_grid(Vec::new(), false).await?;
             return Ok(event_ts);
         }
         let mut late: BTreeMap<u32, Vec<String>> = BTreeMap::new();
@@ -541,7 +561,8 @@ impl Pipeline {
                 .collect();
             self.dead_sink.write(&records).await.map_err(Error::Sink)?;
         }
-        self.write_alerts(emitted).await?;
+        let alerts = self.write_alerts(emitted).await?;
+        self.step_grid(alerts, false).await?;
         Ok(event_ts)
     }
 
@@ -551,6 +572,9 @@ impl Pipeline {
     /// # Errors
     /// When a sink fails.
     pub async fn flush(&mut self) -> Result<()> {
+        if let Some(grid) = &self.grid {
+            grid.flush().await?;
+        }
         self.alert_sink.flush().await.map_err(Error::Sink)?;
         self.dead_sink.flush().await.map_err(Error::Sink)
     }
@@ -570,9 +594,26 @@ impl Pipeline {
             let rule = Arc::clone(stage.runner.rule());
             route(&rule, emissions, &mut view_rows[i], &mut emitted);
         }
-        self.write_alerts(emitted).await?;
+        let alerts = self.write_alerts(emitted).await?;
+        self.step_grid(alerts, true).await?;
+        if let Some(grid) = &self.grid {
+            grid.flush().await?;
+        }
         self.alert_sink.flush().await.map_err(Error::Sink)?;
         self.dead_sink.flush().await.map_err(Error::Sink)
+    }
+
+    /// Hands the incident desk (if any) this pass's alerts and the clock; writes refused
+    /// actions to the dead-letter sink.
+    async fn step_grid(&mut self, alerts: Vec<Alert>, at_end: bool) -> Result<()> {
+        let Some(grid) = &mut self.grid else {
+            return Ok(());
+        };
+        let dead = grid.observe(&alerts, at_end).await?;
+        if !dead.is_empty() {
+            self.dead_sink.write(&dead).await.map_err(Error::Sink)?;
+        }
+        Ok(())
     }
 
     /// Hands stage `i` the rows its views produced in this pass, then their watermarks (or
@@ -616,14 +657,22 @@ impl Pipeline {
         Ok(())
     }
 
-    async fn write_alerts(&mut self, emitted: Vec<(Arc<CompiledRule>, Emission)>) -> Result<()> {
+    async fn write_alerts(
+        &mut self,
+        emitted: Vec<(Arc<CompiledRule>, Emission)>,
+    ) -> Result<Vec<Alert>> {
         if emitted.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let now = Utc::now();
         let mut records = Vec::new();
+        let mut all = Vec::new();
+        let grid = alert::Grid {
+            jurisdictions: self.grid.as_ref().map(|g| g.jurisdictions()),
+            clock_ms: self.grid.as_ref().and_then(crate::incidents::Grid::clock),
+        };
         for (rule, emission) in &emitted {
-            let alerts: Vec<Alert> = alert::alerts(rule, emission, now);
+            let alerts: Vec<Alert> = alert::alerts(rule, emission, now, grid);
             *self.stats.alerts.entry(rule.meta.id.clone()).or_default() += alerts.len() as u64;
             records.extend(alerts.iter().map(|a| match self.config.alert_format {
                 AlertFormat::Json => a.to_record(),
@@ -633,8 +682,10 @@ impl Pipeline {
                     headers: Vec::new(),
                 },
             }));
+            all.extend(alerts);
         }
-        self.alert_sink.write(&records).await.map_err(Error::Sink)
+        self.alert_sink.write(&records).await.map_err(Error::Sink)?;
+        Ok(all)
     }
 }
 

@@ -51,6 +51,35 @@ impl JsonlSink {
         })
     }
 
+    /// Opens the file at `path` for appending (creating it and its parent directory if
+    /// missing): a log kept across runs.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CreateDir`] or [`Error::CreateFile`] naming the path.
+    pub fn append(path: &Path) -> Result<Self> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| Error::CreateDir {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|source| Error::CreateFile {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(Self {
+            target: Target::File {
+                path: path.to_path_buf(),
+                writer: BufWriter::with_capacity(BUFFER, file),
+            },
+        })
+    }
+
     /// A sink printing one line per record on standard output.
     pub fn stdout() -> Self {
         Self {
