@@ -45,7 +45,7 @@ pub mod rule;
 pub mod window;
 
 pub use chain::{compile_all, compile_each};
-pub use compile::{Catalog, CompiledRule, KEY_PREFIX, RowKey, Shape, compile};
+pub use compile::{Catalog, CompiledRule, KEY_PREFIX, RowKey, Shape, TIME_PREFIX, compile};
 pub use error::{Error, Problem, Result};
 pub use graph::{GraphSnapshot, GraphStep, Reloaded, Restored, RuleGraph, RuleSnapshot};
 pub use operator::{
