@@ -13,13 +13,11 @@
 //! - [`config`]: the `[kafka]` table of the service's TOML file, validated as a whole.
 //! - [`source`]: the consumer; [`progress`]: which offsets may be committed.
 //! - [`sink`]: the producer and its delivery tracking.
-//! - [`watermark`]: per-partition watermarks with an idle timeout.
 
 pub mod config;
 pub mod progress;
 pub mod sink;
 pub mod source;
-pub mod watermark;
 
 pub use config::KafkaConfig;
 pub use progress::{CommitTracker, TopicPartition};
@@ -28,4 +26,3 @@ pub use sink::{
     LatencyObserver,
 };
 pub use source::KafkaSource;
-pub use watermark::{DEFAULT_IDLE_TIMEOUT, PartitionWatermarks};
