@@ -285,6 +285,7 @@ async fn run(a: &RunArgs) -> anyhow::Result<Report> {
                 idle_timeout_ms: None,
                 max_watermark_drift_ms: None,
                 alert_format: AlertFormat::Json,
+                ..PipelineConfig::default()
             };
             let mut decoding = DecodeAhead::new(Arc::clone(&pseudonymizer), DECODE_AHEAD);
             let mut pipeline = Pipeline::new(

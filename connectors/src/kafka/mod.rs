@@ -13,8 +13,10 @@
 //! - [`config`]: the `[kafka]` table of the service's TOML file, validated as a whole.
 //! - [`source`]: the consumer; [`progress`]: which offsets may be committed.
 //! - [`sink`]: the producer and its delivery tracking.
+//! - [`log`]: librdkafka's logs and errors, each kind once (then a summary a minute).
 
 pub mod config;
+pub mod log;
 pub mod progress;
 pub mod sink;
 pub mod source;

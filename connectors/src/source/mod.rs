@@ -12,6 +12,7 @@
 
 pub mod clock;
 pub mod file;
+pub mod nexmark;
 pub mod simulator;
 
 use std::sync::Arc;
