@@ -571,6 +571,7 @@ fn pipeline_config(e: &EngineArgs, format: AlertFormat) -> anyhow::Result<Pipeli
         idle_timeout_ms: Some(
             i64::try_from(e.idle_timeout.as_millis()).context("--idle-timeout is too large")?,
         ),
+        max_watermark_drift_ms: None,
         alert_format: format,
         max_future_ms: positive_millis("--max-future", e.max_future)?,
     })

@@ -283,6 +283,7 @@ async fn run(a: &RunArgs) -> anyhow::Result<Report> {
             let config = PipelineConfig {
                 out_of_orderness_ms: a.out_of_orderness_ms,
                 idle_timeout_ms: None,
+                max_watermark_drift_ms: None,
                 alert_format: AlertFormat::Json,
                 ..PipelineConfig::default()
             };
