@@ -3,8 +3,18 @@
 //! ```json
 //! {"alert_id":"3f1c…","rule":"traffic/congestion","severity":"high","title":"Congestion",
 //!  "window_start":"2026-03-02T08:00:00.000Z","window_end":"2026-03-02T08:05:00.000Z",
-//!  "emitted_at":"2026-11-22T20:00:01.123Z","data":{"road_id":"R12","avg_speed":11.5}}
+//!  "event_time":"2026-03-02T08:05:00.000Z","emitted_at":"2026-11-22T20:00:01.123Z",
+//!  "revision":1,"key":"R12","location":{"cell":"8931aa42b2bffff","lat":30.2741,"lon":120.1646},
+//!  "unit":"330105001002","unit_name":"米市巷二社区","data":{"road_id":"R12","avg_speed":11.5}}
 //! ```
+//!
+//! `key` is the alert's group (the GROUP BY values, or the event id of per-event rules)
+//! without the window's bounds, joined by `|`: the same from one window to the next.
+//! `event_time` is the window's end, or for rules without windows the latest timestamp of the
+//! row (an event's `ts`), else the engine's event-time clock when it was emitted. `location`
+//! comes from the rule's `-- location:` header (`null` without one); `unit` is the grid unit
+//! the place belongs to (`citybrain_ops::Jurisdictions::route`): a community, a district's or
+//! the city's queue.
 //!
 //! **`alert_id`** tells apart every two alerts that differ, and gives a replayed alert the id it
 //! had (consumers drop duplicates by it). It is 32 lowercase hex digits, the first 16 bytes of
@@ -42,6 +52,7 @@ use arrow::datatypes::{DataType, TimeUnit};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use chrono::{DateTime, SecondsFormat, Utc};
 use citybrain_connectors::SinkRecord;
+use citybrain_ops::{Jurisdictions, Location};
 use citybrain_rules::{CompiledRule, Emission, KEY_PREFIX};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -91,6 +102,9 @@ impl Alert {
                     .unwrap_or_default()
             );
         }
+        if let Some(unit) = j.get("unit_name").and_then(Value::as_str) {
+            let _ = write!(line, "  @{unit}");
+        }
         if let Some(Value::Object(data)) = j.get("data") {
             for (k, v) in data {
                 if k == "window_start" || k == "window_end" {
@@ -121,8 +135,24 @@ impl Alert {
     }
 }
 
+/// What alerts need besides a rule's rows: the jurisdictions their places are routed by
+/// (none: alerts carry no `unit`) and the engine's event-time clock (the `event_time` of
+/// alerts whose rows carry no time).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Grid<'a> {
+    /// Where each unit is.
+    pub jurisdictions: Option<&'a Jurisdictions>,
+    /// The event-time clock, epoch ms.
+    pub clock_ms: Option<i64>,
+}
+
 /// Turns a rule's emissions into alerts.
-pub fn alerts(rule: &CompiledRule, emission: &Emission, emitted_at: DateTime<Utc>) -> Vec<Alert> {
+pub fn alerts(
+    rule: &CompiledRule,
+    emission: &Emission,
+    emitted_at: DateTime<Utc>,
+    grid: Grid<'_>,
+) -> Vec<Alert> {
     let emitted = rfc3339(emitted_at.timestamp_millis());
     let schema = &rule.output_schema;
     let key_cols: Vec<usize> = (0..schema.fields().len())
@@ -161,8 +191,49 @@ pub fn alerts(rule: &CompiledRule, emission: &Emission, emitted_at: DateTime<Utc
                 json.insert("window_start".into(), Value::String(rfc3339(w.start)));
                 json.insert("window_end".into(), Value::String(rfc3339(w.end)));
             }
+            let event_time = emission
+                .window
+                .map(|w| w.end)
+                .or_else(|| row_time(schema, &cols, row, rule.data_columns))
+                .or(grid.clock_ms);
+            json.insert(
+                "event_time".into(),
+                event_time.map_or(Value::Null, |t| Value::String(rfc3339(t))),
+            );
             json.insert("emitted_at".into(), Value::String(emitted.clone()));
             json.insert("revision".into(), Value::from(emission.revision));
+            // The group without its window: what stays the same from one window to the next
+            // (the incident desk correlates on it).
+            let bounds: Vec<String> = emission
+                .window
+                .map(|w| vec![rfc3339(w.start), rfc3339(w.end), rfc3339(w.end - 1)])
+                .unwrap_or_default();
+            let group = key_values
+                .iter()
+                .filter(|v| !v.as_str().is_some_and(|s| bounds.iter().any(|b| b == s)))
+                .map(|v| match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("|");
+            json.insert("key".into(), Value::String(group));
+            let resolution = grid.jurisdictions.map_or(
+                citybrain_ops::jurisdiction::DEFAULT_RESOLUTION,
+                Jurisdictions::resolution,
+            );
+            let location = locate(rule, &data, resolution);
+            json.insert(
+                "location".into(),
+                location.as_ref().map_or(Value::Null, |l| {
+                    serde_json::to_value(l).expect("locations serialize")
+                }),
+            );
+            if let Some(j) = grid.jurisdictions {
+                let unit = j.route(location.as_ref().unwrap_or(&Location::none())).unit;
+                json.insert("unit".into(), Value::String(unit.to_string()));
+                json.insert("unit_name".into(), Value::String(j.name(unit)));
+            }
             json.insert("data".into(), Value::Object(data));
             out.push(Alert {
                 id,
@@ -172,6 +243,57 @@ pub fn alerts(rule: &CompiledRule, emission: &Emission, emitted_at: DateTime<Utc
         }
     }
     out
+}
+
+/// Where an alert is, from the columns its rule's `-- location:` header names; `None` without
+/// a header or when the values are missing or not a place.
+fn locate(rule: &CompiledRule, data: &Map<String, Value>, resolution: u8) -> Option<Location> {
+    match rule.meta.location.as_ref()? {
+        citybrain_rules::Location::Cell(col) => match data.get(col)? {
+            Value::String(s) => Location::from_cell(s),
+            Value::Number(n) => n.as_u64().and_then(Location::from_cell_u64),
+            _ => None,
+        },
+        citybrain_rules::Location::LatLon { lat, lon } => {
+            let (lat, lon) = (data.get(lat)?.as_f64()?, data.get(lon)?.as_f64()?);
+            Location::from_point(lat, lon, resolution)
+        }
+    }
+}
+
+/// The latest timestamp among the first `columns` cells of `row`, epoch ms.
+fn row_time(
+    schema: &arrow::datatypes::Schema,
+    cols: &[Cell<'_>],
+    row: usize,
+    columns: usize,
+) -> Option<i64> {
+    use arrow::datatypes as t;
+    cols.iter()
+        .enumerate()
+        .take(columns)
+        .filter_map(|(i, c)| {
+            let a = c.array;
+            if a.is_null(row) {
+                return None;
+            }
+            match schema.field(i).data_type() {
+                DataType::Timestamp(TimeUnit::Second, _) => {
+                    Some(a.as_primitive::<t::TimestampSecondType>().value(row) * 1000)
+                }
+                DataType::Timestamp(TimeUnit::Millisecond, _) => {
+                    Some(a.as_primitive::<t::TimestampMillisecondType>().value(row))
+                }
+                DataType::Timestamp(TimeUnit::Microsecond, _) => {
+                    Some(a.as_primitive::<t::TimestampMicrosecondType>().value(row) / 1000)
+                }
+                DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+                    Some(a.as_primitive::<t::TimestampNanosecondType>().value(row) / 1_000_000)
+                }
+                _ => None,
+            }
+        })
+        .max()
 }
 
 /// The first `columns` columns of every row of `batches` as JSON objects, converted exactly as

@@ -212,6 +212,8 @@ pub struct Pipeline {
     dead_sink: Box<dyn Sink>,
     stats: Stats,
     watermarks: PartitionWatermarks,
+    /// Routing to the grid and the incident desk (`crate::incidents`), when set.
+    grid: Option<crate::incidents::Grid>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -261,7 +263,18 @@ impl Pipeline {
             dead_sink,
             stats,
             watermarks,
+            grid: None,
         }
+    }
+
+    /// Routes alerts to the grid and, when it holds a desk, turns them into incidents.
+    pub fn set_grid(&mut self, grid: crate::incidents::Grid) {
+        self.grid = Some(grid);
+    }
+
+    /// The grid, when set.
+    pub fn grid(&self) -> Option<&crate::incidents::Grid> {
+        self.grid.as_ref()
     }
 
     /// Swaps in a new set of rules (in dependency order) while running; see
@@ -273,6 +286,9 @@ impl Pipeline {
         }
         for id in &report.removed {
             self.stats.alerts.remove(id);
+        }
+        if let Some(grid) = &self.grid {
+            grid.set_rules(self.graph.rules().map(|r| &**r));
         }
         report
     }
@@ -535,6 +551,9 @@ impl Pipeline {
                 }
             }
         }
+        if let Some(grid) = &mut self.grid {
+            grid.saw(event_ts.iter().flatten().max().copied());
+        }
         if !decoded.dead.is_empty() {
             for d in &decoded.dead {
                 match &d.reason {
@@ -552,6 +571,7 @@ impl Pipeline {
             self.dead_sink.write(&records).await.map_err(Error::Sink)?;
         }
         if decoded.batch.num_rows() == 0 {
+            self.step_grid(Vec::new(), false).await?;
             return Ok(event_ts);
         }
         let step = self.graph.process(feed.name(), &decoded.batch).await?;
@@ -573,16 +593,43 @@ impl Pipeline {
                 .collect();
             self.dead_sink.write(&records).await.map_err(Error::Sink)?;
         }
-        self.record(step).await?;
+        self.record(step, false).await?;
         Ok(event_ts)
     }
 
-    /// Counts a graph step's late rows and writes its alerts.
-    async fn record(&mut self, step: GraphStep) -> Result<()> {
+    /// Counts a graph step's late rows, writes its alerts and hands them to the incident
+    /// desk (`at_end`: the input is over).
+    async fn record(&mut self, step: GraphStep, at_end: bool) -> Result<()> {
         for (rule, n) in step.late {
             *self.stats.late.entry(rule).or_default() += n;
         }
-        self.write_alerts(step.alerts).await
+        let alerts = self.write_alerts(step.alerts).await?;
+        self.step_grid(alerts, at_end).await
+    }
+
+    /// Hands the incident desk (if any) a pass's alerts and the clock; writes malformed or
+    /// refused actions to the dead-letter sink.
+    async fn step_grid(&mut self, alerts: Vec<Alert>, at_end: bool) -> Result<()> {
+        if self.grid.is_none() {
+            return Ok(());
+        }
+        // Every alert before the alert rules' smallest watermark has been emitted; a rule
+        // without a watermark yet (its input not seen) holds the clock back.
+        let watermark = self
+            .graph
+            .runners()
+            .filter(|r| r.rule().meta.emit == Emit::Alert)
+            .map(citybrain_rules::RuleRunner::watermark)
+            .collect::<Option<Vec<i64>>>()
+            .and_then(|w| w.into_iter().min());
+        let Some(grid) = &mut self.grid else {
+            return Ok(());
+        };
+        let dead = grid.observe(&alerts, watermark, at_end).await?;
+        if !dead.is_empty() {
+            self.dead_sink.write(&dead).await.map_err(Error::Sink)?;
+        }
+        Ok(())
     }
 
     /// Makes everything written so far durable without emitting open windows (a long-running
@@ -591,6 +638,9 @@ impl Pipeline {
     /// # Errors
     /// When a sink fails.
     pub async fn flush(&mut self) -> Result<()> {
+        if let Some(grid) = &self.grid {
+            grid.flush().await?;
+        }
         self.alert_sink.flush().await.map_err(Error::Sink)?;
         self.dead_sink.flush().await.map_err(Error::Sink)
     }
@@ -604,18 +654,29 @@ impl Pipeline {
             self.run_rules(raw, decoded).await?;
         }
         let step = self.graph.finish().await?;
-        self.record(step).await?;
+        self.record(step, true).await?;
         self.flush().await
     }
 
-    async fn write_alerts(&mut self, emitted: Vec<(Arc<CompiledRule>, Emission)>) -> Result<()> {
+    async fn write_alerts(
+        &mut self,
+        emitted: Vec<(Arc<CompiledRule>, Emission)>,
+    ) -> Result<Vec<Alert>> {
         if emitted.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let now = Utc::now();
         let mut records = Vec::new();
+        let mut all = Vec::new();
+        let grid = alert::Grid {
+            jurisdictions: self.grid.as_ref().map(|g| g.jurisdictions()),
+            clock_ms: self
+                .grid
+                .as_ref()
+                .and_then(crate::incidents::Grid::event_clock),
+        };
         for (rule, emission) in &emitted {
-            let alerts: Vec<Alert> = alert::alerts(rule, emission, now);
+            let alerts: Vec<Alert> = alert::alerts(rule, emission, now, grid);
             *self.stats.alerts.entry(rule.meta.id.clone()).or_default() += alerts.len() as u64;
             records.extend(alerts.iter().map(|a| match self.config.alert_format {
                 AlertFormat::Json => a.to_record(),
@@ -625,8 +686,10 @@ impl Pipeline {
                     headers: Vec::new(),
                 },
             }));
+            all.extend(alerts);
         }
-        self.alert_sink.write(&records).await.map_err(Error::Sink)
+        self.alert_sink.write(&records).await.map_err(Error::Sink)?;
+        Ok(all)
     }
 }
 

@@ -837,6 +837,11 @@ pub async fn compile(src: &RuleSource, catalog: &Catalog) -> Result<CompiledRule
         split,
         task_ctx: ctx.task_ctx(),
     };
+    let located =
+        crate::rule::location_problems(src, &rule.meta, &rule.output_schema, data_columns);
+    if !located.is_empty() {
+        return Err(located);
+    }
     if rule.meta.emit == Emit::View && rule.view_time_column().is_none() {
         return Err(fail(format!(
             "a view must select its event time for the rules reading it: select {WINDOW_TIME} \

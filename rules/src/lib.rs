@@ -52,7 +52,7 @@ pub use operator::{
     DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_OUT_OF_ORDERNESS_MS, Emission, RuleRunner, RunnerConfig,
     StateTable, Step, Window,
 };
-pub use rule::{Emit, RuleMeta, RuleSource, Severity, read_dir};
+pub use rule::{Emit, Location, RuleMeta, RuleSource, Severity, read_dir};
 
 /// Reads and plans every rule below `dir` (views before the rules reading them), reporting the
 /// problems of all files at once.
