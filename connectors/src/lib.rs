@@ -10,6 +10,8 @@
 //! numbers) by keyed pseudonyms from a [`Pseudonymizer`] so that raw personal data never enters
 //! the engine; records that break the standard become [`DeadLetter`]s with a precise reason.
 //! [`DecodeAhead`] runs decoders on tokio's blocking pool, a few batches ahead of the rules.
+//! The [`EventTimeGuard`] then sets aside records dated too far ahead (a wrong clock), before
+//! they reach any watermark.
 //! A [`Sink`] takes [`SinkRecord`]s (alerts, dead letters) and makes them durable.
 //!
 //! ```text
@@ -24,7 +26,10 @@
 //! [`CitySimulator`] generates a realistic, deterministic city (rush hours, accident bursts, a
 //! merchant with a food-safety problem, ...) for demos, tests and benchmarks;
 //! [`write_feed_files`] writes its output as feed files that [`FileSource`] reads back.
+//! [`write_nexmark_files`] writes the Nexmark benchmark's `person`, `auction` and `bid` tables
+//! (`feeds/nexmark.sql`) the same way, seeded.
 
+pub mod catalog;
 pub mod decode;
 pub mod feed;
 pub mod kafka;
@@ -35,16 +40,18 @@ pub mod source;
 
 use std::path::PathBuf;
 
-pub use decode::{DecodeAhead, Decoded, DecodedBatch, Decoder};
+pub use decode::{DecodeAhead, Decoded, DecodedBatch, Decoder, EventTimeGuard, GuardConfig};
 pub use feed::Feed;
 pub use privacy::{KeySource, Pseudonymizer};
 pub use record::{DeadLetter, DeadReason, Origin, RawBatch, RawRecord};
-pub use sink::{JsonlSink, Sink, SinkRecord};
+pub use sink::{Barrier, JsonlSink, Sink, SinkRecord};
+pub use source::clock::{Alignment, DEFAULT_IDLE_TIMEOUT, EventClock, TableTime};
 pub use source::file::{DEFAULT_MAX_BATCH, FileSource};
+pub use source::nexmark::{NexmarkConfig, NexmarkCounts, NexmarkTable, write_nexmark_files};
 pub use source::simulator::{
     CityConfig, CitySimulator, FeedCounts, SimulatorSource, write_feed_files,
 };
-pub use source::{Progress, Source};
+pub use source::{PartitionId, PartitionStatus, Progress, Source};
 
 /// Errors of sources and sinks. Bad records are not errors: they become [`DeadLetter`]s.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +62,11 @@ pub enum Error {
          emergency.jsonl, market.jsonl"
     )]
     NoFeedFiles { dir: PathBuf },
+    /// Catalog files with mistakes: every problem of every file, each with file, line and column.
+    #[error("{}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Catalog {
+        problems: Vec<catalog::CatalogProblem>,
+    },
     /// A feed file exists but cannot be opened.
     #[error("cannot open {path}")]
     OpenFile {
@@ -85,6 +97,13 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Moving a finished output file into place failed.
+    #[error("cannot move {from} to {to}")]
+    RenameFile {
+        from: PathBuf,
+        to: PathBuf,
+        source: std::io::Error,
+    },
     /// Flushing or syncing an output file to disk failed.
     #[error("cannot flush {path} to disk")]
     FlushFile {
@@ -94,6 +113,9 @@ pub enum Error {
     /// Writing to standard output failed (e.g. a closed pipe).
     #[error("cannot write to stdout")]
     WriteStdout { source: std::io::Error },
+    /// The pseudonymisation key file cannot be used (a user error).
+    #[error("pseudonymisation key file {path}: {detail}")]
+    KeyFile { path: PathBuf, detail: String },
     /// A Kafka client call failed (configuration, subscription, commit, produce).
     #[error("kafka: {action}")]
     Kafka {

@@ -12,7 +12,10 @@
 //! batch_size = 8192
 //!
 //! [metrics]
-//! listen = "0.0.0.0:9464"
+//! listen = "127.0.0.1:9464"
+//!
+//! [http]                        # limits of the HTTP server (crate::http::HttpLimits)
+//! max_head_bytes = 16384
 //! ```
 //!
 //! Command-line flags (`--brokers`, `--group`, `--rules`) override the file.
@@ -23,6 +26,7 @@ use citybrain_connectors::kafka::KafkaConfig;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::http::HttpLimits;
 
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -34,6 +38,8 @@ pub struct ServiceConfig {
     pub engine: EngineSection,
     /// The Prometheus endpoint.
     pub metrics: MetricsSection,
+    /// Limits of the HTTP server(s): request sizes, timeouts, connections.
+    pub http: HttpLimits,
 }
 
 /// The `[engine]` table.
@@ -47,14 +53,28 @@ pub struct EngineSection {
     /// Most records per batch taken from one poll. Default 8,192: large enough to amortise
     /// planning overhead, small enough to keep a batch's latency low.
     pub batch_size: usize,
-    /// A partition that delivered nothing for this long stops holding its feed's watermark
-    /// back, milliseconds. Default 30,000.
+    /// A partition read to its end (its read position reached the broker's high watermark)
+    /// that delivered nothing for this long stops holding its feed's watermark back, and a
+    /// feed whose partitions all did stops holding back the rules reading several feeds,
+    /// milliseconds. Default 30,000.
     pub idle_timeout_ms: u64,
+    /// Watermark alignment: pause a partition whose event time runs more than
+    /// `max_watermark_drift_ms` ahead of the slowest partition that still has records to read,
+    /// so that catching up after a restart keeps state small. Default true.
+    pub watermark_alignment: bool,
+    /// How far ahead (event time, milliseconds) a partition may run before alignment pauses
+    /// it; it resumes within half of it. Default 60,000: a minute of city time, a fraction of
+    /// the library's windows.
+    pub max_watermark_drift_ms: u64,
     /// Alerts and dead letters produced but not yet acknowledged before consumption pauses.
     /// Default 50,000: a few seconds of a busy city, bounded memory when the broker slows.
     pub max_in_flight: u64,
     /// How often durable progress is committed, milliseconds. Default 1,000.
     pub commit_interval_ms: u64,
+    /// A record whose event time is further ahead than this of the wall clock, or of its
+    /// partition's time, is set aside as `future` instead of reaching a watermark,
+    /// milliseconds. Default 600,000 (10 minutes; docs/rules.md, event time).
+    pub max_future_ms: i64,
 }
 
 const fn default_batch_size() -> usize {
@@ -68,8 +88,11 @@ impl Default for EngineSection {
             out_of_orderness_ms: citybrain_rules::DEFAULT_OUT_OF_ORDERNESS_MS,
             batch_size: default_batch_size(),
             idle_timeout_ms: 30_000,
+            watermark_alignment: true,
+            max_watermark_drift_ms: 60_000,
             max_in_flight: 50_000,
             commit_interval_ms: 1_000,
+            max_future_ms: citybrain_connectors::decode::guard::DEFAULT_MAX_FUTURE_MS,
         }
     }
 }
@@ -79,14 +102,19 @@ impl Default for EngineSection {
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsSection {
     /// Address of the HTTP endpoint serving `/metrics` in Prometheus text format; empty turns
-    /// it off. Default `0.0.0.0:9464` (the port conventionally used by exporters of this kind).
+    /// it off; `--metrics-listen` overrides. Default `127.0.0.1:9464`: the port conventionally
+    /// used by exporters of this kind, on this host only (a container publishing it, or a
+    /// Prometheus elsewhere, needs `0.0.0.0:9464` said on purpose).
     pub listen: String,
 }
+
+/// Default `[metrics] listen`.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
 
 impl Default for MetricsSection {
     fn default() -> Self {
         Self {
-            listen: "0.0.0.0:9464".to_string(),
+            listen: DEFAULT_METRICS_LISTEN.to_string(),
         }
     }
 }
@@ -120,11 +148,20 @@ impl ServiceConfig {
         if e.idle_timeout_ms == 0 {
             out.push("engine.idle_timeout_ms: must be at least 1".into());
         }
+        if e.watermark_alignment && e.max_watermark_drift_ms == 0 {
+            out.push(
+                "engine.max_watermark_drift_ms: must be at least 1 (or set watermark_alignment = false)"
+                    .into(),
+            );
+        }
         if e.max_in_flight == 0 {
             out.push("engine.max_in_flight: must be at least 1".into());
         }
         if e.commit_interval_ms == 0 {
             out.push("engine.commit_interval_ms: must be at least 1".into());
+        }
+        if e.max_future_ms <= 0 {
+            out.push("engine.max_future_ms: must be at least 1".into());
         }
         if let Some(dir) = &e.rules
             && !dir.is_dir()
@@ -139,6 +176,7 @@ impl ServiceConfig {
                 self.metrics.listen
             ));
         }
+        out.extend(self.http.problems());
         out
     }
 
@@ -200,6 +238,19 @@ mod tests {
         let p = c.problems();
         assert_eq!(p.len(), 4, "{p:#?}");
         assert!(matches!(c.validated(), Err(Error::Config { problems }) if problems.len() == 4));
+    }
+
+    /// Issue 11: the endpoint bound 0.0.0.0 by default.
+    #[test]
+    fn metrics_are_served_on_this_host_only_by_default() {
+        let c = ServiceConfig::default();
+        assert_eq!(c.metrics.listen, "127.0.0.1:9464");
+        assert_eq!(c.http, HttpLimits::default());
+        let c: ServiceConfig = toml::from_str(
+            "[kafka]\nbrokers = \"h:1\"\n[http]\nmax_head_bytes = 10\nmax_connections = 0\n",
+        )
+        .expect("parses");
+        assert_eq!(c.problems().len(), 2, "{:?}", c.problems());
     }
 
     #[test]

@@ -223,13 +223,15 @@ impl ActionQueue {
         ))
     }
 
-    /// Takes the actions due at or before `clock` (all of them with `None`).
+    /// Takes the actions due at or before `clock` (none without a clock).
     pub fn release(&mut self, clock: Option<i64>) -> Vec<Action> {
-        let n = match clock {
-            None => self.pending.len(),
-            Some(c) => self.pending.iter().take_while(|a| a.at <= c).count(),
-        };
+        let n = clock.map_or(0, |c| self.pending.iter().take_while(|a| a.at <= c).count());
         self.pending.drain(..n).collect()
+    }
+
+    /// Takes every action left.
+    pub fn release_all(&mut self) -> Vec<Action> {
+        self.pending.drain(..).collect()
     }
 }
 
@@ -266,6 +268,7 @@ pub struct Grid {
     dead: Vec<SinkRecord>,
     out_of_orderness_ms: i64,
     max_ts: Option<i64>,
+    watermark: Option<i64>,
 }
 
 impl std::fmt::Debug for Grid {
@@ -287,6 +290,7 @@ impl Grid {
             dead: Vec::new(),
             out_of_orderness_ms,
             max_ts: None,
+            watermark: None,
         }
     }
 
@@ -318,9 +322,17 @@ impl Grid {
         self.desk.as_ref()
     }
 
-    /// The event-time clock: the largest event time seen minus the out-of-orderness bound.
+    /// The desk's event-time clock: the alert rules' watermark (every alert before it has
+    /// been emitted); `None` until every alert rule has one.
     pub fn clock(&self) -> Option<i64> {
-        self.max_ts.map(|t| t - self.out_of_orderness_ms)
+        self.watermark
+    }
+
+    /// The event time given to alerts whose rows carry none: the clock, before it exists the
+    /// largest event time seen minus the out-of-orderness bound.
+    pub fn event_clock(&self) -> Option<i64> {
+        self.watermark
+            .or_else(|| self.max_ts.map(|t| t - self.out_of_orderness_ms))
     }
 
     /// Notes input up to event time `max_ts` (a batch's largest).
@@ -337,12 +349,25 @@ impl Grid {
         }
     }
 
-    /// Hands the desk `alerts` and the actions due, then moves its clock; at the end of the
-    /// input every remaining action is taken. Returns dead letters of refused actions.
+    /// Hands the desk `alerts` and the actions due, then moves its clock to `watermark` (the
+    /// alert rules' smallest: no alert before it is still to come); at the end of the input
+    /// to the last event time, and every remaining action is taken. Returns dead letters of
+    /// malformed or refused actions.
     ///
     /// # Errors
     /// When the desk cannot write its outputs.
-    pub async fn observe(&mut self, alerts: &[Alert], at_end: bool) -> Result<Vec<SinkRecord>> {
+    pub async fn observe(
+        &mut self,
+        alerts: &[Alert],
+        watermark: Option<i64>,
+        at_end: bool,
+    ) -> Result<Vec<SinkRecord>> {
+        if let Some(w) = watermark {
+            self.watermark = Some(self.watermark.map_or(w, |m| m.max(w)));
+        }
+        if at_end && let Some(t) = self.max_ts {
+            self.watermark = Some(self.watermark.map_or(t, |m| m.max(t)));
+        }
         let Some(desk) = &self.desk else {
             return Ok(Vec::new());
         };
@@ -369,7 +394,7 @@ impl Grid {
         dead.extend(done.refused.iter().map(|(a, r)| refused_dead_letter(a, r)));
         if at_end {
             // Actions after the end of the data: the clock moves to each in turn.
-            for a in self.actions.release(None) {
+            for a in self.actions.release_all() {
                 let at = a.at;
                 let done = desk
                     .ingest(Vec::new(), vec![a], Some(at))

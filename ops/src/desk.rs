@@ -303,9 +303,10 @@ impl Desk {
             let frontier = clock.or(book.clock());
             for (at, _, item) in items {
                 // Deadlines strictly before the item fire first (an action at a deadline is
-                // in time), but never past the clock.
-                let upto = frontier.map_or(at - 1, |c| c.min(at - 1));
-                if book.clock().is_none_or(|c| upto > c) {
+                // in time), but never past the clock: without one, none fire.
+                if let Some(upto) = frontier.map(|c| c.min(at - 1))
+                    && book.clock().is_none_or(|c| upto > c)
+                {
                     events.extend(book.advance(&ctx, upto));
                 }
                 match item {

@@ -663,6 +663,93 @@ mod tests {
     }
 
     #[test]
+    fn every_cell_of_the_city_maps_to_the_one_community_holding_its_centroid() {
+        let j = sample();
+        // Every cell touching the city's bounding box, a little beyond it.
+        let bbox = Polygon::new(
+            LineString::from(vec![
+                (120.09, 30.18),
+                (120.25, 30.18),
+                (120.25, 30.32),
+                (120.09, 30.32),
+                (120.09, 30.18),
+            ]),
+            vec![],
+        );
+        let mut tiler = TilerBuilder::new(Resolution::Nine)
+            .containment_mode(ContainmentMode::Covers)
+            .build();
+        tiler.add(bbox).expect("bbox");
+        let (mut inside, mut outside) = (0, 0);
+        let mut per_community: BTreeMap<Code, usize> = BTreeMap::new();
+        for cell in tiler.into_coverage() {
+            let c = LatLng::from(cell);
+            let holders = j.community_containing(c.lat(), c.lng());
+            assert!(holders.len() <= 1, "cell {cell}: centroid in {holders:?}");
+            assert_eq!(
+                j.community_of_cell(cell),
+                holders.first().copied(),
+                "cell {cell}"
+            );
+            match holders.first() {
+                Some(code) => {
+                    inside += 1;
+                    *per_community.entry(*code).or_default() += 1;
+                }
+                None => outside += 1,
+            }
+        }
+        assert_eq!(inside, j.cell_count(), "every mapped cell was visited");
+        assert!(outside > 0, "the box reaches beyond the city");
+        assert_eq!(per_community.len(), 48, "every community holds cells");
+    }
+
+    #[test]
+    fn hand_checked_points_route_to_their_communities_and_outside_is_queued() {
+        let j = sample();
+        // The middle of a cell of the sample's 8 x 6 layout (columns of 0.0175° from 120.10
+        // east, rows of 0.02° from 30.31 south): far from any (jittered) border.
+        for (lat, lon, code) in [
+            (30.30, 120.10875, "330106001001"), // row 0, column 0: 西湖区 北山街道 first
+            (30.26, 120.16125, "330106003004"), // row 2, column 3
+            (30.24, 120.17875, "330108001001"), // row 3, column 4: 滨江区
+            (30.20, 120.23125, "330108003004"), // row 5, column 7: the south-east corner
+            (30.28, 120.19625, "330105002002"), // row 1, column 5: 拱墅区
+            (30.22, 120.12625, "330102002002"), // row 4, column 1: 上城区
+        ] {
+            let here = Location::from_point(lat, lon, DEFAULT_RESOLUTION).expect("point");
+            let routed = j.route(&here);
+            assert_eq!(routed.unit.to_string(), code, "({lat}, {lon})");
+            assert_eq!(routed.placement, Placement::Inside);
+            let coarse = Location::from_cell(
+                &LatLng::new(lat, lon)
+                    .expect("ll")
+                    .to_cell(Resolution::Eight)
+                    .to_string(),
+            )
+            .expect("cell");
+            assert_eq!(
+                j.route(&coarse).unit.to_string(),
+                code,
+                "a coarser cell routes by its centroid"
+            );
+        }
+        // 1 km south of the city: the nearest community's district queue, not dropped.
+        let near = j.route(&Location::from_point(30.181, 120.23, 9).expect("point"));
+        assert_eq!(near.unit.to_string(), "330108000000");
+        assert!(
+            matches!(near.placement, Placement::NearestDistrict { distance_m } if (900.0..1100.0).contains(&distance_m))
+        );
+        // Shanghai, or nowhere at all: the city's queue.
+        let far = j.route(&Location::from_point(31.23, 121.47, 9).expect("point"));
+        assert_eq!(
+            (far.unit.to_string(), far.placement),
+            ("330100000000".into(), Placement::CityQueue)
+        );
+        assert_eq!(j.route(&Location::none()).unit, j.city());
+    }
+
+    #[test]
     fn problems_are_all_reported_with_lines() {
         let text = r#"{"type": "FeatureCollection", "features": [
   {"type": "Feature", "properties": {"code": "33010200100", "name": "a"}, "geometry": null},

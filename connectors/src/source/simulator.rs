@@ -1079,10 +1079,10 @@ impl<'o> Obj<'o> {
 }
 
 /// SplitMix64: small, fast, good enough for a simulation, and the same everywhere.
-struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         Self(seed ^ 0x5eed_c17b_4a1e_0001)
     }
 
@@ -1096,13 +1096,13 @@ impl Rng {
 
     /// Uniform in [0, 1).
     #[allow(clippy::cast_precision_loss)]
-    fn unit(&mut self) -> f64 {
+    pub(crate) fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// Uniform in 0..n (n > 0).
     #[allow(clippy::cast_possible_truncation)]
-    fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
     }
 

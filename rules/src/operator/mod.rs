@@ -4,13 +4,19 @@
 //!  batch of input i ──▶ RuleRunner::process(i, batch)
 //!                         │ per row: the rule's watermark before the row; late rows out
 //!                         ├─ late rows ───────────────────────────────────────▶ Step::late_rows
-//!                         ├─ PerEvent:     run the plan now ──────────────────▶ Step::emissions
-//!                         ├─ Windowed:     sliced::Slices (TUMBLE/HOP/CUMULATE)
-//!                         │                session::Sessions (SESSION)
-//!                         │                └─ when the watermark passes a window's end,
-//!                         │                   run the plan for that window ───▶ Step::emissions
-//!                         └─ IntervalJoin: interval::IntervalJoin, joined at once ▶ Step::emissions
+//!                         └─ Box<dyn WindowState>: absorb the rows, then advance to the
+//!                            rule's watermark ─────────────────────────────────▶ Step::emissions
+//!                              PerEvent        run the plan now
+//!                              Slices          TUMBLE/HOP/CUMULATE, partials per slice
+//!                              Revised<Slices> the same with allowed lateness (revisions)
+//!                              Sessions        SESSION
+//!                              IntervalJoin    joined at once, rows kept for the interval
 //! ```
+//!
+//! Every kind of window state sits behind one trait, [`state::WindowState`] (absorb,
+//! advance, snapshot, restore): the runner owns event time and never asks which kind it
+//! holds. [`RuleRunner::snapshot`] and [`RuleRunner::restore`] save and load a runner (its
+//! clocks and its state) as Arrow tables ([`StateTable`]) for checkpoints.
 //!
 //! **Watermarks.** Each input has its own watermark: for a feed, the largest event time seen
 //! minus the bounded out-of-orderness, advanced row by row (so lateness never depends on how
@@ -29,20 +35,24 @@ mod interval;
 mod revisions;
 mod session;
 mod sliced;
+pub mod state;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, ArrayRef, RecordBatch, TimestampMillisecondArray};
+use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, TimestampMillisecondArray};
+use arrow::datatypes::{DataType, Field, Schema};
 
 use crate::Result;
 use crate::compile::{CompiledRule, Scan, Shape};
 use crate::window::WindowKind;
 
 use interval::IntervalJoin;
-use revisions::Revisions;
+use revisions::{Revised, Revisions};
 use session::Sessions;
 use sliced::Slices;
+use state::{PerEvent, Times, WindowState};
+pub use state::{STATE_COLUMN_PREFIX, StateTable};
 
 /// Bounded out-of-orderness used when none is configured: 5 seconds, enough for feeds whose
 /// devices batch uploads every few seconds without holding alerts back noticeably.
@@ -102,6 +112,27 @@ pub struct Emission {
     pub revision: u32,
 }
 
+/// Event time of one batch of a table input, given by a source that keeps it per partition
+/// (see [`RuleRunner::process_timed`]).
+#[derive(Debug, Clone, Copy)]
+pub struct InputTime<'a> {
+    /// The input's watermark just before each row (`None`: none yet).
+    pub before: &'a [Option<i64>],
+    /// The input's watermark after the batch.
+    pub after: Option<i64>,
+}
+
+/// Where the event time of a batch's input comes from.
+#[derive(Clone, Copy)]
+enum Own<'a> {
+    /// A table's own rows, largest event time minus the out-of-orderness.
+    Rows,
+    /// A view: its producer sets it.
+    View,
+    /// Given by the source.
+    Given(InputTime<'a>),
+}
+
 /// What one input batch produced.
 #[derive(Debug, Default)]
 pub struct Step {
@@ -121,6 +152,8 @@ struct Clock {
     last_active: Option<Instant>,
     /// Whether it may be left out as idle at all.
     may_idle: bool,
+    /// Idle as its source says (every partition read to its end and quiet): left out.
+    idle: bool,
 }
 
 impl Default for Clock {
@@ -130,15 +163,9 @@ impl Default for Clock {
             explicit: None,
             last_active: None,
             may_idle: true,
+            idle: false,
         }
     }
-}
-
-enum State {
-    PerEvent,
-    Slices(Slices),
-    Sessions(Sessions),
-    Interval(IntervalJoin),
 }
 
 /// Runs one [`CompiledRule`] over its inputs.
@@ -146,9 +173,31 @@ pub struct RuleRunner {
     rule: Arc<CompiledRule>,
     config: RunnerConfig,
     clocks: Vec<Clock>,
-    state: State,
-    revisions: Option<Revisions>,
+    state: Box<dyn WindowState>,
     late: u64,
+}
+
+/// The window state a rule needs: the one place that looks at the rule's shape.
+fn state_for(rule: &CompiledRule) -> Box<dyn WindowState> {
+    let lateness = rule.meta.allowed_lateness_ms.max(0);
+    match (rule.shape, rule.window.as_ref().map(|w| w.kind)) {
+        (Shape::Windowed, Some(WindowKind::Session { gap_ms })) => {
+            Box::new(Sessions::new(&rule.scans[0], gap_ms))
+        }
+        (Shape::Windowed, Some(kind)) => {
+            let slices = Slices::new(kind, lateness, rule.scans.len());
+            if lateness > 0 {
+                Box::new(Revised::new(
+                    slices,
+                    Revisions::new(&rule.meta.id, &rule.output_schema, rule.id_columns()),
+                ))
+            } else {
+                Box::new(slices)
+            }
+        }
+        (Shape::IntervalJoin, _) => Box::new(IntervalJoin::new(rule.interval_ms.unwrap_or(0))),
+        _ => Box::new(PerEvent),
+    }
 }
 
 impl std::fmt::Debug for RuleRunner {
@@ -164,21 +213,7 @@ impl std::fmt::Debug for RuleRunner {
 impl RuleRunner {
     /// A runner with no state yet.
     pub fn new(rule: Arc<CompiledRule>, config: RunnerConfig) -> Self {
-        let lateness = rule.meta.allowed_lateness_ms.max(0);
-        let state = match (rule.shape, rule.window.as_ref().map(|w| w.kind)) {
-            (Shape::Windowed, Some(WindowKind::Session { gap_ms })) => {
-                State::Sessions(Sessions::new(&rule.scans[0], gap_ms))
-            }
-            (Shape::Windowed, Some(kind)) => {
-                State::Slices(Slices::new(kind, lateness, rule.scans.len()))
-            }
-            (Shape::IntervalJoin, _) => {
-                State::Interval(IntervalJoin::new(rule.interval_ms.unwrap_or(0)))
-            }
-            _ => State::PerEvent,
-        };
-        let revisions = (lateness > 0 && matches!(state, State::Slices(_)))
-            .then(|| Revisions::new(&rule.meta.id, &rule.output_schema, rule.data_columns));
+        let state = state_for(&rule);
         Self {
             clocks: vec![Clock::default(); rule.inputs.len()],
             config: RunnerConfig {
@@ -187,7 +222,6 @@ impl RuleRunner {
             },
             rule,
             state,
-            revisions,
             late: 0,
         }
     }
@@ -204,22 +238,13 @@ impl RuleRunner {
 
     /// Windows (or sessions) holding rows, not yet emitted.
     pub fn open_windows(&self) -> usize {
-        match &self.state {
-            State::Slices(s) => s.open_windows(),
-            State::Sessions(s) => s.open_windows(),
-            State::PerEvent | State::Interval(_) => 0,
-        }
+        self.state.open_windows()
     }
 
     /// Rows (or partial aggregate states) the rule holds for results not yet emitted: what
     /// its memory grows with.
     pub fn held_rows(&self) -> usize {
-        match &self.state {
-            State::PerEvent => 0,
-            State::Slices(s) => s.held_rows(),
-            State::Sessions(s) => s.held_rows(),
-            State::Interval(j) => j.held_rows(),
-        }
+        self.state.held_rows()
     }
 
     /// Late rows seen so far.
@@ -231,12 +256,7 @@ impl RuleRunner {
     /// window not yet emitted, or one that late rows may still update, or an interval join
     /// buffer). Input before it can be forgotten: a restart from there rebuilds the same state.
     pub fn oldest_needed_ts(&self) -> Option<i64> {
-        match &self.state {
-            State::PerEvent => None,
-            State::Slices(s) => s.oldest_needed_ts(),
-            State::Sessions(s) => s.oldest_needed_ts(),
-            State::Interval(j) => j.oldest_needed_ts(),
-        }
+        self.state.oldest_needed_ts()
     }
 
     fn input_watermark(&self, c: &Clock) -> Option<i64> {
@@ -265,11 +285,12 @@ impl RuleRunner {
             // Only an input that has delivered before can go quiet; one never heard from yet
             // holds the rule back.
             let idle = !current
-                && c.may_idle
-                && timeout.is_some_and(|t| {
-                    c.last_active
-                        .is_some_and(|at| now.saturating_duration_since(at) >= t)
-                });
+                && (c.idle
+                    || c.may_idle
+                        && timeout.is_some_and(|t| {
+                            c.last_active
+                                .is_some_and(|at| now.saturating_duration_since(at) >= t)
+                        }));
             if idle {
                 continue;
             }
@@ -290,13 +311,56 @@ impl RuleRunner {
         }
     }
 
+    /// Takes the idle permissions ([`RuleRunner::set_may_idle`]) of `other`, a runner of the
+    /// same rule.
+    pub fn copy_idle_permissions(&mut self, other: &RuleRunner) {
+        for (c, o) in self.clocks.iter_mut().zip(&other.clocks) {
+            c.may_idle = o.may_idle;
+        }
+    }
+
+    /// Says whether input `input` is idle (its source read every partition of it to the end
+    /// and heard nothing for its idle timeout): an idle input does not hold the rule's
+    /// watermark back. Emits what the change completes.
+    ///
+    /// # Errors
+    /// When the plan fails to execute (an engine fault).
+    pub async fn set_idle(&mut self, input: usize, idle: bool) -> Result<Vec<Emission>> {
+        let Some(c) = self.clocks.get_mut(input) else {
+            return Ok(Vec::new());
+        };
+        if c.idle == idle {
+            return Ok(Vec::new());
+        }
+        c.idle = idle;
+        match self.watermark() {
+            Some(wm) => self.fire(wm).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// Takes one batch of input `input` (a feed: its rows also advance that input's
     /// watermark).
     ///
     /// # Errors
     /// When the plan fails to execute (an engine fault).
     pub async fn process(&mut self, input: usize, batch: &RecordBatch) -> Result<Step> {
-        self.take(input, batch, true).await
+        self.take(input, batch, Own::Rows).await
+    }
+
+    /// Takes one batch of table input `input` whose watermark the source gives, row by row
+    /// (`time`: a source keeping event time per partition). The input's watermark never goes
+    /// back: a row's is the larger of what `time` says and what the input had before.
+    ///
+    /// # Errors
+    /// When the plan fails to execute (an engine fault).
+    pub async fn process_timed(
+        &mut self,
+        input: usize,
+        batch: &RecordBatch,
+        time: InputTime<'_>,
+    ) -> Result<Step> {
+        self.take(input, batch, Own::Given(time)).await
     }
 
     /// Takes rows of a view input: they do not move its watermark, which the producing rule
@@ -305,7 +369,7 @@ impl RuleRunner {
     /// # Errors
     /// When the plan fails to execute (an engine fault).
     pub async fn process_view(&mut self, input: usize, batch: &RecordBatch) -> Result<Step> {
-        self.take(input, batch, false).await
+        self.take(input, batch, Own::View).await
     }
 
     /// Sets the watermark of input `input` from outside (a view's producer, or a source that
@@ -332,7 +396,7 @@ impl RuleRunner {
         self.fire(i64::MAX).await
     }
 
-    async fn take(&mut self, input: usize, batch: &RecordBatch, observe: bool) -> Result<Step> {
+    async fn take(&mut self, input: usize, batch: &RecordBatch, own: Own<'_>) -> Result<Step> {
         let Some(scan) = self.rule.scans.iter().find(|s| s.input == input) else {
             return Ok(Step::default());
         };
@@ -347,55 +411,82 @@ impl RuleRunner {
         // The rule's watermark just before each row.
         self.clocks[input].last_active = Some(now);
         let clock = self.clocks[input];
-        let observe = observe && clock.explicit.is_none();
-        let mut running = clock.max_ts;
         let mut marks = Vec::with_capacity(ts.len());
-        if self.clocks.len() == 1 && observe {
-            // One feed: the rule's watermark is that feed's, row by row.
-            let bound = self.config.out_of_orderness_ms;
-            for t in ts.values() {
-                marks.push(closing(running.map(|m| m.saturating_sub(bound))));
-                running = Some(running.map_or(*t, |m| m.max(*t)));
+        if let Own::Given(time) = own {
+            // A table delivering rows is not idle, whatever its source said before.
+            self.clocks[input].idle = false;
+            let single = self.clocks.len() == 1;
+            for w in time.before {
+                let own = (*w).max(clock.explicit);
+                marks.push(closing(if single {
+                    own
+                } else {
+                    self.combined(Some((input, own)), now)
+                }));
             }
-        }
-        for t in ts.values().iter().skip(marks.len()) {
-            let own = match (observe, running) {
-                (true, Some(m)) => Some(m.saturating_sub(self.config.out_of_orderness_ms)),
-                (true, None) => None,
-                (false, _) => self.input_watermark(&clock),
-            };
-            marks.push(closing(self.combined(Some((input, own)), now)));
+            let c = &mut self.clocks[input];
+            c.explicit = time.after.max(c.explicit);
+        } else {
+            let observe = matches!(own, Own::Rows) && clock.explicit.is_none();
+            let mut running = clock.max_ts;
+            if self.clocks.len() == 1 && observe {
+                // One feed: the rule's watermark is that feed's, row by row.
+                let bound = self.config.out_of_orderness_ms;
+                for t in ts.values() {
+                    marks.push(closing(running.map(|m| m.saturating_sub(bound))));
+                    running = Some(running.map_or(*t, |m| m.max(*t)));
+                }
+            }
+            for t in ts.values().iter().skip(marks.len()) {
+                let own = match (observe, running) {
+                    (true, Some(m)) => Some(m.saturating_sub(self.config.out_of_orderness_ms)),
+                    (true, None) => None,
+                    (false, _) => self.input_watermark(&clock),
+                };
+                marks.push(closing(self.combined(Some((input, own)), now)));
+                if observe {
+                    running = Some(running.map_or(*t, |m| m.max(*t)));
+                }
+            }
             if observe {
-                running = Some(running.map_or(*t, |m| m.max(*t)));
+                self.clocks[input].max_ts = running;
             }
-        }
-        if observe {
-            self.clocks[input].max_ts = running;
         }
         let rule = Arc::clone(&self.rule);
         let mut step = Step::default();
-        match &mut self.state {
-            State::PerEvent => {
-                let out = rule
-                    .run(&rule.plan, vec![(&*scan.slot, vec![batch.clone()])])
-                    .await?;
-                step.emissions.extend(emission(None, out, 1));
-            }
-            State::Slices(s) => {
-                step.late_rows = s
-                    .insert(&rule, input, batch, ts.values(), &marks, before)
-                    .await?;
-            }
-            State::Sessions(s) => {
-                step.late_rows = s.insert(&rule, batch, ts.values(), &marks)?;
-            }
-            State::Interval(j) => {
-                // Rows older than the watermark itself are late here (the closing horizon is
-                // one past it).
-                let marks: Vec<i64> = marks.iter().map(|m| m.saturating_sub(1)).collect();
-                let (late, out) = j.insert(&rule, input, batch, ts.values(), &marks).await?;
-                step.late_rows = late;
-                step.emissions.extend(emission(None, out, 1));
+        let segments = segments(&rule, &marks);
+        for (n, range) in segments.iter().enumerate() {
+            let part = if range.len() == batch.num_rows() {
+                batch.clone()
+            } else {
+                batch.slice(range.start, range.len())
+            };
+            let absorbed = self
+                .state
+                .absorb(
+                    &rule,
+                    input,
+                    &part,
+                    Times {
+                        ts: &ts.values()[range.clone()],
+                        horizons: &marks[range.clone()],
+                        before: if n == 0 {
+                            before
+                        } else {
+                            Some(marks[range.start])
+                        },
+                    },
+                )
+                .await?;
+            step.emissions.extend(absorbed.emissions);
+            let offset = u32::try_from(range.start).expect("a batch holds fewer than 2^32 rows");
+            step.late_rows
+                .extend(absorbed.late_rows.into_iter().map(|i| i + offset));
+            if let Some(next) = segments.get(n + 1) {
+                // Windows the watermark closed before the next segment's first row: they must
+                // not take in its rows (results never depend on batch boundaries).
+                step.emissions
+                    .extend(self.state.advance(&rule, marks[next.start]).await?);
             }
         }
         self.late += step.late_rows.len() as u64;
@@ -408,36 +499,141 @@ impl RuleRunner {
     /// Emits every window the watermark `wm` has closed (and re-emits windows updated by
     /// late rows), then drops state nothing can reach any more.
     async fn fire(&mut self, wm: i64) -> Result<Vec<Emission>> {
-        let wm = closing(Some(wm));
         let rule = Arc::clone(&self.rule);
-        let out = match &mut self.state {
-            State::PerEvent => Vec::new(),
-            State::Slices(s) => {
-                let mut out = Vec::new();
-                for (window, batches) in s.fire(&rule, wm).await? {
-                    match &mut self.revisions {
-                        Some(r) => out.extend(r.revise(window, batches)?),
-                        None => out.extend(emission(Some(window), batches, 1)),
-                    }
-                }
-                if let Some(r) = &mut self.revisions {
-                    r.forget_before(wm.saturating_sub(rule.meta.allowed_lateness_ms));
-                }
-                out
-            }
-            State::Sessions(s) => s
-                .fire(&rule, wm)
-                .await?
-                .into_iter()
-                .filter_map(|(w, b)| emission(Some(w), b, 1))
-                .collect(),
-            State::Interval(j) => {
-                j.forget_before(wm);
-                Vec::new()
-            }
-        };
-        Ok(out)
+        self.state.advance(&rule, closing(Some(wm))).await
     }
+
+    /// The runner's state as Arrow tables: `clocks` (per input, the largest event time seen
+    /// and the watermark set from outside), `counters` (late rows), then the window state's
+    /// tables prefixed `state.`. [`RuleRunner::restore`] on a runner of the same rule
+    /// continues exactly where this one stood.
+    ///
+    /// # Errors
+    /// When Arrow cannot assemble a table (an engine fault).
+    pub fn snapshot(&self) -> Result<Vec<StateTable>> {
+        let rule = &self.rule;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("max_ts", DataType::Int64, true),
+            Field::new("explicit", DataType::Int64, true),
+        ]));
+        let clocks = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(self.clocks.iter().map(|c| c.max_ts).collect::<Int64Array>()),
+                Arc::new(
+                    self.clocks
+                        .iter()
+                        .map(|c| c.explicit)
+                        .collect::<Int64Array>(),
+                ),
+            ],
+        )
+        .map_err(|e| fault(rule, e))?;
+        let mut tables = vec![
+            StateTable {
+                name: "clocks".into(),
+                schema,
+                batches: vec![clocks],
+            },
+            state::i64_table(
+                rule,
+                "counters",
+                "late",
+                [i64::try_from(self.late).unwrap_or(i64::MAX)],
+            )?,
+        ];
+        for mut t in self.state.snapshot(rule)? {
+            t.name = format!("state.{}", t.name);
+            tables.push(t);
+        }
+        Ok(tables)
+    }
+
+    /// Replaces this runner's clocks and state by a snapshot of a runner of the same rule
+    /// (see [`RuleRunner::snapshot`]). Inputs restored with a watermark count as active now.
+    ///
+    /// # Errors
+    /// [`crate::Error::Restore`] when the tables do not have the shape a snapshot of this
+    /// rule has.
+    pub fn restore(&mut self, mut tables: Vec<StateTable>) -> Result<()> {
+        let rule = Arc::clone(&self.rule);
+        let clocks = state::take_table(&mut tables, "clocks");
+        let mut restored = Vec::with_capacity(self.clocks.len());
+        for b in &clocks {
+            let int = |c: usize| {
+                b.columns()
+                    .get(c)
+                    .and_then(|a| a.as_any().downcast_ref::<Int64Array>())
+                    .ok_or_else(|| state::restore_error(&rule, "clocks: unexpected columns"))
+            };
+            let (max_ts, explicit) = (int(0)?, int(1)?);
+            for i in 0..b.num_rows() {
+                let value = |a: &Int64Array| a.is_valid(i).then(|| a.value(i));
+                restored.push((value(max_ts), value(explicit)));
+            }
+        }
+        if restored.len() != self.clocks.len() {
+            return Err(state::restore_error(
+                &rule,
+                format!(
+                    "{} input clocks saved, the rule has {} inputs",
+                    restored.len(),
+                    self.clocks.len()
+                ),
+            ));
+        }
+        let late = state::i64_values(&rule, &state::take_table(&mut tables, "counters"))?;
+        let state_tables: Vec<StateTable> = tables
+            .into_iter()
+            .filter_map(|mut t| {
+                let name = t.name.strip_prefix("state.")?.to_string();
+                t.name = name;
+                Some(t)
+            })
+            .collect();
+        let mut state = state_for(&rule);
+        state.restore(&rule, state_tables)?;
+        let now = Instant::now();
+        for (c, (max_ts, explicit)) in self.clocks.iter_mut().zip(restored) {
+            c.max_ts = max_ts;
+            c.explicit = explicit;
+            c.last_active = (max_ts.is_some() || explicit.is_some()).then_some(now);
+        }
+        self.late = late
+            .first()
+            .map_or(0, |l| u64::try_from(*l).unwrap_or_default());
+        self.state = state;
+        Ok(())
+    }
+}
+
+/// The runs of rows of one batch between which the watermark closes windows, given the
+/// closing horizon before each row (`marks`). Where a row belongs to several windows (HOP
+/// with a size above its slide, CUMULATE) and its slice is shared by a window that closed
+/// earlier in the same batch, the rows after the closing must not reach that window: the batch
+/// is cut where the horizon passes a window end (a multiple of the slice), and the windows
+/// closed are emitted between the parts, as if the rows had come one by one. Elsewhere (one
+/// window per row, sessions, interval joins) each row's own horizon already decides, and the
+/// batch stays whole.
+fn segments(rule: &CompiledRule, marks: &[i64]) -> Vec<std::ops::Range<usize>> {
+    let slice = match rule.window.as_ref().map(|w| w.kind) {
+        Some(WindowKind::Hop { slide_ms, size_ms }) if size_ms > slide_ms => slide_ms,
+        Some(WindowKind::Cumulate {
+            step_ms,
+            max_size_ms,
+        }) if max_size_ms > step_ms => step_ms,
+        _ => return std::iter::once(0..marks.len()).collect(),
+    };
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..marks.len() {
+        if marks[i].div_euclid(slice) > marks[start].div_euclid(slice) {
+            out.push(start..i);
+            start = i;
+        }
+    }
+    out.push(start..marks.len());
+    out
 }
 
 /// The closing horizon for watermark `wm`: windows ending at or before it are complete. As in
