@@ -28,6 +28,7 @@ pub mod chain;
 pub mod compile;
 pub mod error;
 mod flink;
+mod flink_functions;
 pub mod functions;
 pub mod operator;
 pub mod rule;
