@@ -1,8 +1,9 @@
 # citybrain: multi-stage build. The builder compiles librdkafka (rdkafka-sys, with TLS via the
-# system OpenSSL) and the engine; the runtime image holds the binary and the rule library.
+# system OpenSSL) and the engine (npm fetches the console's pinned front-end libraries, embedded
+# in the binary: console/build.rs); the runtime image holds the binary and the rule library.
 FROM rust:1.94-bookworm AS build
 RUN apt-get update \
- && apt-get install -y --no-install-recommends build-essential pkg-config libssl-dev zlib1g-dev \
+ && apt-get install -y --no-install-recommends build-essential pkg-config libssl-dev zlib1g-dev nodejs npm \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

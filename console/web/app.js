@@ -91,6 +91,7 @@ function logout(message) {
 async function start() {
   const api = state.api;
   state.map = new CityMap($("map"), state.config, select);
+  status.map = state.map; // for the browser tests and debugging
   wireControls();
   try {
     const [units, jurisdictions, cells, incidents, first] = await Promise.all([
@@ -117,6 +118,7 @@ async function start() {
   }
   openStream();
   state.timers.push(setInterval(tick, 1000));
+  state.timers.push(setInterval(blink, 500));
   status.ready = true;
 }
 
@@ -144,15 +146,79 @@ async function refreshLive() {
   try {
     do {
       refreshAgain = false;
+      const started = performance.now();
       setLive(await state.api.get("/api/incidents", { state: "open" }));
+      const fetched = performance.now();
       fillDepartments();
       if (!state.history) render();
+      status.lastRefresh = { fetch_ms: fetched - started, render_ms: performance.now() - fetched };
     } while (refreshAgain);
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) logout("expired");
   } finally {
     refreshing = false;
   }
+}
+
+const STATE_AFTER = {
+  opened: "open", dispatched: "open", returned: "open", acknowledged: "acknowledged",
+  handled: "handled", closed: "closed", rework: "rework", voided: "voided",
+};
+
+/**
+ * Shows an incident event at once from what it carries (state, level, unit, deadline,
+ * location); the re-read that follows fills in the rest (title, department, counts).
+ */
+function applyEvent(ev) {
+  const id = ev.incident_id;
+  const current = state.live.get(id);
+  const next = ev.state ?? STATE_AFTER[ev.type] ?? current?.state ?? "open";
+  // The stream sends only what the caller may see (held in its subtree, or placed there).
+  if (next === "closed" || next === "voided") {
+    state.live.delete(id);
+  } else {
+    state.live.set(id, {
+      title: ev.title ?? ev.rule,
+      opened_at: ev.at,
+      since: ev.at,
+      department: "",
+      ...current,
+      incident_id: id,
+      state: next,
+      level: ev.level,
+      unit: ev.unit,
+      unit_name: ev.unit_name ?? current?.unit_name ?? ev.unit,
+      due_at: ev.due_at,
+      severity: ev.severity,
+      rule: ev.rule,
+      key: ev.key,
+      location: ev.location ?? current?.location,
+      count: ev.count ?? current?.count ?? 1,
+      overdue: ev.type === "overdue" ? true : ev.type === "escalated" || ev.type === "extended" ? false : current?.overdue ?? false,
+    });
+  }
+  if (!state.history) scheduleRender();
+}
+
+let renderQueued = false;
+/** One render per animation frame however many events arrive in it. */
+function scheduleRender() {
+  if (renderQueued) return;
+  renderQueued = true;
+  requestAnimationFrame(() => {
+    renderQueued = false;
+    if (!state.history) render();
+  });
+}
+
+let refreshTimer = null;
+/** Re-reads the open incidents 250 ms after a burst of events starts (one read per burst). */
+function scheduleRefresh() {
+  if (refreshTimer) return;
+  refreshTimer = setTimeout(() => {
+    refreshTimer = null;
+    refreshLive();
+  }, 250);
 }
 
 function openStream() {
@@ -165,18 +231,18 @@ function openStream() {
         if (type === "incident") {
           observe(data.at);
           if (!state.firstEventAt) state.firstEventAt = Date.parse(data.at);
-          refreshLive();
+          applyEvent(data);
+          scheduleRefresh();
           if (state.selected === data.incident_id && !state.history) showDetail(data.incident_id);
         } else if (type === "cells") {
-          const cells = Array.isArray(data) ? data : data.cells || [];
-          const merged = new Map(state.liveCells.map((c) => [c.cell, c]));
-          for (const c of cells) {
-            if (Number(c.value) > 0) merged.set(c.cell, c);
-            else merged.delete(c.cell);
-          }
-          state.liveCells = [...merged.values()];
+          // The whole heat layer as /api/cells has it (cells gone from it are gone).
+          state.liveCells = Array.isArray(data) ? data : data.cells || [];
           if (data.at) observe(data.at);
-          if (!state.history) state.map.updateCells(cells);
+          if (!state.history) state.map.setCells(state.liveCells);
+        } else if (type === "lagged") {
+          // The server dropped events this page was too slow to take: re-read everything.
+          refreshLive();
+          reloadCells();
         }
       },
       (connected) => {
@@ -184,10 +250,7 @@ function openStream() {
         $("live").classList.toggle("on", connected);
         if (connected && connectedBefore) {
           refreshLive(); // catch up on what the gap may have hidden
-          state.api.get("/api/cells").then((c) => {
-            state.liveCells = c.cells || [];
-            if (!state.history) state.map.setCells(state.liveCells);
-          }, () => {});
+          reloadCells();
         }
         connectedBefore ||= connected;
       },
@@ -198,12 +261,28 @@ function openStream() {
     });
 }
 
+let ticks = 0;
+function reloadCells() {
+  state.api.get("/api/cells").then((c) => {
+    state.liveCells = c.cells || [];
+    observe(c.at);
+    if (!state.history) state.map.setCells(state.liveCells);
+  }, () => {});
+}
+
 function tick() {
+  status.now = state.now ? new Date(state.now).toISOString() : null;
   $("clock").textContent = state.now ? `${t.when(new Date(state.now).toISOString())}` : "";
-  if (!state.history) {
-    render();
-    updateSliderLabel();
-  }
+  // Times left move by the minute: re-render every 5 s (rows and markers that did not change
+  // are not touched).
+  if (!state.history && ++ticks % 5 === 0) render();
+  updateSliderLabel();
+}
+
+/** Overdue markers and times blink: one class flipped on their two containers twice a second. */
+function blink() {
+  $("map").classList.toggle("blink-off");
+  $("worklist").classList.toggle("blink-off");
 }
 
 // ---- rendering ---------------------------------------------------------------------------------
@@ -230,31 +309,69 @@ function render() {
   const items = shownIncidents();
   const now = state.history ? state.historyAt : state.now || Date.now();
   state.map.setIncidents(items, now);
-  const list = $("worklist");
-  list.innerHTML = items.map((i) => row(i, now)).join("");
+  renderList(items, now);
   const total = state.history ? state.history.length : state.live.size;
   $("list-head").textContent = `${state.history ? "回溯 As of " + t.when(new Date(state.historyAt).toISOString()) + " · " : ""}未结 ${total} open · 显示 ${items.length} shown`;
+  const list = $("worklist");
   list.dataset.at = state.history ? new Date(state.historyAt).toISOString() : "";
   list.dataset.mode = state.history ? "history" : "live";
   status.mode = state.history ? "history" : "live";
   status.at = state.history ? new Date(state.historyAt).toISOString() : null;
   status.shown = items.map((i) => i.incident_id);
   const stamp = Date.now();
-  for (const i of items) status.seen[`${i.incident_id}|${i.state}|${i.level}`] ??= stamp;
-  for (const i of items) status.seen[i.incident_id] ??= stamp;
+  for (const i of items) {
+    status.seen[`${i.incident_id}|${i.state}|${i.level}`] ??= stamp;
+    status.seen[i.incident_id] ??= stamp;
+  }
+}
+
+const rows = new Map(); // incident_id → { li, signature }: rows are rebuilt only when they change
+
+/** The work list in deadline order, touching only rows that changed or moved. */
+function renderList(items, now) {
+  const list = $("worklist");
+  const keep = new Set();
+  let previous = null;
+  for (const i of items) {
+    const id = i.incident_id;
+    keep.add(id);
+    const html = row(i, now);
+    const signature = `${html}|${state.selected === id}`;
+    let r = rows.get(id);
+    if (!r) {
+      r = { li: document.createElement("li"), signature: null };
+      r.li.dataset.incidentId = id;
+      rows.set(id, r);
+    }
+    if (r.signature !== signature) {
+      r.li.dataset.unit = i.unit;
+      r.li.dataset.state = i.state;
+      r.li.dataset.level = i.level;
+      r.li.classList.toggle("selected", state.selected === id);
+      r.li.innerHTML = html;
+      r.signature = signature;
+    }
+    const expected = previous ? previous.nextSibling : list.firstChild;
+    if (expected !== r.li) list.insertBefore(r.li, expected);
+    previous = r.li;
+  }
+  for (const [id, r] of rows) {
+    if (!keep.has(id)) {
+      r.li.remove();
+      rows.delete(id);
+    }
+  }
 }
 
 function row(i, now) {
   const due = Date.parse(i.due_at);
   const left = Number.isFinite(due) ? due - now : 0;
   const cls = dueClass(i, now) === "overdue" ? "overdue due-red" : dueClass(i, now);
-  return `<li data-incident-id="${esc(i.incident_id)}" data-unit="${esc(i.unit)}" data-state="${esc(i.state)}" data-level="${esc(i.level)}"${state.selected === i.incident_id ? ' class="selected"' : ""}>` +
-    `<span class="dot sev-${esc(i.severity)}" title="${esc(t.severity(i.severity))}"></span>` +
+  return `<span class="dot sev-${esc(i.severity)}" title="${esc(t.severity(i.severity))}"></span>` +
     `<span class="title">${esc(i.title || i.rule)}</span>` +
     `<span class="left ${cls}">${Number.isFinite(due) ? t.timeLeft(left) : ""}</span>` +
-    `<span class="meta">${esc(i.unit_name || i.unit)} · ${t.levelZh(i.level)} · ${esc(t.state(i.state))} · ${esc(i.department || "")}${i.count > 1 ? ` · ×${i.count}` : ""}</span></li>`;
+    `<span class="meta">${esc(i.unit_name || i.unit)} · ${t.levelZh(i.level)} · ${esc(t.state(i.state))} · ${esc(i.department || "")}${i.count > 1 ? ` · ×${i.count}` : ""}</span>`;
 }
-
 
 function fillFilters() {
   const opt = (value, label) => `<option value="${esc(value)}">${esc(label)}</option>`;
@@ -486,10 +603,7 @@ function showTab(name) {
   $("timebar").hidden = name !== "map";
   $("view-indicators").hidden = name !== "indicators";
   if (name === "map") state.map.map.invalidateSize();
-  else {
-    if (!$("ind-day").value) $("ind-day").value = new Date(state.now || Date.now()).toISOString().slice(0, 10);
-    loadIndicators();
-  }
+  else loadIndicators(); // no day picked: the server's today (the calendar's local day)
 }
 
 async function loadIndicators() {

@@ -239,7 +239,23 @@ impl<'a> Cell<'a> {
         if a.is_null(row) {
             return Value::Null;
         }
-        let float = |f: f64| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number);
+        // JSON has no NaN or infinity: they are written as the strings "NaN", "Infinity" and
+        // "-Infinity" (as JavaScript and Jackson spell them), never as a misleading null.
+        let float = |f: f64| {
+            serde_json::Number::from_f64(f).map_or_else(
+                || {
+                    Value::String(
+                        match (f.is_nan(), f > 0.0) {
+                            (true, _) => "NaN",
+                            (false, true) => "Infinity",
+                            (false, false) => "-Infinity",
+                        }
+                        .into(),
+                    )
+                },
+                Value::Number,
+            )
+        };
         match a.data_type() {
             DataType::Utf8 => Value::String(a.as_string::<i32>().value(row).to_string()),
             DataType::LargeUtf8 => Value::String(a.as_string::<i64>().value(row).to_string()),

@@ -9,27 +9,33 @@
 //!                                   └──────────▶ dead-letter Sink ◀──┘          alert Sink
 //! ```
 //!
-//! - [`pipeline::Pipeline`]: owns the decoders, one [`citybrain_rules::RuleRunner`] per rule
-//!   and the two sinks; [`pipeline::Stats`] is its summary.
+//! - [`pipeline::Pipeline`]: owns the decoders, the [`citybrain_rules::RuleGraph`] and the two
+//!   sinks; [`Pipeline::run`] is the one loop of every mode, acknowledging durable progress
+//!   to the source ([`citybrain_connectors::Source::commit`]); [`pipeline::Stats`] is its
+//!   summary.
 //! - [`alert`]: result rows to alert JSON with deterministic ids.
 //! - [`pipeline::city_catalog`]: the feed standard as the tables rules may read.
 //! - [`service`]: `run --brokers`, the Kafka service with at-least-once delivery (commits only
 //!   durable progress), and `simulate --brokers`; [`config`] its validated TOML file;
-//!   [`metrics`] the Prometheus endpoint and every metric name.
+//!   [`metrics`] the Prometheus endpoint and every metric name, served by [`http::serve`]
+//!   (axum on hyper, size and time limits as layers and connection settings).
 //! - [`console`]: the operations console (page, assets) and the incident API on one address.
 
 pub mod alert;
 pub mod config;
 pub mod console;
 pub mod error;
+pub mod http;
 pub mod metrics;
 pub mod pipeline;
 pub mod reload;
 pub mod service;
 
+pub use citybrain_rules::Reloaded;
 pub use config::ServiceConfig;
 pub use error::{Error, Result};
 pub use pipeline::{
-    AlertFormat, DECODE_AHEAD, Pipeline, PipelineConfig, Reloaded, Stats, city_catalog,
+    AlertFormat, DECODE_AHEAD, Observer, Pipeline, PipelineConfig, RunOptions, RunOutcome, Stats,
+    city_catalog,
 };
 pub use reload::RuleWatcher;

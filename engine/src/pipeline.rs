@@ -1,33 +1,36 @@
-//! The one data path: source, decode and privacy, rules, sinks.
+//! The one data path and the one loop that drives it: source, decode and privacy, the rule
+//! graph, sinks, and the acknowledgement back to the source.
 //!
 //! ```text
-//!  Source ──RawBatch──▶ Decoder(feed) ──RecordBatch──▶ RuleRunner × rules reading that feed
-//!                         │ malformed                      │ late rows      │ emissions
-//!                         ▼                                ▼                ├─ alert rules ──▶ alert Sink
-//!                       dead-letter Sink ◀────────────────┘                └─ view rules: rows and
-//!                                                                             watermark to the rules
-//!                                                                             reading the view
+//!  Source ──RawBatch──▶ DecodeAhead(feed) ──▶ EventTimeGuard ──RecordBatch──▶ RuleGraph (rules, views)
+//!    ▲                    │ malformed           │ future                       │ late rows     │ alerts
+//!    │                    ▼                     ▼                              ▼               ▼
+//!    │                  dead-letter Sink ◀────────────────────────────────────┘          alert Sink
+//!    │                                                                       │
+//!    └── Source::commit(positions) ◀── every tick: input no rule needs any more and whose
+//!                                     outputs the sinks made durable (Sink::barrier)
 //! ```
 //!
-//! Runners are kept in dependency order (views before their readers), so one pass over them
-//! carries a batch's effects through every chain of views.
-//!
-//! The pipeline owns the runtime parts built from a validated [`PipelineConfig`]; the same
-//! struct serves `replay` (files), `run` (simulator) and the Kafka service
-//! (`crate::service`), which also uses [`Pipeline::process_tracked`],
-//! [`Pipeline::oldest_needed_ts`] and [`Pipeline::flush`] to commit only durable progress.
+//! [`Pipeline::run`] is the loop of every mode: `replay` (files), `run` (the simulator) and
+//! `run --brokers` (Kafka, `crate::service`), which differ only in their source, sinks and
+//! [`RunOptions`]. The pipeline owns the runtime parts built from a validated
+//! [`PipelineConfig`]; the rule graph itself lives in `citybrain_rules::RuleGraph`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, RecordBatch, TimestampMillisecondArray};
+use arrow::array::{Array, TimestampMillisecondArray};
 use chrono::Utc;
+use citybrain_connectors::kafka::{CommitTracker, PartitionWatermarks};
 use citybrain_connectors::{
-    DeadLetter, DeadReason, DecodeAhead, Decoded, Feed, Origin, Pseudonymizer, RawBatch, Sink,
-    SinkRecord, Source,
+    Barrier, DeadLetter, DeadReason, DecodeAhead, Decoded, EventTimeGuard, Feed, GuardConfig,
+    Origin, PartitionId, Pseudonymizer, RawBatch, Sink, SinkRecord, Source,
 };
-use citybrain_rules::{Catalog, CompiledRule, Emission, Emit, RuleRunner, RunnerConfig};
+use citybrain_rules::{
+    Catalog, CompiledRule, Emission, Emit, GraphStep, Reloaded, RuleGraph, RunnerConfig,
+};
+use futures::FutureExt;
 
 use crate::alert::{self, Alert};
 use crate::error::{Error, Result};
@@ -49,6 +52,10 @@ pub struct PipelineConfig {
     pub idle_timeout_ms: Option<i64>,
     /// How alerts are written.
     pub alert_format: AlertFormat,
+    /// How far ahead of its reference (the wall clock in live runs, its source's time in any
+    /// run) an event time may be before the record is set aside as `future`, in milliseconds
+    /// (default 10 minutes; see [`EventTimeGuard`]). A run is live when `idle_timeout_ms` is set.
+    pub max_future_ms: i64,
 }
 
 impl Default for PipelineConfig {
@@ -57,6 +64,7 @@ impl Default for PipelineConfig {
             out_of_orderness_ms: citybrain_rules::DEFAULT_OUT_OF_ORDERNESS_MS,
             idle_timeout_ms: None,
             alert_format: AlertFormat::Json,
+            max_future_ms: citybrain_connectors::decode::guard::DEFAULT_MAX_FUTURE_MS,
         }
     }
 }
@@ -77,6 +85,9 @@ pub struct Stats {
     pub events: BTreeMap<&'static str, u64>,
     /// Malformed records per feed.
     pub malformed: BTreeMap<&'static str, u64>,
+    /// Records set aside as dated too far ahead, per feed and source (file, `topic/partition`
+    /// or `simulator`).
+    pub future: BTreeMap<(&'static str, String), u64>,
     /// Late events per rule.
     pub late: BTreeMap<String, u64>,
     /// Alerts per rule (every rule listed, zero included).
@@ -86,9 +97,11 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Every record read, malformed ones included.
+    /// Every record read, malformed and future ones included.
     pub fn records(&self) -> u64 {
-        self.events.values().sum::<u64>() + self.malformed.values().sum::<u64>()
+        self.events.values().sum::<u64>()
+            + self.malformed.values().sum::<u64>()
+            + self.future.values().sum::<u64>()
     }
 
     /// A multi-line summary for a person.
@@ -113,6 +126,13 @@ impl Stats {
                 let _ = writeln!(s, "  {:<10} {e:>10} events {m:>8} malformed", f.name());
             }
         }
+        let future: u64 = self.future.values().sum();
+        if future > 0 {
+            let _ = writeln!(s, "future events (dated too far ahead): {future}");
+            for ((feed, source), n) in &self.future {
+                let _ = writeln!(s, "  {feed:<10} {source:<30} {n:>8}");
+            }
+        }
         let late: u64 = self.late.values().sum();
         let alerts: u64 = self.alerts.values().sum();
         let _ = writeln!(s, "late events: {late}");
@@ -131,76 +151,74 @@ impl Stats {
 /// decoding while the rules run, few enough to keep memory and latency small.
 pub const DECODE_AHEAD: usize = 3;
 
-/// Called every two seconds during [`Pipeline::run`] with the counts so far and the source's
-/// progress.
-pub type ProgressFn<'a> = &'a mut dyn FnMut(&Stats, Option<citybrain_connectors::Progress>);
+/// Watches a run: told of each batch read and, every tick, shown the pipeline and the source
+/// (metrics, progress lines). It observes; it changes nothing.
+pub trait Observer: Send {
+    /// A batch read from the source is about to run through the rules.
+    fn batch_read(&mut self, raw: &RawBatch) {
+        let _ = raw;
+    }
 
-/// One rule at work, with where its inputs come from.
-struct Stage {
-    runner: RuleRunner,
-    /// Input index of each feed it reads.
-    feeds: Vec<(Feed, usize)>,
-    /// Input index of each view it reads, with the stage producing that view.
-    views: Vec<(usize, usize)>,
+    /// Called every [`RunOptions::tick`] and once at the end.
+    fn tick(&mut self, pipeline: &Pipeline, source: &dyn Source) {
+        let _ = (pipeline, source);
+    }
 }
 
-impl Stage {
-    /// Connects `runner` to the feeds and the views (produced by `earlier` stages) it reads.
-    fn wire(runner: RuleRunner, earlier: &[Stage]) -> Self {
-        let mut feeds = Vec::new();
-        let mut views = Vec::new();
-        for (input, name) in runner.rule().inputs.iter().enumerate() {
-            if let Some(feed) = Feed::ALL.iter().find(|f| f.name() == name) {
-                feeds.push((*feed, input));
-            } else if let Some(producer) = earlier.iter().position(|s| {
-                s.runner.rule().meta.emit == Emit::View && s.runner.rule().meta.view_name() == name
-            }) {
-                views.push((producer, input));
-            }
-        }
-        let mut runner = runner;
-        for (_, input) in &views {
-            // A view's watermark is its producer's; the producer's feeds are the ones that
-            // may be idle.
-            runner.set_may_idle(*input, false);
-        }
+/// How [`Pipeline::run`] runs.
+pub struct RunOptions<'a> {
+    /// When `stop` resolves: emit every open window (the demo shows what it has) or leave them
+    /// open (the service: their input is not acknowledged, so a restart rebuilds them).
+    /// Reaching the end of a finite input always emits them.
+    pub finish_on_stop: bool,
+    /// How often durable progress is acknowledged to the source and the observer looks.
+    pub tick: Duration,
+    /// Whether a table may count as idle only while every partition the source reads of it is
+    /// read to its end (sources with partitions: a backlog waiting behind another table's is
+    /// not quiet, just not read yet).
+    pub idle_only_at_end: bool,
+    /// Watches the run.
+    pub observer: Option<&'a mut dyn Observer>,
+}
+
+impl Default for RunOptions<'_> {
+    fn default() -> Self {
         Self {
-            runner,
-            feeds,
-            views,
+            finish_on_stop: true,
+            tick: Duration::from_secs(2),
+            idle_only_at_end: false,
+            observer: None,
         }
     }
 }
 
-/// What [`Pipeline::reload`] changed, by rule id.
+/// How a run ended.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Reloaded {
-    /// New rules, starting from now.
-    pub added: Vec<String>,
-    /// Rules whose text (or a view they read) changed: restarted with empty state.
-    pub changed: Vec<String>,
-    /// Rules no longer in the folder: stopped, open windows dropped.
-    pub removed: Vec<String>,
-    /// Rules running on untouched, state kept.
-    pub kept: usize,
+pub struct RunOutcome {
+    /// The input ended (rather than `stop` resolving).
+    pub ended: bool,
+    /// Positions acknowledged to the source last, per partition.
+    pub committed: BTreeMap<PartitionId, i64>,
 }
 
 /// Source to sinks, with every rule of the library running on its feeds and views.
 pub struct Pipeline {
     config: PipelineConfig,
     decoding: DecodeAhead,
-    stages: Vec<Stage>,
+    guard: EventTimeGuard,
+    graph: RuleGraph,
     rule_updates: Option<tokio::sync::mpsc::Receiver<Vec<CompiledRule>>>,
     alert_sink: Box<dyn Sink>,
     dead_sink: Box<dyn Sink>,
     stats: Stats,
+    watermarks: PartitionWatermarks,
 }
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pipeline")
             .field("config", &self.config)
-            .field("rules", &self.stages.len())
+            .field("graph", &self.graph)
             .finish_non_exhaustive()
     }
 }
@@ -217,75 +235,45 @@ impl Pipeline {
     ) -> Self {
         let decoding = DecodeAhead::new(pseudonymizer, DECODE_AHEAD);
         let mut stats = Stats::default();
-        let runner_config = RunnerConfig {
-            out_of_orderness_ms: config.out_of_orderness_ms,
-            idle_timeout_ms: config.idle_timeout_ms,
-        };
-        let mut stages: Vec<Stage> = Vec::with_capacity(rules.len());
-        for rule in rules {
-            if rule.meta.emit == Emit::Alert {
-                stats.alerts.insert(rule.meta.id.clone(), 0);
-            }
-            let runner = RuleRunner::new(Arc::new(rule), runner_config);
-            stages.push(Stage::wire(runner, &stages));
+        for rule in rules.iter().filter(|r| r.meta.emit == Emit::Alert) {
+            stats.alerts.insert(rule.meta.id.clone(), 0);
         }
+        let graph = RuleGraph::new(rules, runner_config(&config));
+        let watermarks = PartitionWatermarks::new(
+            config.out_of_orderness_ms,
+            Duration::from_millis(
+                config
+                    .idle_timeout_ms
+                    .map_or(u64::MAX, |t| t.unsigned_abs()),
+            ),
+        );
+        let guard = EventTimeGuard::new(GuardConfig {
+            max_future_ms: config.max_future_ms,
+            live: config.idle_timeout_ms.is_some(),
+        });
         Self {
             config,
             decoding,
-            stages,
+            guard,
+            graph,
             rule_updates: None,
             alert_sink,
             dead_sink,
             stats,
+            watermarks,
         }
     }
 
-    /// Swaps in a new set of rules (in dependency order) while running: an unchanged rule keeps
-    /// its runner and state; a new or changed rule (or one reading a changed view) starts
-    /// empty from the next batch; a removed rule stops. Other rules are not disturbed.
+    /// Swaps in a new set of rules (in dependency order) while running; see
+    /// [`RuleGraph::reload`].
     pub fn reload(&mut self, rules: Vec<CompiledRule>) -> Reloaded {
-        let runner_config = RunnerConfig {
-            out_of_orderness_ms: self.config.out_of_orderness_ms,
-            idle_timeout_ms: self.config.idle_timeout_ms,
-        };
-        let mut old: BTreeMap<String, RuleRunner> = self
-            .stages
-            .drain(..)
-            .map(|s| (s.runner.rule().meta.id.clone(), s.runner))
-            .collect();
-        let mut report = Reloaded::default();
-        let mut restarted_views: Vec<String> = Vec::new();
-        let mut stages: Vec<Stage> = Vec::with_capacity(rules.len());
-        for rule in rules {
-            let id = rule.meta.id.clone();
-            let reads_restarted = rule.inputs.iter().any(|i| restarted_views.contains(i));
-            let runner = match old.remove(&id) {
-                Some(r) if r.rule().meta.text == rule.meta.text && !reads_restarted => {
-                    report.kept += 1;
-                    r
-                }
-                previous => {
-                    if previous.is_some() {
-                        report.changed.push(id.clone());
-                    } else {
-                        report.added.push(id.clone());
-                    }
-                    if rule.meta.emit == Emit::View {
-                        restarted_views.push(rule.meta.view_name().to_string());
-                    }
-                    RuleRunner::new(Arc::new(rule), runner_config)
-                }
-            };
-            if runner.rule().meta.emit == Emit::Alert {
-                self.stats.alerts.entry(id).or_insert(0);
-            }
-            stages.push(Stage::wire(runner, &stages));
+        let report = self.graph.reload(rules);
+        for rule in self.graph.rules().filter(|r| r.meta.emit == Emit::Alert) {
+            self.stats.alerts.entry(rule.meta.id.clone()).or_insert(0);
         }
-        report.removed = old.into_keys().collect();
         for id in &report.removed {
             self.stats.alerts.remove(id);
         }
-        self.stages = stages;
         report
     }
 
@@ -295,8 +283,7 @@ impl Pipeline {
         self.rule_updates = Some(updates);
     }
 
-    /// Applies the newest rule set received from [`Pipeline::watch_rules`], if any (sources
-    /// other than [`Pipeline::run`]'s call it between batches).
+    /// Applies the newest rule set received from [`Pipeline::watch_rules`], if any.
     pub fn apply_rule_updates(&mut self) {
         let Some(updates) = self.rule_updates.as_mut() else {
             return;
@@ -317,34 +304,20 @@ impl Pipeline {
         }
     }
 
-    /// Whether `feed` may count as idle in the rules reading it with other inputs (see
-    /// [`RuleRunner::set_may_idle`]); the Kafka service allows it only while the feed is read
-    /// to the end.
-    pub fn set_feed_may_idle(&mut self, feed: Feed, may: bool) {
-        for stage in &mut self.stages {
-            for (f, input) in &stage.feeds {
-                if *f == feed {
-                    stage.runner.set_may_idle(*input, may);
-                }
-            }
-        }
+    /// The rule graph.
+    pub fn graph(&self) -> &RuleGraph {
+        &self.graph
     }
 
     /// The ids of the rules running, in dependency order.
     pub fn rule_ids(&self) -> Vec<String> {
-        self.stages
-            .iter()
-            .map(|s| s.runner.rule().meta.id.clone())
-            .collect()
+        self.graph.rule_ids()
     }
 
     /// Rows (or partial aggregate states) each rule holds for windows not yet emitted, by
-    /// rule id (see [`RuleRunner::held_rows`]).
+    /// rule id.
     pub fn state_rows(&self) -> Vec<(String, usize)> {
-        self.stages
-            .iter()
-            .map(|s| (s.runner.rule().meta.id.clone(), s.runner.held_rows()))
-            .collect()
+        self.graph.state_rows()
     }
 
     /// Counts so far.
@@ -352,41 +325,159 @@ impl Pipeline {
         &self.stats
     }
 
-    /// Reads `source` until it ends or `stop` resolves, then emits what is ready and flushes
-    /// the sinks. At the end of a finite input every open window is emitted; when stopped
-    /// early, open windows are emitted too (the demo's Ctrl-C shows what it has).
+    /// The watermark of `feed` as the minimum over the partitions read of it (partitions idle
+    /// longer than the idle timeout left out), for the watermark-delay metric.
+    pub fn feed_watermark(&self, feed: Feed) -> Option<i64> {
+        self.watermarks.feed_watermark(feed, Instant::now())
+    }
+
+    /// The smallest event time (epoch ms) of input still needed by any rule, `None` when no
+    /// rule holds anything.
+    pub fn oldest_needed_ts(&self) -> Option<i64> {
+        self.graph.oldest_needed_ts()
+    }
+
+    /// Reads `source` until it ends or `stop` resolves, acknowledging durable progress to the
+    /// source every tick, then (see [`RunOptions::finish_on_stop`]) emits open windows or not,
+    /// makes every output durable and acknowledges what that completed.
     ///
     /// Batches are decoded up to [`DECODE_AHEAD`] ahead on tokio's blocking pool while the
     /// rules run on this task, so decoding and rules use two cores; batches reach the rules in
     /// source order.
     ///
+    /// Input is acknowledged ([`Source::commit`]) per partition up to the first record a rule
+    /// still holds in an open window (`RuleGraph::oldest_needed_ts_of` its table), and only
+    /// once the sinks made every output written before durable ([`Sink::barrier`]): what is
+    /// not acknowledged is read again after a restart, rebuilding the same windows.
+    ///
     /// # Errors
-    /// When the source or a sink fails, or a plan fails to execute.
+    /// When the source or a sink fails, a delivery fails for good, or a plan fails to execute.
+    /// Nothing past an output that failed is acknowledged.
     pub async fn run(
         &mut self,
         source: &mut dyn Source,
         stop: impl std::future::Future<Output = ()>,
-        mut progress: Option<ProgressFn<'_>>,
-    ) -> Result<()> {
+        mut options: RunOptions<'_>,
+    ) -> Result<RunOutcome> {
         tokio::pin!(stop);
-        let mut last_report = Instant::now();
-        loop {
-            let next = tokio::select! {
-                biased;
-                () = &mut stop => break,
-                next = self.decoding.next_from(source) => next.map_err(Error::Source)?,
-            };
-            let Some((raw, decoded)) = next else { break };
-            self.apply(raw, decoded).await?;
-            self.apply_rule_updates();
-            if let Some(report) = progress.as_deref_mut()
-                && last_report.elapsed() >= Duration::from_secs(2)
-            {
-                report(&self.stats, source.progress());
-                last_report = Instant::now();
+        let mut acks = Acks::default();
+        if options.idle_only_at_end {
+            for feed in Feed::ALL {
+                // Until the source reports a table read to the end, its silence is not idleness.
+                self.graph.set_may_idle(feed.name(), false);
             }
         }
-        self.finish().await
+        let mut tick = tokio::time::interval(options.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.reset();
+        let ended = loop {
+            let next = tokio::select! {
+                biased;
+                () = &mut stop => break false,
+                _ = tick.tick() => {
+                    self.settle(source, &mut acks, false).await?;
+                    if options.idle_only_at_end {
+                        self.allow_idle_when_read_to_end(source);
+                    }
+                    if let Some(o) = options.observer.as_deref_mut() {
+                        o.tick(self, source);
+                    }
+                    continue;
+                }
+                next = self.decoding.next_from(source) => next.map_err(Error::Source)?,
+            };
+            let Some((raw, decoded)) = next else {
+                break true;
+            };
+            if let Some(o) = options.observer.as_deref_mut() {
+                o.batch_read(&raw);
+            }
+            let table = raw.feed.name();
+            let origins: Vec<Option<(PartitionId, i64)>> =
+                raw.records.iter().map(|r| position(&r.origin)).collect();
+            let event_ts = self.apply(raw, decoded).await?;
+            acks.processed(table, origins, &event_ts);
+            self.apply_rule_updates();
+        };
+        if ended || options.finish_on_stop {
+            self.finish().await?;
+        } else {
+            tracing::info!("stopped: no more consuming; delivering and acknowledging");
+            self.flush().await?;
+        }
+        self.settle(source, &mut acks, true).await?;
+        if let Some(o) = options.observer.as_deref_mut() {
+            o.tick(self, source);
+        }
+        if acks.tracker.pending() > 0 {
+            tracing::info!(
+                chunks = acks.tracker.pending(),
+                "input still held by open windows stays unacknowledged; it is read again on restart"
+            );
+        }
+        Ok(RunOutcome {
+            ended,
+            committed: acks.committed,
+        })
+    }
+
+    /// Acknowledges to `source` the input no rule needs any more whose outputs are durable;
+    /// `last`: wait for every output first and commit for good.
+    async fn settle(&mut self, source: &mut dyn Source, acks: &mut Acks, last: bool) -> Result<()> {
+        for tp in source.take_revoked() {
+            acks.tracker.revoke(&tp);
+            if let Some(feed) = acks.tables.remove(&tp).and_then(Feed::from_name) {
+                self.watermarks.remove(feed, tp.1);
+            }
+        }
+        acks.poll_barriers()?;
+        let mark = acks.next_mark;
+        acks.next_mark += 1;
+        let mut barrier = vec![self.alert_sink.barrier().await.map_err(Error::Sink)?];
+        barrier.push(self.dead_sink.barrier().await.map_err(Error::Sink)?);
+        acks.barriers.push_back((
+            mark,
+            Box::pin(futures::future::try_join_all(barrier).map(|r| r.map(drop))),
+        ));
+        if last {
+            while let Some((m, b)) = acks.barriers.pop_front() {
+                b.await.map_err(Error::Sink)?;
+                acks.confirmed = m;
+            }
+        } else {
+            acks.poll_barriers()?;
+        }
+        let graph = &self.graph;
+        let tables = &acks.tables;
+        let done = acks.tracker.advance(
+            |tp| {
+                tables
+                    .get(tp)
+                    .and_then(|table| graph.oldest_needed_ts_of(table))
+            },
+            mark,
+            acks.confirmed,
+        );
+        if done.is_empty() {
+            return Ok(());
+        }
+        source.commit(&done, last).await.map_err(Error::Commit)?;
+        tracing::debug!(?done, last, "acknowledged");
+        acks.committed.extend(done);
+        Ok(())
+    }
+
+    /// A table may count as idle only while every partition the source reads of it is read to
+    /// its end.
+    fn allow_idle_when_read_to_end(&mut self, source: &dyn Source) {
+        let mut at_end: BTreeMap<Feed, bool> = BTreeMap::new();
+        for p in source.partitions() {
+            *at_end.entry(p.feed).or_insert(true) &= p.at_end();
+        }
+        for feed in Feed::ALL {
+            self.graph
+                .set_may_idle(feed.name(), at_end.get(&feed).copied().unwrap_or(false));
+        }
     }
 
     /// Decodes one raw batch and runs the rules of its feed.
@@ -394,83 +485,34 @@ impl Pipeline {
     /// # Errors
     /// When a sink fails or a plan fails to execute.
     pub async fn process(&mut self, raw: RawBatch) -> Result<()> {
-        self.process_tracked(raw).await.map(drop)
-    }
-
-    /// The smallest event time (epoch ms) of input still needed by any rule, `None` when no
-    /// rule holds anything. An input record whose event time is below it (or any record when
-    /// `None`) has had every effect it can have: its alerts were handed to the alert sink.
-    pub fn oldest_needed_ts(&self) -> Option<i64> {
-        self.needed().into_iter().filter_map(|(t, _)| t).min()
-    }
-
-    /// [`Pipeline::oldest_needed_ts`] over the rules reading `feed` (directly or through views)
-    /// only: a quiet feed's open window does not hold back the commits of the others.
-    pub fn oldest_needed_ts_of(&self, feed: Feed) -> Option<i64> {
-        self.needed()
-            .into_iter()
-            .filter(|(_, feeds)| feeds.contains(&feed))
-            .filter_map(|(t, _)| t)
-            .min()
-    }
-
-    /// Per stage: the oldest feed event time it still needs, and the feeds it depends on. A
-    /// rule reading a view holds view rows stamped with the end of the producer's window, so
-    /// the feed events behind them reach back by the producer's window length.
-    fn needed(&self) -> Vec<(Option<i64>, Vec<Feed>)> {
-        let mut out: Vec<(Option<i64>, Vec<Feed>, i64)> = Vec::with_capacity(self.stages.len());
-        for stage in &self.stages {
-            let mut feeds: Vec<Feed> = stage.feeds.iter().map(|(f, _)| *f).collect();
-            let mut reach = 0i64;
-            let mut needed: Option<i64> = None;
-            for (producer, _) in &stage.views {
-                let (t, f, r) = &out[*producer];
-                let size = self.stages[*producer]
-                    .runner
-                    .rule()
-                    .window
-                    .as_ref()
-                    .map_or(0, |w| w.kind.size_ms());
-                reach = reach.max(r + size);
-                feeds.extend(f.iter().copied());
-                needed = match (needed, *t) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-            }
-            let own = stage
-                .runner
-                .oldest_needed_ts()
-                .map(|t| t.saturating_sub(reach));
-            let needed = match (needed, own) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            feeds.sort();
-            feeds.dedup();
-            out.push((needed, feeds, reach));
-        }
-        out.into_iter().map(|(t, f, _)| (t, f)).collect()
-    }
-
-    /// Like [`Pipeline::process`], and says what each raw record became: its event time (ms)
-    /// when well-formed, `None` when it was dead-lettered as malformed. Sources that commit
-    /// positions (Kafka) use it with [`Pipeline::oldest_needed_ts`].
-    ///
-    /// # Errors
-    /// When a sink fails or a plan fails to execute.
-    pub async fn process_tracked(&mut self, raw: RawBatch) -> Result<Vec<Option<i64>>> {
         let decoded = self.decoding.decode_now(&raw);
-        self.apply(raw, decoded).await
+        self.apply(raw, decoded).await.map(drop)
     }
 
     /// Runs the rules of `raw`'s feed on `decoded`, what decoding made of `raw` (see
-    /// [`DecodeAhead`]); returns what [`Pipeline::process_tracked`] returns. Batches must be
-    /// applied in source order.
+    /// [`DecodeAhead`]); returns what each raw record became: its event time (ms) when
+    /// well-formed, `None` when it was dead-lettered as malformed or dated too far ahead.
+    /// Batches must be applied in source order.
+    ///
+    /// Records dated too far ahead are set aside first ([`EventTimeGuard`]). In a replay (no
+    /// idle timeout) the guard may hold a batch's last records until its feed's next batch
+    /// ([`Pipeline::finish`] releases them); the result then covers the records of `raw` up to
+    /// the first held one. Live runs (the Kafka service) never hold.
     ///
     /// # Errors
     /// When a sink fails or a plan fails to execute.
-    pub async fn apply(&mut self, raw: RawBatch, decoded: Decoded) -> Result<Vec<Option<i64>>> {
+    pub async fn apply(
+        &mut self,
+        mut raw: RawBatch,
+        mut decoded: Decoded,
+    ) -> Result<Vec<Option<i64>>> {
+        self.guard
+            .screen(&mut raw, &mut decoded, Utc::now().timestamp_millis());
+        self.run_rules(raw, decoded).await
+    }
+
+    /// [`Pipeline::apply`] after the guard.
+    async fn run_rules(&mut self, raw: RawBatch, decoded: Decoded) -> Result<Vec<Option<i64>>> {
         let feed = raw.feed;
         self.stats.bytes += raw
             .records
@@ -484,69 +526,67 @@ impl Pipeline {
             .column_by_name("ts")
             .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
         {
+            let now = Instant::now();
             for (row, record) in decoded.rows.iter().enumerate() {
-                event_ts[*record as usize] = Some(ts.value(row));
+                let t = ts.value(row);
+                event_ts[*record as usize] = Some(t);
+                if let Origin::Kafka { partition, .. } = &raw.records[*record as usize].origin {
+                    self.watermarks.observe(feed, *partition, t, now);
+                }
             }
         }
         if !decoded.dead.is_empty() {
-            *self.stats.malformed.entry(feed.name()).or_default() += decoded.dead.len() as u64;
+            for d in &decoded.dead {
+                match &d.reason {
+                    DeadReason::Future(_) => {
+                        *self
+                            .stats
+                            .future
+                            .entry((feed.name(), d.origin.source()))
+                            .or_default() += 1;
+                    }
+                    _ => *self.stats.malformed.entry(feed.name()).or_default() += 1,
+                }
+            }
             let records: Vec<SinkRecord> = decoded.dead.iter().map(dead_record).collect();
             self.dead_sink.write(&records).await.map_err(Error::Sink)?;
         }
         if decoded.batch.num_rows() == 0 {
             return Ok(event_ts);
         }
-        let mut late: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-        let mut emitted = Vec::new();
-        let mut view_rows: Vec<Vec<RecordBatch>> = vec![Vec::new(); self.stages.len()];
-        for i in 0..self.stages.len() {
-            let inputs: Vec<usize> = self.stages[i]
-                .feeds
+        let step = self.graph.process(feed.name(), &decoded.batch).await?;
+        if !step.late_rows.is_empty() {
+            let records: Vec<SinkRecord> = step
+                .late_rows
                 .iter()
-                .filter(|(f, _)| *f == feed)
-                .map(|(_, input)| *input)
-                .collect();
-            for input in inputs {
-                let stage = &mut self.stages[i];
-                let step = stage
-                    .runner
-                    .process(input, &decoded.batch)
-                    .await
-                    .map_err(Error::Rules)?;
-                let rule = Arc::clone(stage.runner.rule());
-                if !step.late_rows.is_empty() {
-                    *self.stats.late.entry(rule.meta.id.clone()).or_default() +=
-                        step.late_rows.len() as u64;
-                    for row in step.late_rows {
-                        late.entry(row).or_default().push(rule.meta.id.clone());
-                    }
-                }
-                route(&rule, step.emissions, &mut view_rows[i], &mut emitted);
-            }
-            self.feed_views(i, &mut view_rows, &mut emitted, false)
-                .await?;
-        }
-        if !late.is_empty() {
-            let records: Vec<SinkRecord> = late
-                .into_iter()
                 .map(|(row, rules)| {
-                    let rec = &raw.records[decoded.rows[row as usize] as usize];
+                    let rec = &raw.records[decoded.rows[*row as usize] as usize];
                     dead_record(&DeadLetter {
                         feed,
                         origin: rec.origin.clone(),
                         payload: rec.payload.clone(),
-                        reason: DeadReason::Late { rules },
+                        reason: DeadReason::Late {
+                            rules: rules.clone(),
+                        },
                     })
                 })
                 .collect();
             self.dead_sink.write(&records).await.map_err(Error::Sink)?;
         }
-        self.write_alerts(emitted).await?;
+        self.record(step).await?;
         Ok(event_ts)
     }
 
+    /// Counts a graph step's late rows and writes its alerts.
+    async fn record(&mut self, step: GraphStep) -> Result<()> {
+        for (rule, n) in step.late {
+            *self.stats.late.entry(rule).or_default() += n;
+        }
+        self.write_alerts(step.alerts).await
+    }
+
     /// Makes everything written so far durable without emitting open windows (a long-running
-    /// service stopping: open windows are rebuilt from uncommitted input on restart).
+    /// service stopping: open windows are rebuilt from unacknowledged input on restart).
     ///
     /// # Errors
     /// When a sink fails.
@@ -560,60 +600,12 @@ impl Pipeline {
     /// # Errors
     /// When a sink fails or a plan fails to execute.
     pub async fn finish(&mut self) -> Result<()> {
-        let mut emitted = Vec::new();
-        let mut view_rows: Vec<Vec<RecordBatch>> = vec![Vec::new(); self.stages.len()];
-        for i in 0..self.stages.len() {
-            self.feed_views(i, &mut view_rows, &mut emitted, true)
-                .await?;
-            let stage = &mut self.stages[i];
-            let emissions = stage.runner.finish().await.map_err(Error::Rules)?;
-            let rule = Arc::clone(stage.runner.rule());
-            route(&rule, emissions, &mut view_rows[i], &mut emitted);
+        for (raw, decoded) in self.guard.release(Utc::now().timestamp_millis()) {
+            self.run_rules(raw, decoded).await?;
         }
-        self.write_alerts(emitted).await?;
-        self.alert_sink.flush().await.map_err(Error::Sink)?;
-        self.dead_sink.flush().await.map_err(Error::Sink)
-    }
-
-    /// Hands stage `i` the rows its views produced in this pass, then their watermarks (or
-    /// the end of input, `at_end`), routing what that emits.
-    async fn feed_views(
-        &mut self,
-        i: usize,
-        view_rows: &mut [Vec<RecordBatch>],
-        emitted: &mut Vec<(Arc<CompiledRule>, Emission)>,
-        at_end: bool,
-    ) -> Result<()> {
-        let views = self.stages[i].views.clone();
-        for (producer, input) in views {
-            let rows = view_rows[producer].clone();
-            let watermark = if at_end {
-                Some(i64::MAX)
-            } else {
-                self.stages[producer].runner.watermark()
-            };
-            let stage = &mut self.stages[i];
-            let rule = Arc::clone(stage.runner.rule());
-            for batch in &rows {
-                let step = stage
-                    .runner
-                    .process_view(input, batch)
-                    .await
-                    .map_err(Error::Rules)?;
-                *self.stats.late.entry(rule.meta.id.clone()).or_default() +=
-                    step.late_rows.len() as u64;
-                route(&rule, step.emissions, &mut view_rows[i], emitted);
-            }
-            if let Some(wm) = watermark {
-                let emissions = stage
-                    .runner
-                    .advance(input, wm)
-                    .await
-                    .map_err(Error::Rules)?;
-                route(&rule, emissions, &mut view_rows[i], emitted);
-            }
-        }
-        Ok(())
+        let step = self.graph.finish().await?;
+        self.record(step).await?;
+        self.flush().await
     }
 
     async fn write_alerts(&mut self, emitted: Vec<(Arc<CompiledRule>, Emission)>) -> Result<()> {
@@ -638,43 +630,105 @@ impl Pipeline {
     }
 }
 
-/// Alert rules' emissions go to the alert sink; a view's rows go to the rules reading it.
-fn route(
-    rule: &Arc<CompiledRule>,
-    emissions: Vec<Emission>,
-    view_rows: &mut Vec<RecordBatch>,
-    emitted: &mut Vec<(Arc<CompiledRule>, Emission)>,
-) {
-    match rule.meta.emit {
-        Emit::Alert => emitted.extend(emissions.into_iter().map(|e| (Arc::clone(rule), e))),
-        Emit::View => {
-            let schema = rule.view_schema();
-            for e in emissions {
-                for b in e.batches {
-                    let columns = b.columns()[..rule.data_columns].to_vec();
-                    view_rows.push(
-                        RecordBatch::try_new(Arc::clone(&schema), columns)
-                            .expect("a view's rows are its selected columns"),
-                    );
-                }
+/// The rules' time settings of a pipeline.
+fn runner_config(config: &PipelineConfig) -> RunnerConfig {
+    RunnerConfig {
+        out_of_orderness_ms: config.out_of_orderness_ms,
+        idle_timeout_ms: config.idle_timeout_ms,
+    }
+}
+
+/// The partition and position of a record from a source with positions (Kafka).
+fn position(origin: &Origin) -> Option<(PartitionId, i64)> {
+    match origin {
+        Origin::Kafka {
+            topic,
+            partition,
+            offset,
+            ..
+        } => Some(((Arc::clone(topic), *partition), *offset)),
+        _ => None,
+    }
+}
+
+/// What [`Pipeline::run`] knows of acknowledgements: input processed but not yet
+/// acknowledged, and the sinks' barriers still pending (one per tick, in order).
+struct Acks {
+    tracker: CommitTracker,
+    /// The table each partition feeds.
+    tables: HashMap<PartitionId, &'static str>,
+    /// Barriers requested and not yet resolved, with their mark.
+    barriers: VecDeque<(u64, Barrier)>,
+    /// The mark of the next barrier (from 1).
+    next_mark: u64,
+    /// Every barrier up to this mark has resolved.
+    confirmed: u64,
+    committed: BTreeMap<PartitionId, i64>,
+}
+
+impl Default for Acks {
+    fn default() -> Self {
+        Self {
+            tracker: CommitTracker::default(),
+            tables: HashMap::new(),
+            barriers: VecDeque::new(),
+            next_mark: 1,
+            confirmed: 0,
+            committed: BTreeMap::new(),
+        }
+    }
+}
+
+impl Acks {
+    /// Records one applied batch of `table`: each record's position and what it became.
+    fn processed(
+        &mut self,
+        table: &'static str,
+        origins: Vec<Option<(PartitionId, i64)>>,
+        event_ts: &[Option<i64>],
+    ) {
+        let mut chunks: BTreeMap<PartitionId, (i64, Option<i64>)> = BTreeMap::new();
+        for (origin, t) in origins.into_iter().zip(event_ts) {
+            let Some((tp, offset)) = origin else { continue };
+            let c = chunks.entry(tp).or_insert((offset, None));
+            c.0 = c.0.max(offset);
+            if let Some(t) = t {
+                c.1 = Some(c.1.map_or(*t, |m: i64| m.max(*t)));
             }
         }
+        for (tp, (last, max_ts)) in chunks {
+            self.tables.entry(tp.clone()).or_insert(table);
+            self.tracker.processed(tp, last, max_ts);
+        }
+    }
+
+    /// Takes the barriers that resolved, in order.
+    fn poll_barriers(&mut self) -> Result<()> {
+        while let Some((mark, barrier)) = self.barriers.front_mut() {
+            match barrier.now_or_never() {
+                Some(Ok(())) => {
+                    self.confirmed = *mark;
+                    self.barriers.pop_front();
+                }
+                Some(Err(e)) => return Err(Error::Sink(e)),
+                None => break,
+            }
+        }
+        Ok(())
     }
 }
 
 /// A dead letter as a sink record. Headers follow Kafka Connect's dead-letter convention
 /// (`__connect.errors.*`: origin topic, partition, offset, exception message) for records that
-/// came from Kafka, plus `citybrain.reason` (`malformed` | `late`), `citybrain.feed` and, for
-/// late records, `citybrain.rules` (comma-separated rule ids).
+/// came from Kafka, plus `citybrain.reason` (`malformed` | `late` | `future`), `citybrain.feed`
+/// and, for late records, `citybrain.rules` (comma-separated rule ids).
 fn dead_record(d: &DeadLetter) -> SinkRecord {
-    let (reason, detail) = match &d.reason {
-        DeadReason::Malformed(detail) => ("malformed", detail.clone()),
-        DeadReason::Late { rules } => (
-            "late",
-            format!(
-                "event time behind the watermark of rule(s) {}",
-                rules.join(",")
-            ),
+    let reason = d.reason.name();
+    let detail = match &d.reason {
+        DeadReason::Malformed(detail) | DeadReason::Future(detail) => detail.clone(),
+        DeadReason::Late { rules } => format!(
+            "event time behind the watermark of rule(s) {}",
+            rules.join(",")
         ),
     };
     let mut headers = Vec::with_capacity(8);

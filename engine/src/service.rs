@@ -1,16 +1,17 @@
 //! `citybrain run --brokers`: the long-running Kafka service, and `simulate --brokers`.
 //!
 //! ```text
-//!  KafkaSource ──RawBatch──▶ Pipeline::process_tracked ──alerts──▶ KafkaSink (citybrain.alerts)
-//!     ▲    │ (topic, partition, last offset,      │   dead letters ─▶ KafkaSink (citybrain.dlq)
-//!     │    │  max event time) per batch           │                        │ DeliveryTracker
-//!     │    └────────────▶ CommitTracker ◀─────────┴─ oldest_needed_ts ◀────┘ produced/confirmed
-//!     └──── commit(next offsets of the done prefix), every commit interval and at shutdown
+//!  KafkaSource ──RawBatch──▶ Pipeline::run (the loop of every mode) ──alerts──▶ KafkaSink (citybrain.alerts)
+//!     ▲                         │                                  dead letters ─▶ KafkaSink (citybrain.dlq)
+//!     │                         │ every commit interval:                   │ one idempotent producer,
+//!     └── Source::commit ◀──────┘ input no rule holds, outputs acked ◀─────┘ Sink::barrier
 //! ```
 //!
-//! At-least-once: an offset is committed only when every record before it has no row left in
-//! any open window and every alert or dead letter it caused is acknowledged by the broker.
-//! `docs/delivery.md` states the guarantee and its limits.
+//! The service builds the Kafka source and sinks, runs [`Pipeline::run`] with them and
+//! observes it for the metrics ([`KafkaObserver`]). At-least-once: an offset is committed only
+//! when every record before it has no row left in any open window and every alert or dead
+//! letter it caused is acknowledged by the broker. `docs/delivery.md` states the guarantee and
+//! its limits.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -18,11 +19,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use citybrain_connectors::kafka::{
-    CommitTracker, KafkaConfig, KafkaProducer, KafkaSink, KafkaSource, PartitionWatermarks,
-    TopicPartition,
+    DeliveryTracker, KafkaConfig, KafkaProducer, KafkaSink, KafkaSource, TopicPartition,
 };
 use citybrain_connectors::{
-    CityConfig, Feed, FeedCounts, Origin, Pseudonymizer, SimulatorSource, Sink, SinkRecord, Source,
+    CityConfig, Feed, FeedCounts, Pseudonymizer, RawBatch, SimulatorSource, Sink, SinkRecord,
+    Source,
 };
 use citybrain_rules::CompiledRule;
 use tracing::{info, warn};
@@ -30,7 +31,7 @@ use tracing::{info, warn};
 use crate::config::ServiceConfig;
 use crate::error::{Error, Result};
 use crate::metrics::{Metrics, names};
-use crate::pipeline::{AlertFormat, Pipeline, PipelineConfig, Stats};
+use crate::pipeline::{AlertFormat, Observer, Pipeline, PipelineConfig, RunOptions, Stats};
 
 /// How the service ended.
 #[derive(Debug)]
@@ -66,7 +67,8 @@ pub async fn run(
             &config.kafka.producer_config(),
             Some(Box::new(move |d| latency.observe(d))),
         )
-        .map_err(Error::Sink)?,
+        .map_err(Error::Sink)?
+        .with_max_in_flight(e.max_in_flight),
     );
     let tracker = Arc::clone(producer.tracker());
     let alerts = KafkaSink::new(Arc::clone(&producer), &config.kafka.alert_topic, true);
@@ -76,6 +78,7 @@ pub async fn run(
             out_of_orderness_ms: e.out_of_orderness_ms,
             idle_timeout_ms: Some(i64::try_from(e.idle_timeout_ms).unwrap_or(i64::MAX)),
             alert_format: AlertFormat::Json,
+            max_future_ms: e.max_future_ms,
         },
         rules,
         pseudonymizer,
@@ -85,160 +88,66 @@ pub async fn run(
     if let Some(updates) = rule_updates {
         pipeline.watch_rules(updates);
     }
-    for feed in Feed::ALL {
-        // Until the source reports a feed read to the end, its silence is not idleness.
-        pipeline.set_feed_may_idle(feed, false);
-    }
     let mut source =
         KafkaSource::new(&config.kafka, e.batch_size, stop_at_end).map_err(Error::Source)?;
-    let mut state = Progress {
-        commits: CommitTracker::default(),
-        watermarks: PartitionWatermarks::new(
-            e.out_of_orderness_ms,
-            Duration::from_millis(e.idle_timeout_ms),
-        ),
-        ready: BTreeMap::new(),
-        committed: BTreeMap::new(),
-    };
-    let mut tick = tokio::time::interval(Duration::from_millis(e.commit_interval_ms));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tokio::pin!(shutdown);
-    let ended = loop {
-        let next = tokio::select! {
-            biased;
-            () = &mut shutdown => {
+    let mut observer = KafkaObserver { tracker };
+    let outcome = pipeline
+        .run(
+            &mut source,
+            async {
+                shutdown.await;
                 info!("shutdown requested: no more consuming; delivering and committing");
-                break false;
-            }
-            _ = tick.tick() => {
-                state.advance(&pipeline, &source, &tracker.state())?;
-                state.commit(&source, false)?;
-                publish_gauges(&source, &state, &tracker.state());
-                publish_state_rows(&pipeline);
-                allow_idle_when_caught_up(&mut pipeline, &source);
-                continue;
-            }
-            next = source.next_batch() => next.map_err(Error::Source)?,
-        };
-        let Some(raw) = next else {
-            info!("every assigned partition read to its end");
-            break true;
-        };
-        for tp in source.take_revoked() {
-            state.commits.revoke(&tp);
-            if let Some(feed) = source.feed_of(&tp.0) {
-                state.watermarks.remove(feed, tp.1);
-            }
-        }
-        let now = Instant::now();
-        tracker.set_ingested(now);
-        let feed = raw.feed;
-        metrics::histogram!(names::BATCH_RECORDS).record(raw.records.len() as f64);
-        let origins: Vec<(Arc<str>, i32, i64)> = raw
-            .records
-            .iter()
-            .filter_map(|r| match &r.origin {
-                Origin::Kafka {
-                    topic,
-                    partition,
-                    offset,
-                    ..
-                } => Some((Arc::clone(topic), *partition, *offset)),
-                _ => None,
-            })
-            .collect();
-        let ts = pipeline.process_tracked(raw).await?;
-        let mut chunks: BTreeMap<TopicPartition, (i64, Option<i64>)> = BTreeMap::new();
-        for ((topic, partition, offset), t) in origins.into_iter().zip(ts) {
-            let c = chunks.entry((topic, partition)).or_insert((offset, None));
-            c.0 = c.0.max(offset);
-            if let Some(t) = t {
-                c.1 = Some(c.1.map_or(t, |m: i64| m.max(t)));
-                state.watermarks.observe(feed, partition, t, now);
-            }
-        }
-        for (tp, (last, max_ts)) in chunks {
-            state.commits.processed(tp, last, max_ts);
-        }
-        publish_counts(pipeline.stats());
-        pipeline.apply_rule_updates();
-        let delivery = tracker.state();
-        state.advance(&pipeline, &source, &delivery)?;
-        if delivery.in_flight() > e.max_in_flight {
-            // Backpressure: stop consuming until the broker has caught up with half of it.
-            metrics::counter!(names::BACKPRESSURE_PAUSES).increment(1);
-            tracing::debug!(in_flight = delivery.in_flight(), "pausing consumption");
-            tracker
-                .wait_in_flight_at_most(e.max_in_flight / 2)
-                .await
-                .map_err(Error::Sink)?;
-        }
-    };
-    if ended {
-        pipeline.finish().await?;
-    } else {
-        pipeline.flush().await?;
+            },
+            RunOptions {
+                finish_on_stop: false,
+                tick: Duration::from_millis(e.commit_interval_ms),
+                idle_only_at_end: true,
+                observer: Some(&mut observer),
+            },
+        )
+        .await?;
+    if outcome.ended {
+        info!("every assigned partition read to its end");
     }
-    state.advance(&pipeline, &source, &tracker.state())?;
-    state.commit(&source, true)?;
-    publish_counts(pipeline.stats());
-    if state.commits.pending() > 0 {
-        info!(
-            chunks = state.commits.pending(),
-            "input still held by open windows stays uncommitted; it is read again on restart"
-        );
-    }
-    info!(committed = ?state.committed, "stopped");
+    info!(committed = ?outcome.committed, "stopped");
     Ok(Outcome {
         stats: pipeline.stats().clone(),
-        committed: state.committed,
+        committed: outcome.committed,
     })
 }
 
-/// Commit bookkeeping of the service loop.
-struct Progress {
-    commits: CommitTracker,
-    watermarks: PartitionWatermarks,
-    /// Offsets ready to commit, not yet sent.
-    ready: BTreeMap<TopicPartition, i64>,
-    committed: BTreeMap<TopicPartition, i64>,
+/// Publishes the service's metrics from what the loop shows it.
+struct KafkaObserver {
+    tracker: Arc<DeliveryTracker>,
 }
 
-impl Progress {
-    fn advance(
-        &mut self,
-        pipeline: &Pipeline,
-        source: &KafkaSource,
-        delivery: &citybrain_connectors::kafka::DeliveryState,
-    ) -> Result<()> {
-        if let Some(detail) = &delivery.failed {
-            return Err(Error::Sink(citybrain_connectors::Error::Delivery {
-                detail: detail.clone(),
-            }));
-        }
-        let done = self.commits.advance(
-            |(topic, _)| {
-                source
-                    .feed_of(topic)
-                    .and_then(|feed| pipeline.oldest_needed_ts_of(feed))
-            },
-            delivery.produced,
-            delivery.confirmed,
-        );
-        self.ready.extend(done);
-        Ok(())
+impl Observer for KafkaObserver {
+    fn batch_read(&mut self, raw: &RawBatch) {
+        self.tracker.set_ingested(Instant::now());
+        metrics::histogram!(names::BATCH_RECORDS).record(raw.records.len() as f64);
     }
 
-    fn commit(&mut self, source: &KafkaSource, sync: bool) -> Result<()> {
-        if self.ready.is_empty() {
-            return Ok(());
+    fn tick(&mut self, pipeline: &Pipeline, source: &dyn Source) {
+        publish_counts(pipeline.stats());
+        for (rule, rows) in pipeline.state_rows() {
+            metrics::gauge!(names::STATE_ROWS, "rule" => rule).set(rows as f64);
         }
-        let offsets: Vec<(TopicPartition, i64)> =
-            std::mem::take(&mut self.ready).into_iter().collect();
-        source.commit(&offsets, sync).map_err(Error::Commit)?;
-        tracing::debug!(?offsets, sync, "committed");
-        self.committed.extend(offsets);
-        Ok(())
+        for p in source.partitions() {
+            if let Some(lag) = p.lag() {
+                metrics::gauge!(names::CONSUMER_LAG, "topic" => p.id.0.to_string(), "partition" => p.id.1.to_string())
+                    .set(lag as f64);
+            }
+        }
+        let wall_ms = chrono::Utc::now().timestamp_millis();
+        for feed in Feed::ALL {
+            if let Some(wm) = pipeline.feed_watermark(feed) {
+                metrics::gauge!(names::WATERMARK_DELAY, "feed" => feed.name())
+                    .set((wall_ms - wm) as f64 / 1000.0);
+            }
+        }
+        let delivery = self.tracker.state();
+        metrics::gauge!(names::IN_FLIGHT).set(delivery.in_flight() as f64);
+        metrics::counter!(names::BACKPRESSURE_PAUSES).absolute(delivery.pauses);
     }
 }
 
@@ -249,53 +158,15 @@ fn publish_counts(stats: &Stats) {
     for (feed, n) in &stats.malformed {
         metrics::counter!(names::MALFORMED, "feed" => *feed).absolute(*n);
     }
+    for ((feed, source), n) in &stats.future {
+        metrics::counter!(names::FUTURE, "feed" => *feed, "source" => source.clone()).absolute(*n);
+    }
     for (rule, n) in &stats.late {
         metrics::counter!(names::LATE, "rule" => rule.clone()).absolute(*n);
     }
     for (rule, n) in &stats.alerts {
         metrics::counter!(names::ALERTS, "rule" => rule.clone()).absolute(*n);
     }
-}
-
-/// A feed may count as idle (and stop holding back rules reading several feeds) only while
-/// every partition of its topic is read to the end: a feed whose backlog is still waiting
-/// behind another's (after a restart, say) is not quiet, just not read yet.
-fn allow_idle_when_caught_up(pipeline: &mut Pipeline, source: &KafkaSource) {
-    let mut caught_up: BTreeMap<Feed, bool> = BTreeMap::new();
-    for ((topic, _), lag) in source.lag() {
-        if let Some(feed) = source.feed_of(&topic) {
-            *caught_up.entry(feed).or_insert(true) &= lag <= 0;
-        }
-    }
-    for feed in Feed::ALL {
-        pipeline.set_feed_may_idle(feed, caught_up.get(&feed).copied().unwrap_or(false));
-    }
-}
-
-fn publish_state_rows(pipeline: &Pipeline) {
-    for (rule, rows) in pipeline.state_rows() {
-        metrics::gauge!(names::STATE_ROWS, "rule" => rule).set(rows as f64);
-    }
-}
-
-fn publish_gauges(
-    source: &KafkaSource,
-    state: &Progress,
-    delivery: &citybrain_connectors::kafka::DeliveryState,
-) {
-    for ((topic, partition), lag) in source.lag() {
-        metrics::gauge!(names::CONSUMER_LAG, "topic" => topic, "partition" => partition.to_string())
-            .set(lag as f64);
-    }
-    let now = Instant::now();
-    let wall_ms = chrono::Utc::now().timestamp_millis();
-    for feed in Feed::ALL {
-        if let Some(wm) = state.watermarks.feed_watermark(feed, now) {
-            metrics::gauge!(names::WATERMARK_DELAY, "feed" => feed.name())
-                .set((wall_ms - wm) as f64 / 1000.0);
-        }
-    }
-    metrics::gauge!(names::IN_FLIGHT).set(delivery.in_flight() as f64);
 }
 
 /// Publishes `events` simulated events to the feed topics of `kafka`, paced at `rate` events

@@ -315,6 +315,173 @@ fn run_picks_up_a_new_rule_without_restart_and_reports_a_broken_one() {
     );
 }
 
+/// Rule files that used to crash or block the engine: `WITH RECURSIVE` (a panic), a window
+/// every millisecond over a day, a self `CROSS JOIN`, an `AND` chain of 3,000 terms (a stack
+/// overflow), a binary file and a link loop (which stopped the folder's reading).
+fn dangerous_rules(dir: &Path) {
+    const H: &str = "-- title: dangerous\n-- severity: info\n";
+    write(
+        &dir.join("recursive.sql"),
+        &format!(
+            "{H}WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3)\nSELECT n FROM r\n"
+        ),
+    );
+    write(
+        &dir.join("hop.sql"),
+        &format!(
+            "{H}SELECT road_id, window_start, window_end, COUNT(*) AS n\n\
+             FROM TABLE(HOP(TABLE traffic, DESCRIPTOR(ts), INTERVAL '1' MILLISECOND, INTERVAL '1' DAY))\n\
+             GROUP BY road_id, window_start, window_end\n"
+        ),
+    );
+    let w = "TABLE(TUMBLE(TABLE traffic, DESCRIPTOR(ts), INTERVAL '10' MINUTES))";
+    write(
+        &dir.join("cross.sql"),
+        &format!(
+            "{H}SELECT a.event_id, b.event_id AS other, a.window_start, a.window_end\n\
+             FROM {w} a\nCROSS JOIN {w} b\n"
+        ),
+    );
+    let terms: Vec<String> = (0..3_000).map(|i| format!("speed_kmh > {i}")).collect();
+    write(
+        &dir.join("deep.sql"),
+        &format!(
+            "{H}SELECT event_id FROM traffic\nWHERE {}\n",
+            terms.join(" AND ")
+        ),
+    );
+    std::fs::write(dir.join("binary.sql"), b"SQLite format 3\0\x10\x00\x01\x01").expect("write");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(".", dir.join("loop")).expect("symlink");
+}
+
+#[test]
+fn rules_check_reports_every_dangerous_rule_and_file_at_its_position() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("rules");
+    write(&dir.join("ok.sql"), PER_MINUTE);
+    dangerous_rules(&dir);
+    let out = citybrain(&["rules", "check", dir.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "exit code 1:\n{stderr}");
+    let at = |file: &str, pos: &str, text: &str| {
+        let want = format!("{}:{pos}: {text}", dir.join(file).display());
+        assert!(stderr.contains(&want), "want `{want}` in:\n{stderr}");
+    };
+    at("recursive.sql", "3:1", "WITH RECURSIVE is not supported");
+    at(
+        "hop.sql",
+        "4:73",
+        "HOP 1d every 1ms puts every row in 86400000 windows",
+    );
+    at("cross.sql", "5:1", "this inner join matches rows on no key");
+    at(
+        "deep.sql",
+        "4:57709",
+        "the rule nests more than 200 levels deep here",
+    );
+    at(
+        "binary.sql",
+        "1:16",
+        "a binary file (a NUL byte), not SQL text",
+    );
+    #[cfg(unix)]
+    {
+        at("loop", "1:1", "leads to");
+        assert!(
+            stderr.contains("6 problem(s) in 6 of 7 rule file(s)"),
+            "every file once, every problem:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn replay_refuses_a_deeply_nested_rule_with_a_message_not_an_abort() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    write(
+        &tmp.path().join("in/traffic.jsonl"),
+        &(traffic("a1", "2026-03-02T08:00:10Z", "R1") + "\n"),
+    );
+    let rules = tmp.path().join("rules");
+    dangerous_rules(&rules);
+    let out = citybrain(&[
+        "replay",
+        "--input",
+        tmp.path().join("in").to_str().unwrap(),
+        "--rules",
+        rules.join("deep.sql").to_str().unwrap(),
+        "--out",
+        tmp.path().join("alerts.jsonl").to_str().unwrap(),
+        "--dlq",
+        tmp.path().join("dead.jsonl").to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an error, not a crash:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("deep.sql:4:") && stderr.contains("nests more than 200 levels"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn run_reports_dangerous_rules_dropped_into_its_folder_and_keeps_reloading() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let rules = tmp.path().join("rules");
+    let per_event = |title: &str| {
+        format!(
+            "-- title: {title}\n-- severity: info\n\
+             SELECT event_id, road_id FROM traffic WHERE kind = 'flow'\n"
+        )
+    };
+    write(&rules.join("first.sql"), &per_event("first"));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_citybrain"))
+        .args([
+            "run", "--json", "--rate", "2000", "--speed", "60", "--rules",
+        ])
+        .arg(&rules)
+        .args(["--dlq"])
+        .arg(tmp.path().join("dead.jsonl"))
+        .env("CITYBRAIN_PSEUDONYM_KEY", "cli-test-key")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("citybrain runs");
+    let out = lines_of(child.stdout.take().expect("stdout"));
+    let err = lines_of(child.stderr.take().expect("stderr"));
+    let rule_is = |id: &'static str| {
+        move |l: &str| serde_json::from_str::<Value>(l).is_ok_and(|v| v["rule"] == id)
+    };
+    let (mut seen, mut logs) = (Vec::new(), Vec::new());
+    let first_runs = wait_for(&out, &mut seen, rule_is("first"));
+    dangerous_rules(&rules);
+    let reported = wait_for(&err, &mut logs, |l| {
+        l.contains("rule change rejected") && l.contains("recursive.sql:3:1")
+    });
+    // Later changes are still taken: the folder is still watched and read.
+    write(&rules.join("second.sql"), &per_event("second"));
+    let second_runs = wait_for(&out, &mut seen, rule_is("second"));
+    let status = child.try_wait().expect("try_wait");
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    assert!(first_runs, "the first rule alerts: {seen:?}");
+    assert!(reported, "the recursive rule is reported: {logs:?}");
+    assert_eq!(status, None, "the engine is still running: {logs:?}");
+    assert!(second_runs, "a rule added after them still loads: {logs:?}");
+    let logs = logs.join("\n");
+    for file in [
+        "hop.sql:4:73",
+        "cross.sql:5:1",
+        "deep.sql:4:",
+        "binary.sql:1:16",
+    ] {
+        assert!(logs.contains(file), "{file} reported:\n{logs}");
+    }
+}
+
 /// The Nexmark expectations in `rules/tests/nexmark/` were made by Flink from exactly the files
 /// `simulate --nexmark --events 2000 --sim-rate 50 --seed 42` writes: a change to the generator
 /// must come with new expectations (rules/tests/nexmark/README.md says how).

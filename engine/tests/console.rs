@@ -9,7 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use browser::{Browser, wait_for};
+use browser::scenarios::{self, assert_all_local};
+use browser::{ApiClient, Browser, wait_for};
 use serde_json::json;
 
 /// A running `citybrain run` with its console on an ephemeral port; killed on drop.
@@ -71,16 +72,6 @@ impl Drop for Engine {
             eprintln!("citybrain's stderr:\n{}", self.stderr.lock().unwrap());
         }
     }
-}
-
-/// Every request is to the console's own address (or an inline `data:` URL).
-fn assert_all_local(urls: &[String], addr: &str) {
-    assert!(!urls.is_empty(), "the performance log recorded no request");
-    let outside: Vec<&String> = urls
-        .iter()
-        .filter(|u| !(u.starts_with(&format!("http://{addr}/")) || u.starts_with("data:")))
-        .collect();
-    assert!(outside.is_empty(), "requests leaving {addr}: {outside:?}");
 }
 
 #[test]
@@ -186,4 +177,162 @@ fn an_explicit_console_address_must_bind_and_off_serves_nothing() {
         stderr.contains("operations console off") && !stderr.contains("operations console url="),
         "{stderr}"
     );
+}
+
+/// The console to drive: `CITYBRAIN_CONSOLE_URL` (a citybrain already running, e.g. the demo)
+/// or a `citybrain run` started here with `args`.
+fn target(args: &[&str]) -> (Option<Engine>, String, String) {
+    match std::env::var("CITYBRAIN_CONSOLE_URL") {
+        Ok(url) => {
+            let addr = url
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_string();
+            (None, format!("http://{addr}/"), addr)
+        }
+        Err(_) => {
+            let engine = Engine::start(args);
+            let (url, addr) = (engine.url(), engine.addr.clone());
+            (Some(engine), url, addr)
+        }
+    }
+}
+
+/// The city's token: `CITYBRAIN_CONSOLE_TOKEN`, else the demo access file's city token.
+fn city_token() -> String {
+    std::env::var("CITYBRAIN_CONSOLE_TOKEN").unwrap_or_else(|_| DEMO_CITY_TOKEN.to_string())
+}
+
+/// The demo access file's token for the city level (docs/incidents.md).
+const DEMO_CITY_TOKEN: &str = "demo-city";
+
+/// `docs/console.png` for the README: the demo city at rush hour (08:00 simulated), logged in
+/// as the city, one incident open in the panel. `scripts/console-screenshot.sh` runs it.
+#[test]
+#[ignore = "regenerates docs/console.png: run scripts/console-screenshot.sh"]
+fn screenshot_of_the_demo_city_at_rush_hour() {
+    let Some(browser) = Browser::start() else {
+        return;
+    };
+    let (_engine, url, _) = target(&["--speed", "300", "--rate", "3000"]);
+    scenarios::login(&browser, &url, &city_token());
+    let rush = std::env::var("CITYBRAIN_SCREENSHOT_AT").unwrap_or_else(|_| "T08:00".to_string());
+    browser.wait_js(
+        Duration::from_secs(300),
+        "rush hour in the simulated city, with incidents",
+        &format!("const s = window.cbConsole; return s.now && s.now.slice(10, 16) >= '{rush}' && s.shown.length >= 5"),
+    );
+    browser.js(
+        "const li = document.querySelector('#worklist li[data-incident-id]'); if (li) li.click();",
+        json!([]),
+    );
+    browser.wait_js(
+        Duration::from_secs(5),
+        "the incident panel",
+        "return document.querySelector('#detail .timeline li') !== null",
+    );
+    let out = std::env::var("CITYBRAIN_SCREENSHOT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/console.png")
+        });
+    std::fs::write(&out, browser.screenshot()).expect("writing the screenshot");
+    eprintln!("wrote {}", out.display());
+}
+
+/// Live latency on a scene of at least 500 open incidents: the bench acknowledges 100 of them
+/// through the API, one every 100 ms, and times each from the request to the page showing the
+/// new state on the map and the list (the page notes when it first rendered each state).
+/// Prints p50, p95 and max; `scripts/console-bench.sh` runs it (BENCHMARKS.md).
+#[test]
+#[ignore = "benchmark: run scripts/console-bench.sh"]
+fn live_latency_over_a_500_incident_scene() {
+    let Some(browser) = Browser::start() else {
+        return;
+    };
+    let (_engine, url, addr) = target(&["--speed", "600", "--rate", "5000"]);
+    let api = ApiClient {
+        addr,
+        token: city_token(),
+    };
+    scenarios::login(&browser, &url, &api.token);
+    let scene = wait_for(
+        Duration::from_secs(600),
+        "a scene of 500 open incidents",
+        || {
+            let open = api.get_json("/api/incidents?state=open");
+            let open = open.as_array().unwrap();
+            (open.len() >= 500).then(|| open.clone())
+        },
+    );
+    // Send first, read the page's render times after: polling the page while it works would
+    // compete with it for its one main thread.
+    let mut sent = Vec::new();
+    for incident in scene.iter().filter(|i| i["state"] == "open").take(100) {
+        let id = incident["incident_id"].as_str().unwrap();
+        let at = epoch_ms();
+        let r = api.post(
+            &format!("/api/incidents/{id}/actions"),
+            &json!({"action": "ack"}),
+        );
+        if r.status == 200 {
+            let level = r.json()["level"].as_str().unwrap_or_default().to_string();
+            sent.push((format!("{id}|acknowledged|{level}"), at));
+        } // else acknowledged or escalated meanwhile by the live scene
+        pace(Duration::from_millis(100));
+    }
+    let keys: Vec<&String> = sent.iter().map(|(k, _)| k).collect();
+    let seen = wait_for(
+        Duration::from_secs(30),
+        "the page to show every acknowledgement",
+        || {
+            let v = browser.js(
+                "return arguments[0].map((k) => window.cbConsole.seen[k] ?? null)",
+                json!([keys]),
+            );
+            let v: Vec<Option<f64>> = v
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(serde_json::Value::as_f64)
+                .collect();
+            v.iter()
+                .all(Option::is_some)
+                .then(|| v.into_iter().flatten().collect::<Vec<f64>>())
+        },
+    );
+    let mut latencies: Vec<f64> = sent
+        .iter()
+        .zip(&seen)
+        .map(|((_, at), seen)| seen - at)
+        .collect();
+    assert!(
+        latencies.len() >= 50,
+        "too few acknowledgements measured: {}",
+        latencies.len()
+    );
+    latencies.sort_by(f64::total_cmp);
+    let q = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
+    eprintln!(
+        "console live latency over {} actions on {} open incidents: p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms",
+        latencies.len(),
+        scene.len(),
+        q(0.5),
+        q(0.95),
+        q(1.0)
+    );
+}
+
+fn epoch_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        * 1000.0
+}
+
+/// The bench's pace between two actions (a rate, not a stand-in for synchronisation).
+#[allow(clippy::disallowed_methods)]
+fn pace(d: Duration) {
+    std::thread::sleep(d);
 }

@@ -45,7 +45,7 @@ use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
-use datafusion::sql::sqlparser::tokenizer::Token;
+use datafusion::sql::sqlparser::tokenizer::{Location, Token};
 
 use crate::error::{Problem, suggest};
 use crate::rule::{Emit, RuleMeta, RuleSource, parse_header};
@@ -366,8 +366,34 @@ pub(crate) fn new_context() -> SessionContext {
     ctx
 }
 
-/// Parses rewritten tokens into exactly one query.
+/// Parses rewritten tokens into exactly one query, and refuses what must not reach
+/// DataFusion ([`crate::check::syntax`]: nesting depth, recursion). Runs on a thread with a
+/// large stack, as dropping a deep syntax tree recurses (see [`crate::check`]).
 pub(crate) fn parse_query(
+    src: &RuleSource,
+    rewritten: window::Rewritten,
+) -> Result<Statement, Vec<Problem>> {
+    std::thread::scope(|scope| {
+        let parser = std::thread::Builder::new()
+            .name("rule-parser".into())
+            .stack_size(crate::check::PARSE_STACK_BYTES)
+            .spawn_scoped(scope, || parse_checked(src, rewritten));
+        match parser {
+            Ok(thread) => thread
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(e) => Err(vec![problem(
+                src,
+                Diag::at(
+                    Location::new(1, 1),
+                    format!("cannot start the rule parser: {e}"),
+                ),
+            )]),
+        }
+    })
+}
+
+fn parse_checked(
     src: &RuleSource,
     rewritten: window::Rewritten,
 ) -> Result<Statement, Vec<Problem>> {
@@ -377,14 +403,20 @@ pub(crate) fn parse_query(
         .filter(|t| !matches!(t.token, Token::Whitespace(_)));
     let first = code.next().map(|t| t.span.start);
     let last = code.next_back().map_or(first, |t| Some(t.span.end));
+    let start = first.unwrap_or(Location::new(1, 1));
     let mut parser = Parser::new(&GenericDialect {}).with_tokens_with_locations(rewritten.tokens);
     let statements = parser
         .parse_statements()
         .map_err(|e| vec![parser_problem(src, &e.to_string(), last)])?;
-    let at = |message: &str| {
-        let loc = first.unwrap_or(datafusion::sql::sqlparser::tokenizer::Location::new(1, 1));
-        vec![problem(src, Diag::at(loc, message))]
-    };
+    let refused: Vec<Problem> = statements
+        .iter()
+        .flat_map(|s| crate::check::syntax(s, start))
+        .map(|d| problem(src, d))
+        .collect();
+    if !refused.is_empty() {
+        return Err(refused);
+    }
+    let at = |message: &str| vec![problem(src, Diag::at(start, message))];
     match <[Statement; 1]>::try_from(statements) {
         Ok([stmt @ Statement::Query(_)]) => Ok(stmt),
         Ok(_) => Err(at("a rule must be one SELECT query")),
@@ -481,6 +513,9 @@ fn row_filter(
 /// # Errors
 /// The rule's mistakes, each with its file, line and column.
 pub async fn compile(src: &RuleSource, catalog: &Catalog) -> Result<CompiledRule, Vec<Problem>> {
+    if let Some(defect) = &src.defect {
+        return Err(vec![defect.clone()]);
+    }
     let meta = parse_header(src);
     let rewritten = window::rewrite(&src.text, Mode::Streaming)
         .map_err(|d| d.into_iter().map(|d| problem(src, d)).collect::<Vec<_>>());
@@ -687,6 +722,21 @@ pub async fn compile(src: &RuleSource, catalog: &Catalog) -> Result<CompiledRule
     let optimized = state
         .optimize(&plan)
         .map_err(|e| vec![planning_problem(src, &e)])?;
+    if let Some(kind) = crate::check::unkeyed_join(&optimized) {
+        return Err(vec![problem(
+            src,
+            Diag::at(
+                keyword_position(&src.text, &["CROSS", "JOIN"], &["FROM"]).unwrap_or(first_line),
+                format!(
+                    "this {} join matches rows on no key (only on the window or nothing): \
+                     every pair of rows is a result, growing with the square of the rows; join \
+                     on a column as well, e.g. `ON L.window_start = R.window_start AND \
+                     L.window_end = R.window_end AND L.cell = R.cell`",
+                    kind.to_string().to_lowercase()
+                ),
+            ),
+        )]);
+    }
     let filters = scan_filters(&optimized);
     let physical = state
         .query_planner()
@@ -699,10 +749,11 @@ pub async fn compile(src: &RuleSource, catalog: &Catalog) -> Result<CompiledRule
     for name in &a.scans {
         let w = windows.iter().find(|w| &w.slot == name).cloned();
         let table = w.as_ref().map_or(name.clone(), |w| w.table.clone());
-        let (input_schema, time) = catalog
-            .tables
-            .get(&table)
-            .expect("scans only name registered tables");
+        let Some((input_schema, time)) = catalog.tables.get(&table) else {
+            return Err(fail(format!(
+                "`{table}` is not a feed or view this rule can read as a stream"
+            )));
+        };
         let input = inputs.iter().position(|i| *i == table).unwrap_or_else(|| {
             inputs.push(table.clone());
             inputs.len() - 1
@@ -1103,6 +1154,25 @@ fn problem(src: &RuleSource, d: Diag) -> Problem {
         column: d.column,
         message: d.message,
     }
+}
+
+/// Where the first of `keywords` appears in the rule's query, else the first of `fallback`.
+fn keyword_position(text: &str, keywords: &[&str], fallback: &[&str]) -> Option<Location> {
+    let tokens = datafusion::sql::sqlparser::tokenizer::Tokenizer::new(&GenericDialect {}, text)
+        .tokenize_with_location()
+        .ok()?;
+    let first = |words: &[&str]| {
+        tokens.iter().find_map(|t| match &t.token {
+            Token::Word(w)
+                if w.quote_style.is_none()
+                    && words.iter().any(|k| w.value.eq_ignore_ascii_case(k)) =>
+            {
+                Some(t.span.start)
+            }
+            _ => None,
+        })
+    };
+    first(keywords).or_else(|| first(fallback))
 }
 
 /// The position of the first line of SQL after the header.

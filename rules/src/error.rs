@@ -31,6 +31,15 @@ pub enum Error {
     /// One or more rules are invalid; every problem found is listed.
     #[error("{}", Problems(.0))]
     Invalid(Vec<Problem>),
+    /// A saved state does not fit the rule it is restored into (a damaged or foreign
+    /// checkpoint).
+    #[error("rule {rule}: cannot restore its state: {detail}")]
+    Restore {
+        /// The rule id.
+        rule: String,
+        /// What does not fit.
+        detail: String,
+    },
     /// Running a rule's plan failed (an engine fault, not the author's).
     #[error("rule {rule}: execution failed")]
     Execute {

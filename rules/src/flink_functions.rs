@@ -6,8 +6,9 @@
 //! - `SPLIT_INDEX(s, sep, i)`: the `i`-th (from 0) piece of `s` split at `sep`; NULL when out of
 //!   range.
 //! - `REGEXP_EXTRACT(s, regex [, group])`: the text of match group `group` (default 0, the whole
-//!   match) of the first match of `regex` (Rust's regex syntax, a subset of Java's for the usual
-//!   patterns); NULL when nothing matches.
+//!   match) of the first match of `regex` (the regex syntax of DataFusion's `regexp_match`, a
+//!   subset of Java's for the usual patterns); NULL when nothing matches or the group took no
+//!   part in the match.
 //! - `DATE_FORMAT(ts, pattern)`: a timestamp formatted with a Java `SimpleDateFormat` pattern
 //!   (`yyyy`, `MM`, `dd`, `HH`, `mm`, `ss`, `SSS` and `'quoted text'`), in UTC. Replaces
 //!   DataFusion's `date_format`, its name for `to_char` with chrono's `%` patterns.
@@ -16,7 +17,10 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Int64Array, Int64Builder, StringBuilder};
+use arrow::array::{
+    Array, ArrayRef, AsArray, Int64Array, Int64Builder, Scalar, StringArray, StringBuilder,
+};
+use arrow::compute::regexp_match;
 use arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMillisecondType};
 use datafusion::common::{Result, exec_err, plan_err};
 use datafusion::logical_expr::{
@@ -186,35 +190,7 @@ impl ScalarUDFImpl for Flink {
             Func::RegexpExtract => {
                 let (s, re) = (arrays[0].as_string::<i32>(), arrays[1].as_string::<i32>());
                 let group = arrays.get(2).map(int);
-                let mut compiled: Option<(String, regex::Regex)> = None;
-                let mut b = StringBuilder::with_capacity(rows, rows * 8);
-                for i in 0..rows {
-                    let g = match group {
-                        Some(g) => get_int(g, i),
-                        None => Some(0),
-                    };
-                    if s.is_null(i) || re.is_null(i) || g.is_none() {
-                        b.append_null();
-                        continue;
-                    }
-                    let pattern = re.value(i);
-                    if compiled.as_ref().is_none_or(|(p, _)| p != pattern) {
-                        match regex::Regex::new(pattern) {
-                            Ok(r) => compiled = Some((pattern.to_string(), r)),
-                            Err(e) => {
-                                return exec_err!("REGEXP_EXTRACT: bad regex {pattern:?}: {e}");
-                            }
-                        }
-                    }
-                    let (_, r) = compiled.as_ref().expect("compiled above");
-                    let text = usize::try_from(g.unwrap_or(0)).ok().and_then(|g| {
-                        r.captures(s.value(i))
-                            .and_then(|c| c.get(g))
-                            .map(|m| m.as_str())
-                    });
-                    b.append_option(text);
-                }
-                Arc::new(b.finish())
+                regexp_extract(s, re, group, rows)?
             }
             Func::DateFormat => {
                 let ts = arrays[0].as_primitive::<TimestampMillisecondType>();
@@ -240,6 +216,142 @@ impl ScalarUDFImpl for Flink {
         };
         Ok(ColumnarValue::Array(out))
     }
+}
+
+/// `REGEXP_EXTRACT` over arrays, with arrow's `regexp_match` (DataFusion's regex engine).
+/// For each distinct pattern and group, the pattern is rewritten so that the wanted group is
+/// its only capturing group (every other one made non-capturing): `regexp_match` then yields
+/// that group alone, an empty list when it took no part in the match and NULL when nothing
+/// matches, which are Flink's answers (a group Java reports as `null` is NULL).
+fn regexp_extract(
+    s: &arrow::array::StringArray,
+    re: &arrow::array::StringArray,
+    group: Option<&Int64Array>,
+    rows: usize,
+) -> Result<ArrayRef> {
+    let wanted = |i: usize| -> Option<(&str, i64)> {
+        if re.is_null(i) {
+            return None;
+        }
+        let g = match group {
+            Some(g) => get_int(g, i)?,
+            None => 0,
+        };
+        Some((re.value(i), g))
+    };
+    // The usual call has a literal pattern and group: one pass over the whole column.
+    let first = (0..rows).find_map(wanted);
+    let uniform = first.is_some_and(|f| (0..rows).all(|i| wanted(i).is_none_or(|w| w == f)));
+    let mut out = StringBuilder::with_capacity(rows, rows * 8);
+    if uniform && let Some((pattern, g)) = first {
+        let lists = only_group(pattern, g).and_then(|only| matches(s, &only));
+        for i in 0..rows {
+            let value = lists.as_ref().filter(|_| wanted(i).is_some());
+            out.append_option(value.and_then(|l| first_of(l, i)));
+        }
+        return Ok(Arc::new(out.finish()));
+    }
+    for i in 0..rows {
+        let Some((pattern, g)) = wanted(i).filter(|_| !s.is_null(i)) else {
+            out.append_null();
+            continue;
+        };
+        let one = StringArray::from(vec![s.value(i)]);
+        let lists = only_group(pattern, g).and_then(|only| matches(&one, &only));
+        out.append_option(lists.and_then(|l| first_of(&l, 0)));
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+/// `regexp_match` of `pattern` over `s`; `None` for a pattern that is no regex (Flink's
+/// `REGEXP_EXTRACT` is NULL then too).
+fn matches(s: &StringArray, pattern: &str) -> Option<arrow::array::ListArray> {
+    regexp_match(s, &Scalar::new(StringArray::from(vec![pattern])), None)
+        .ok()
+        .map(|m| m.as_list::<i32>().clone())
+}
+
+/// The first string of list `i`, if the list is there and not empty.
+fn first_of(lists: &arrow::array::ListArray, i: usize) -> Option<String> {
+    if lists.is_null(i) {
+        return None;
+    }
+    let values = lists.value(i);
+    let values = values.as_string::<i32>();
+    (!values.is_empty() && values.is_valid(0)).then(|| values.value(0).to_string())
+}
+
+/// `pattern` with capturing group `group` (1-based; 0 for the whole match) the only capturing
+/// one: `(` and named groups `(?P<n>` / `(?<n>` become `(?:` elsewhere. Escapes (`\(`) and
+/// character classes (`[(]`) are left alone. `None` when the pattern has no such group (Flink:
+/// NULL).
+fn only_group(pattern: &str, group: i64) -> Option<String> {
+    let mut out = String::with_capacity(pattern.len() + 8);
+    let mut chars = pattern.chars().peekable();
+    let mut n = 0i64;
+    let mut class = 0usize;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                out.push(c);
+                if let Some(next) = chars.next() {
+                    out.push(next);
+                }
+            }
+            '[' => {
+                class += 1;
+                out.push(c);
+                // A `]` right after `[` or `[^` is a literal.
+                if chars.peek() == Some(&'^') {
+                    out.push('^');
+                    chars.next();
+                }
+                if chars.peek() == Some(&']') {
+                    out.push(']');
+                    chars.next();
+                }
+            }
+            ']' if class > 0 => {
+                class -= 1;
+                out.push(c);
+            }
+            '(' if class == 0 => {
+                let named = if chars.peek() == Some(&'?') {
+                    let rest: String = chars.clone().take(3).collect();
+                    if rest.starts_with("?P<") {
+                        Some(3)
+                    } else if rest.starts_with("?<") && !rest.starts_with("?<=") && !rest.starts_with("?<!") {
+                        Some(2)
+                    } else {
+                        None
+                    }
+                } else {
+                    Some(0)
+                };
+                match named {
+                    None => out.push('('),
+                    Some(skip) => {
+                        n += 1;
+                        if skip > 0 {
+                            for _ in 0..skip {
+                                chars.next();
+                            }
+                            // The name and its closing `>`.
+                            for d in chars.by_ref() {
+                                if d == '>' {
+                                    break;
+                                }
+                            }
+                        }
+                        out.push_str(if n == group { "(" } else { "(?:" });
+                    }
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    // Group 0: no capturing group is left, and regexp_match yields the whole match.
+    (0..=n).contains(&group).then_some(out)
 }
 
 fn int(a: &ArrayRef) -> &Int64Array {
@@ -343,6 +455,12 @@ mod tests {
                 "",
             ),
             ("SELECT regexp_extract('abc123', '[0-9]+')".into(), "123"),
+            // A group that took no part in the match is NULL, the groups after it keep
+            // their numbers.
+            ("SELECT regexp_extract('ab', '(a)|(b)', 2)".into(), ""),
+            ("SELECT regexp_extract('b', '(a)|(b)', 2)".into(), "b"),
+            ("SELECT regexp_extract('x(1)', '[(](?P<n>[0-9])\\)', 1)".into(), "1"),
+            ("SELECT regexp_extract('abc', '(b)', 3)".into(), ""),
             (
                 format!("SELECT date_format({ts}, 'yyyy-MM-dd')"),
                 "2026-03-02",

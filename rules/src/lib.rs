@@ -11,25 +11,36 @@
 //!                  DataFusion: SQL ─▶ LogicalPlan ─▶ ExecutionPlan (planned once)
 //!                                        │
 //!                                        ▼
-//!  RecordBatch (a feed) ──▶ operator::RuleRunner ──▶ Emission { window, result rows }
-//!                              watermarks, windows, late rows
+//!  (table, RecordBatch) ──▶ graph::RuleGraph ──▶ GraphStep { alerts, late rows }
+//!                             │ per rule, views first
+//!                             ▼
+//!                          operator::RuleRunner ──▶ Emission { window, result rows }
+//!                             watermarks, late rows; Box<dyn WindowState>
 //! ```
 //!
 //! - [`Catalog`]: the tables rules may read (the engine fills it with the city feeds), so this
 //!   crate knows nothing about where data comes from.
 //! - [`CompiledRule`]: metadata ([`RuleMeta`]) plus a physical plan that reads from a slot the
 //!   runner refills before each execution.
-//! - [`RuleRunner`]: one per rule; turns input batches into [`Emission`]s and late rows.
+//! - [`RuleRunner`]: one per rule; turns input batches into [`Emission`]s and late rows. Its
+//!   window state (slices, sessions, interval-join buffers, revisions) sits behind one trait
+//!   and is saved and restored as Arrow tables ([`StateTable`]).
+//! - [`RuleGraph`]: every rule of a library at work, views feeding their readers, reloaded in
+//!   place ([`RuleGraph::reload`]), snapshotted and restored as a whole ([`GraphSnapshot`]).
 //! - [`batch::evaluate`]: the same rule as one batch query, the oracle for tests.
-//! - [`Problem`]: a rule author's mistake with file, line and column.
+//! - [`Problem`]: a rule author's mistake with file, line and column; [`check`] holds what
+//!   planning refuses so that no rule can hurt the engine (nesting depth, recursion, joins on
+//!   no key; window limits sit in [`window`]).
 
 pub mod batch;
 pub mod chain;
+pub mod check;
 pub mod compile;
 pub mod error;
 mod flink;
 mod flink_functions;
 pub mod functions;
+pub mod graph;
 pub mod operator;
 pub mod rule;
 pub mod window;
@@ -37,9 +48,10 @@ pub mod window;
 pub use chain::{compile_all, compile_each};
 pub use compile::{Catalog, CompiledRule, KEY_PREFIX, Shape, compile};
 pub use error::{Error, Problem, Result};
+pub use graph::{GraphSnapshot, GraphStep, Reloaded, Restored, RuleGraph, RuleSnapshot};
 pub use operator::{
-    DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_OUT_OF_ORDERNESS_MS, Emission, RuleRunner, RunnerConfig, Step,
-    Window,
+    DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_OUT_OF_ORDERNESS_MS, Emission, RuleRunner, RunnerConfig,
+    StateTable, Step, Window,
 };
 pub use rule::{Emit, RuleMeta, RuleSource, Severity, read_dir};
 

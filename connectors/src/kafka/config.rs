@@ -173,7 +173,7 @@ impl KafkaConfig {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("statistics.interval.ms", "5000")
+            .set("statistics.interval.ms", "1000")
             .set("queued.min.messages", "1000000");
         for (k, v) in self.properties.iter().chain(&self.consumer_properties) {
             c.set(k, v);

@@ -22,6 +22,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use tokio::sync::watch;
 
+use super::log::ClientLog;
 use crate::sink::{Sink, SinkRecord};
 use crate::{Error, Result};
 
@@ -35,6 +36,8 @@ pub struct DeliveryState {
     acked_ahead: BTreeSet<u64>,
     /// The first delivery that failed for good (librdkafka gave up retrying), if any.
     pub failed: Option<String>,
+    /// How often writing paused because too many records were in flight (backpressure).
+    pub pauses: u64,
 }
 
 impl DeliveryState {
@@ -109,6 +112,26 @@ impl DeliveryTracker {
         });
     }
 
+    /// Waits until every record with a sequence number below `target` is acknowledged (or a
+    /// delivery failed).
+    ///
+    /// # Errors
+    /// When a delivery failed for good.
+    ///
+    /// # Cancellation
+    /// Cancel-safe.
+    pub async fn wait_confirmed(&self, target: u64) -> Result<()> {
+        let mut rx = self.state.subscribe();
+        let s = rx
+            .wait_for(|s| s.failed.is_some() || s.confirmed >= target)
+            .await
+            .expect("the tracker owns its sender");
+        match &s.failed {
+            Some(e) => Err(Error::Delivery { detail: e.clone() }),
+            None => Ok(()),
+        }
+    }
+
     /// Waits until at most `max` records are in flight (or a delivery failed).
     ///
     /// # Errors
@@ -138,9 +161,18 @@ pub struct Pending {
 /// librdkafka context: routes delivery reports to the tracker.
 pub struct TrackingContext {
     tracker: Arc<DeliveryTracker>,
+    log: ClientLog,
 }
 
-impl ClientContext for TrackingContext {}
+impl ClientContext for TrackingContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        self.log.log(level, fac, message);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.log.error(&error, reason);
+    }
+}
 
 impl ProducerContext for TrackingContext {
     type DeliveryOpaque = Box<Pending>;
@@ -163,10 +195,16 @@ impl ProducerContext for TrackingContext {
     }
 }
 
+/// Records in flight (produced, not yet acknowledged) above which writing waits, when not set
+/// with [`KafkaProducer::with_max_in_flight`]: a few seconds of a busy city, bounded memory
+/// when the broker slows.
+pub const DEFAULT_MAX_IN_FLIGHT: u64 = 50_000;
+
 /// An idempotent producer whose deliveries are tracked.
 pub struct KafkaProducer {
     producer: ThreadedProducer<TrackingContext>,
     tracker: Arc<DeliveryTracker>,
+    max_in_flight: u64,
 }
 
 impl std::fmt::Debug for KafkaProducer {
@@ -189,12 +227,41 @@ impl KafkaProducer {
         let producer = config
             .create_with_context(TrackingContext {
                 tracker: Arc::clone(&tracker),
+                log: ClientLog::new(config.get("bootstrap.servers").unwrap_or_default()),
             })
             .map_err(|source| Error::Kafka {
                 action: "creating the producer".into(),
                 source,
             })?;
-        Ok(Self { producer, tracker })
+        Ok(Self {
+            producer,
+            tracker,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+        })
+    }
+
+    /// Writes wait while more than `max` records are in flight, until half of them are
+    /// acknowledged (backpressure: a slow broker pauses the engine instead of growing memory).
+    #[must_use]
+    pub fn with_max_in_flight(mut self, max: u64) -> Self {
+        self.max_in_flight = max.max(1);
+        self
+    }
+
+    /// Backpressure: when more than the maximum is in flight, waits until half of it is
+    /// acknowledged, counting the pause.
+    async fn wait_for_room(&self) -> Result<()> {
+        if self.tracker.state.borrow().in_flight() <= self.max_in_flight {
+            return Ok(());
+        }
+        self.tracker.state.send_modify(|s| s.pauses += 1);
+        tracing::debug!(
+            max_in_flight = self.max_in_flight,
+            "pausing: too much in flight"
+        );
+        self.tracker
+            .wait_in_flight_at_most(self.max_in_flight / 2)
+            .await
     }
 
     /// The delivery counts.
@@ -288,18 +355,30 @@ impl KafkaSink {
 
 #[async_trait::async_trait]
 impl Sink for KafkaSink {
+    /// Hands the records to the producer, then waits while too many are in flight
+    /// ([`KafkaProducer::with_max_in_flight`]).
     async fn write(&mut self, records: &[SinkRecord]) -> Result<()> {
         for r in records {
             self.producer
                 .send(&self.topic, r, self.measure_latency)
                 .await?;
         }
-        Ok(())
+        self.producer.wait_for_room().await
     }
 
     /// Waits for the broker to acknowledge every record of the shared producer.
     async fn flush(&mut self) -> Result<()> {
         self.producer.wait_all_delivered().await
+    }
+
+    /// Resolves once the broker acknowledged every record the shared producer was handed so
+    /// far.
+    async fn barrier(&mut self) -> Result<crate::sink::Barrier> {
+        let tracker = Arc::clone(&self.producer.tracker);
+        let target = tracker.state().produced;
+        Ok(Box::pin(
+            async move { tracker.wait_confirmed(target).await },
+        ))
     }
 }
 

@@ -22,6 +22,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientContext, Message};
 
 use super::config::KafkaConfig;
+use super::log::ClientLog;
 use super::progress::TopicPartition;
 use crate::feed::Feed;
 use crate::record::{Origin, RawBatch, RawRecord};
@@ -31,26 +32,61 @@ use crate::{Error, Result};
 /// How often a source that stops at the end checks whether it got there while no message comes.
 const END_CHECK_INTERVAL: Duration = Duration::from_millis(200);
 
+/// What librdkafka's statistics say of an assigned partition.
+#[derive(Debug, Clone, Copy, Default)]
+struct Offsets {
+    /// Consumer lag against the committed offset, when known.
+    lag: Option<i64>,
+    /// The high watermark, when known.
+    high: Option<i64>,
+    /// The next offset librdkafka handed (or would hand) to the application, when known.
+    position: Option<i64>,
+}
+
 /// What the consumer's callbacks learn, read by the engine between batches.
 #[derive(Debug, Default)]
 struct Shared {
     revoked: Mutex<Vec<(String, i32)>>,
-    lag: Mutex<BTreeMap<(String, i32), i64>>,
+    offsets: Mutex<BTreeMap<(String, i32), Offsets>>,
 }
 
-/// librdkafka context of the consumer: records revocations and consumer lag.
+/// librdkafka context of the consumer: records revocations, consumer lag and the end of each
+/// partition.
 pub struct SourceContext {
     shared: Arc<Shared>,
+    log: ClientLog,
 }
 
 impl ClientContext for SourceContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        self.log.log(level, fac, message);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.log.error(&error, reason);
+    }
+
     fn stats(&self, statistics: Statistics) {
-        let mut lag = self.shared.lag.lock().expect("lag lock");
+        let mut offsets = self.shared.offsets.lock().expect("offsets lock");
+        let known = |o: i64| (o >= 0).then_some(o);
         for (topic, t) in statistics.topics {
             for (partition, p) in t.partitions {
-                if partition >= 0 && p.consumer_lag >= 0 {
-                    lag.insert((topic.clone(), partition), p.consumer_lag);
+                if partition < 0 || !p.desired {
+                    continue;
                 }
+                // Where reading stands: what the application got, else the committed offset,
+                // else (nothing committed, reading from the earliest) the low watermark.
+                let position = known(p.app_offset)
+                    .or(known(p.committed_offset))
+                    .or(known(p.lo_offset));
+                offsets.insert(
+                    (topic.clone(), partition),
+                    Offsets {
+                        lag: known(p.consumer_lag),
+                        high: known(p.hi_offset),
+                        position,
+                    },
+                );
             }
         }
     }
@@ -61,11 +97,11 @@ impl ConsumerContext for SourceContext {
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 let mut revoked = self.shared.revoked.lock().expect("revoked lock");
-                let mut lag = self.shared.lag.lock().expect("lag lock");
+                let mut offsets = self.shared.offsets.lock().expect("offsets lock");
                 for e in tpl.elements() {
                     tracing::info!(topic = e.topic(), partition = e.partition(), "revoked");
                     revoked.push((e.topic().to_string(), e.partition()));
-                    lag.remove(&(e.topic().to_string(), e.partition()));
+                    offsets.remove(&(e.topic().to_string(), e.partition()));
                 }
             }
             Rebalance::Assign(tpl) => {
@@ -114,6 +150,7 @@ impl KafkaSource {
             .consumer_config()
             .create_with_context(SourceContext {
                 shared: Arc::clone(&shared),
+                log: ClientLog::new(config.brokers.clone()),
             })
             .map_err(|source| Error::Kafka {
                 action: "creating the consumer".into(),
@@ -186,9 +223,15 @@ impl KafkaSource {
     }
 
     /// Consumer lag (high watermark − committed offset) per partition, from librdkafka's
-    /// statistics (refreshed every 5 s).
+    /// statistics (refreshed every `statistics.interval.ms`).
     pub fn lag(&self) -> BTreeMap<(String, i32), i64> {
-        self.shared.lag.lock().expect("lag lock").clone()
+        self.shared
+            .offsets
+            .lock()
+            .expect("offsets lock")
+            .iter()
+            .filter_map(|(tp, o)| Some((tp.clone(), o.lag?)))
+            .collect()
     }
 
     /// Whether every assigned partition has been read up to its high watermark.
@@ -288,6 +331,38 @@ fn raw_record(
 
 #[async_trait::async_trait]
 impl Source for KafkaSource {
+    async fn commit(
+        &mut self,
+        positions: &[(crate::source::PartitionId, i64)],
+        last: bool,
+    ) -> Result<()> {
+        KafkaSource::commit(self, positions, last)
+    }
+
+    fn take_revoked(&mut self) -> Vec<crate::source::PartitionId> {
+        KafkaSource::take_revoked(self)
+    }
+
+    /// Assigned partitions as librdkafka's statistics last described them (every
+    /// `statistics.interval.ms`), with the read position of partitions read since.
+    fn partitions(&self) -> Vec<crate::source::PartitionStatus> {
+        let offsets = self.shared.offsets.lock().expect("offsets lock");
+        offsets
+            .iter()
+            .filter_map(|((topic, partition), o)| {
+                let (feed, name) = self.feeds.get(topic)?;
+                let id: TopicPartition = (Arc::clone(name), *partition);
+                let position = self.next.get(&id).copied().or(o.position);
+                Some(crate::source::PartitionStatus {
+                    id,
+                    feed: *feed,
+                    position,
+                    end: o.high,
+                })
+            })
+            .collect()
+    }
+
     /// # Cancellation
     /// Cancel-safe: a dropped call loses no message (messages are taken only after the first
     /// one arrived, synchronously).

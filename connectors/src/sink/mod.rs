@@ -4,7 +4,12 @@ pub mod file;
 
 pub use file::JsonlSink;
 
+use futures::future::BoxFuture;
+
 use crate::Result;
+
+/// Resolves once every record written before it was made is durable (see [`Sink::barrier`]).
+pub type Barrier = BoxFuture<'static, Result<()>>;
 
 /// One record to write: a JSON payload with an optional key and headers (used by message-bus
 /// sinks; file sinks write only the payload).
@@ -54,4 +59,15 @@ pub trait Sink: Send {
     ///
     /// Safe to drop and call again: a later successful flush covers everything written before.
     async fn flush(&mut self) -> Result<()>;
+
+    /// A future that resolves once everything written so far is durable, without waiting for
+    /// it here: the caller keeps working and checks later (the engine commits input positions
+    /// once their outputs are durable). The default flushes now and returns a resolved future.
+    ///
+    /// # Errors
+    /// The flush's error; the future resolves to an error when a delivery fails for good.
+    async fn barrier(&mut self) -> Result<Barrier> {
+        self.flush().await?;
+        Ok(Box::pin(futures::future::ready(Ok(()))))
+    }
 }

@@ -1,11 +1,52 @@
-//! Sources: where raw records come from.
+//! Sources: where raw records come from, and where they are told what is done.
+//!
+//! ```text
+//!  Source::next_batch ──RawBatch──▶ (engine: decode, rules, sinks)
+//!        ▲                                   │ effects durable up to these positions
+//!        └──────── Source::commit ◀──────────┘ (Kafka: commit offsets; files: nothing)
+//! ```
+//!
+//! A source cuts its input into *partitions* (a Kafka topic's partitions; a file or the
+//! simulator is one partition per feed) and reports where each stands
+//! ([`Source::partitions`]), so that the engine can keep event time per partition.
 
 pub mod file;
 pub mod nexmark;
 pub mod simulator;
 
+use std::sync::Arc;
+
 use crate::Result;
+use crate::feed::Feed;
 use crate::record::RawBatch;
+
+/// A partition of a source's input: a Kafka topic and partition number.
+pub type PartitionId = (Arc<str>, i32);
+
+/// Where one partition of a source stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionStatus {
+    /// The partition.
+    pub id: PartitionId,
+    /// The feed read from it.
+    pub feed: Feed,
+    /// The next position to read (an offset), when known.
+    pub position: Option<i64>,
+    /// The end of the partition (Kafka: the high watermark) when known.
+    pub end: Option<i64>,
+}
+
+impl PartitionStatus {
+    /// Whether everything the partition held when last asked has been read.
+    pub fn at_end(&self) -> bool {
+        matches!((self.position, self.end), (Some(p), Some(e)) if p >= e)
+    }
+
+    /// Records between the read position and the end, when both are known.
+    pub fn lag(&self) -> Option<i64> {
+        Some((self.end? - self.position?).max(0))
+    }
+}
 
 /// A stream of raw batches, each of one feed.
 #[async_trait::async_trait]
@@ -27,6 +68,30 @@ pub trait Source: Send {
     /// Bytes consumed so far and total bytes when known, for progress bars.
     fn progress(&self) -> Option<Progress> {
         None
+    }
+
+    /// The acknowledgement: every record before `positions` (per partition, the next position
+    /// to read) has had all its effects made durable, so the source may forget it (Kafka:
+    /// commit the offsets for the consumer group). `last` is the final call before the source
+    /// is dropped (a Kafka commit then waits for the broker). Sources that cannot resume
+    /// ignore it.
+    ///
+    /// # Errors
+    /// When a final commit fails. Earlier commits may fail silently: a later one covers them.
+    async fn commit(&mut self, positions: &[(PartitionId, i64)], last: bool) -> Result<()> {
+        let _ = (positions, last);
+        Ok(())
+    }
+
+    /// Partitions taken away from this source since the last call (a Kafka rebalance).
+    fn take_revoked(&mut self) -> Vec<PartitionId> {
+        Vec::new()
+    }
+
+    /// The partitions the source reads now and where each stands; empty for sources without
+    /// positions (files, the simulator).
+    fn partitions(&self) -> Vec<PartitionStatus> {
+        Vec::new()
     }
 }
 

@@ -8,7 +8,10 @@
 
 use arrow::array::RecordBatch;
 
-use super::{fault, take_rows};
+use super::state::{
+    Absorbed, StateTable, Times, WindowState, i64_field, stamped_table, take_table, unstamp,
+};
+use super::{Emission, emission, fault, take_rows};
 use crate::Result;
 use crate::compile::CompiledRule;
 
@@ -26,22 +29,9 @@ impl IntervalJoin {
         }
     }
 
-    /// Rows kept for joining with the other side's later rows.
-    pub fn held_rows(&self) -> usize {
-        self.kept
-            .iter()
-            .flatten()
-            .map(|(_, _, b)| b.num_rows())
-            .sum()
-    }
-
-    pub fn oldest_needed_ts(&self) -> Option<i64> {
-        self.kept.iter().flatten().map(|(min, _, _)| *min).min()
-    }
-
     /// Joins the on-time rows of `batch` (input `input`) with the other side; returns the late
     /// rows and the joined results.
-    pub async fn insert(
+    async fn insert(
         &mut self,
         rule: &CompiledRule,
         input: usize,
@@ -85,10 +75,76 @@ impl IntervalJoin {
     }
 
     /// Drops kept batches entirely older than the watermark minus the interval.
-    pub fn forget_before(&mut self, wm: i64) {
+    fn forget_before(&mut self, wm: i64) {
         let horizon = wm.saturating_sub(self.span);
         for side in &mut self.kept {
             side.retain(|(_, max, _)| *max >= horizon);
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl WindowState for IntervalJoin {
+    async fn absorb(
+        &mut self,
+        rule: &CompiledRule,
+        input: usize,
+        batch: &RecordBatch,
+        times: Times<'_>,
+    ) -> Result<Absorbed> {
+        // Rows older than the watermark itself are late here (the closing horizon is one past
+        // it).
+        let marks: Vec<i64> = times.horizons.iter().map(|m| m.saturating_sub(1)).collect();
+        let (late_rows, out) = self.insert(rule, input, batch, times.ts, &marks).await?;
+        Ok(Absorbed {
+            late_rows,
+            emissions: emission(None, out, 1).into_iter().collect(),
+        })
+    }
+
+    async fn advance(&mut self, _rule: &CompiledRule, horizon: i64) -> Result<Vec<Emission>> {
+        self.forget_before(horizon);
+        Ok(Vec::new())
+    }
+
+    /// Rows kept for joining with the other side's later rows.
+    fn held_rows(&self) -> usize {
+        self.kept
+            .iter()
+            .flatten()
+            .map(|(_, _, b)| b.num_rows())
+            .sum()
+    }
+
+    fn oldest_needed_ts(&self) -> Option<i64> {
+        self.kept.iter().flatten().map(|(min, _, _)| *min).min()
+    }
+
+    /// Per side, `kept.N`: each kept batch with its smallest and largest event time.
+    fn snapshot(&self, rule: &CompiledRule) -> Result<Vec<StateTable>> {
+        let mut tables = Vec::with_capacity(2);
+        for (side, kept) in self.kept.iter().enumerate() {
+            tables.push(stamped_table(
+                rule,
+                format!("kept.{side}"),
+                &rule.scans[side].schema,
+                &[i64_field("min_ts"), i64_field("max_ts")],
+                kept.iter()
+                    .map(|(min, max, b)| (b.clone(), vec![*min, *max])),
+            )?);
+        }
+        Ok(tables)
+    }
+
+    fn restore(&mut self, rule: &CompiledRule, mut tables: Vec<StateTable>) -> Result<()> {
+        for (side, kept) in self.kept.iter_mut().enumerate() {
+            kept.clear();
+            for batch in take_table(&mut tables, &format!("kept.{side}")) {
+                if let (rows, Some(v)) = unstamp(rule, &batch, 2)? {
+                    kept.push((v[0], v[1], rows));
+                }
+            }
+        }
+        Ok(())
     }
 }

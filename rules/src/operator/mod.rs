@@ -4,13 +4,19 @@
 //!  batch of input i ──▶ RuleRunner::process(i, batch)
 //!                         │ per row: the rule's watermark before the row; late rows out
 //!                         ├─ late rows ───────────────────────────────────────▶ Step::late_rows
-//!                         ├─ PerEvent:     run the plan now ──────────────────▶ Step::emissions
-//!                         ├─ Windowed:     sliced::Slices (TUMBLE/HOP/CUMULATE)
-//!                         │                session::Sessions (SESSION)
-//!                         │                └─ when the watermark passes a window's end,
-//!                         │                   run the plan for that window ───▶ Step::emissions
-//!                         └─ IntervalJoin: interval::IntervalJoin, joined at once ▶ Step::emissions
+//!                         └─ Box<dyn WindowState>: absorb the rows, then advance to the
+//!                            rule's watermark ─────────────────────────────────▶ Step::emissions
+//!                              PerEvent        run the plan now
+//!                              Slices          TUMBLE/HOP/CUMULATE, partials per slice
+//!                              Revised<Slices> the same with allowed lateness (revisions)
+//!                              Sessions        SESSION
+//!                              IntervalJoin    joined at once, rows kept for the interval
 //! ```
+//!
+//! Every kind of window state sits behind one trait, [`state::WindowState`] (absorb,
+//! advance, snapshot, restore): the runner owns event time and never asks which kind it
+//! holds. [`RuleRunner::snapshot`] and [`RuleRunner::restore`] save and load a runner (its
+//! clocks and its state) as Arrow tables ([`StateTable`]) for checkpoints.
 //!
 //! **Watermarks.** Each input has its own watermark: for a feed, the largest event time seen
 //! minus the bounded out-of-orderness, advanced row by row (so lateness never depends on how
@@ -29,20 +35,24 @@ mod interval;
 mod revisions;
 mod session;
 mod sliced;
+pub mod state;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, ArrayRef, RecordBatch, TimestampMillisecondArray};
+use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, TimestampMillisecondArray};
+use arrow::datatypes::{DataType, Field, Schema};
 
 use crate::Result;
 use crate::compile::{CompiledRule, Scan, Shape};
 use crate::window::WindowKind;
 
 use interval::IntervalJoin;
-use revisions::Revisions;
+use revisions::{Revised, Revisions};
 use session::Sessions;
 use sliced::Slices;
+use state::{PerEvent, Times, WindowState};
+pub use state::{STATE_COLUMN_PREFIX, StateTable};
 
 /// Bounded out-of-orderness used when none is configured: 5 seconds, enough for feeds whose
 /// devices batch uploads every few seconds without holding alerts back noticeably.
@@ -134,21 +144,36 @@ impl Default for Clock {
     }
 }
 
-enum State {
-    PerEvent,
-    Slices(Slices),
-    Sessions(Sessions),
-    Interval(IntervalJoin),
-}
-
 /// Runs one [`CompiledRule`] over its inputs.
 pub struct RuleRunner {
     rule: Arc<CompiledRule>,
     config: RunnerConfig,
     clocks: Vec<Clock>,
-    state: State,
-    revisions: Option<Revisions>,
+    state: Box<dyn WindowState>,
     late: u64,
+}
+
+/// The window state a rule needs: the one place that looks at the rule's shape.
+fn state_for(rule: &CompiledRule) -> Box<dyn WindowState> {
+    let lateness = rule.meta.allowed_lateness_ms.max(0);
+    match (rule.shape, rule.window.as_ref().map(|w| w.kind)) {
+        (Shape::Windowed, Some(WindowKind::Session { gap_ms })) => {
+            Box::new(Sessions::new(&rule.scans[0], gap_ms))
+        }
+        (Shape::Windowed, Some(kind)) => {
+            let slices = Slices::new(kind, lateness, rule.scans.len());
+            if lateness > 0 {
+                Box::new(Revised::new(
+                    slices,
+                    Revisions::new(&rule.meta.id, &rule.output_schema, rule.data_columns),
+                ))
+            } else {
+                Box::new(slices)
+            }
+        }
+        (Shape::IntervalJoin, _) => Box::new(IntervalJoin::new(rule.interval_ms.unwrap_or(0))),
+        _ => Box::new(PerEvent),
+    }
 }
 
 impl std::fmt::Debug for RuleRunner {
@@ -164,21 +189,7 @@ impl std::fmt::Debug for RuleRunner {
 impl RuleRunner {
     /// A runner with no state yet.
     pub fn new(rule: Arc<CompiledRule>, config: RunnerConfig) -> Self {
-        let lateness = rule.meta.allowed_lateness_ms.max(0);
-        let state = match (rule.shape, rule.window.as_ref().map(|w| w.kind)) {
-            (Shape::Windowed, Some(WindowKind::Session { gap_ms })) => {
-                State::Sessions(Sessions::new(&rule.scans[0], gap_ms))
-            }
-            (Shape::Windowed, Some(kind)) => {
-                State::Slices(Slices::new(kind, lateness, rule.scans.len()))
-            }
-            (Shape::IntervalJoin, _) => {
-                State::Interval(IntervalJoin::new(rule.interval_ms.unwrap_or(0)))
-            }
-            _ => State::PerEvent,
-        };
-        let revisions = (lateness > 0 && matches!(state, State::Slices(_)))
-            .then(|| Revisions::new(&rule.meta.id, &rule.output_schema, rule.data_columns));
+        let state = state_for(&rule);
         Self {
             clocks: vec![Clock::default(); rule.inputs.len()],
             config: RunnerConfig {
@@ -187,7 +198,6 @@ impl RuleRunner {
             },
             rule,
             state,
-            revisions,
             late: 0,
         }
     }
@@ -204,22 +214,13 @@ impl RuleRunner {
 
     /// Windows (or sessions) holding rows, not yet emitted.
     pub fn open_windows(&self) -> usize {
-        match &self.state {
-            State::Slices(s) => s.open_windows(),
-            State::Sessions(s) => s.open_windows(),
-            State::PerEvent | State::Interval(_) => 0,
-        }
+        self.state.open_windows()
     }
 
     /// Rows (or partial aggregate states) the rule holds for results not yet emitted: what
     /// its memory grows with.
     pub fn held_rows(&self) -> usize {
-        match &self.state {
-            State::PerEvent => 0,
-            State::Slices(s) => s.held_rows(),
-            State::Sessions(s) => s.held_rows(),
-            State::Interval(j) => j.held_rows(),
-        }
+        self.state.held_rows()
     }
 
     /// Late rows seen so far.
@@ -231,12 +232,7 @@ impl RuleRunner {
     /// window not yet emitted, or one that late rows may still update, or an interval join
     /// buffer). Input before it can be forgotten: a restart from there rebuilds the same state.
     pub fn oldest_needed_ts(&self) -> Option<i64> {
-        match &self.state {
-            State::PerEvent => None,
-            State::Slices(s) => s.oldest_needed_ts(),
-            State::Sessions(s) => s.oldest_needed_ts(),
-            State::Interval(j) => j.oldest_needed_ts(),
-        }
+        self.state.oldest_needed_ts()
     }
 
     fn input_watermark(&self, c: &Clock) -> Option<i64> {
@@ -287,6 +283,14 @@ impl RuleRunner {
     pub fn set_may_idle(&mut self, input: usize, may: bool) {
         if let Some(c) = self.clocks.get_mut(input) {
             c.may_idle = may;
+        }
+    }
+
+    /// Takes the idle permissions ([`RuleRunner::set_may_idle`]) of `other`, a runner of the
+    /// same rule.
+    pub fn copy_idle_permissions(&mut self, other: &RuleRunner) {
+        for (c, o) in self.clocks.iter_mut().zip(&other.clocks) {
+            c.may_idle = o.may_idle;
         }
     }
 
@@ -373,31 +377,23 @@ impl RuleRunner {
             self.clocks[input].max_ts = running;
         }
         let rule = Arc::clone(&self.rule);
-        let mut step = Step::default();
-        match &mut self.state {
-            State::PerEvent => {
-                let out = rule
-                    .run(&rule.plan, vec![(&*scan.slot, vec![batch.clone()])])
-                    .await?;
-                step.emissions.extend(emission(None, out, 1));
-            }
-            State::Slices(s) => {
-                step.late_rows = s
-                    .insert(&rule, input, batch, ts.values(), &marks, before)
-                    .await?;
-            }
-            State::Sessions(s) => {
-                step.late_rows = s.insert(&rule, batch, ts.values(), &marks)?;
-            }
-            State::Interval(j) => {
-                // Rows older than the watermark itself are late here (the closing horizon is
-                // one past it).
-                let marks: Vec<i64> = marks.iter().map(|m| m.saturating_sub(1)).collect();
-                let (late, out) = j.insert(&rule, input, batch, ts.values(), &marks).await?;
-                step.late_rows = late;
-                step.emissions.extend(emission(None, out, 1));
-            }
-        }
+        let absorbed = self
+            .state
+            .absorb(
+                &rule,
+                input,
+                batch,
+                Times {
+                    ts: ts.values(),
+                    horizons: &marks,
+                    before,
+                },
+            )
+            .await?;
+        let mut step = Step {
+            emissions: absorbed.emissions,
+            late_rows: absorbed.late_rows,
+        };
         self.late += step.late_rows.len() as u64;
         if let Some(wm) = self.watermark() {
             step.emissions.extend(self.fire(wm).await?);
@@ -408,35 +404,111 @@ impl RuleRunner {
     /// Emits every window the watermark `wm` has closed (and re-emits windows updated by
     /// late rows), then drops state nothing can reach any more.
     async fn fire(&mut self, wm: i64) -> Result<Vec<Emission>> {
-        let wm = closing(Some(wm));
         let rule = Arc::clone(&self.rule);
-        let out = match &mut self.state {
-            State::PerEvent => Vec::new(),
-            State::Slices(s) => {
-                let mut out = Vec::new();
-                for (window, batches) in s.fire(&rule, wm).await? {
-                    match &mut self.revisions {
-                        Some(r) => out.extend(r.revise(window, batches)?),
-                        None => out.extend(emission(Some(window), batches, 1)),
-                    }
-                }
-                if let Some(r) = &mut self.revisions {
-                    r.forget_before(wm.saturating_sub(rule.meta.allowed_lateness_ms));
-                }
-                out
+        self.state.advance(&rule, closing(Some(wm))).await
+    }
+
+    /// The runner's state as Arrow tables: `clocks` (per input, the largest event time seen
+    /// and the watermark set from outside), `counters` (late rows), then the window state's
+    /// tables prefixed `state.`. [`RuleRunner::restore`] on a runner of the same rule
+    /// continues exactly where this one stood.
+    ///
+    /// # Errors
+    /// When Arrow cannot assemble a table (an engine fault).
+    pub fn snapshot(&self) -> Result<Vec<StateTable>> {
+        let rule = &self.rule;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("max_ts", DataType::Int64, true),
+            Field::new("explicit", DataType::Int64, true),
+        ]));
+        let clocks = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(self.clocks.iter().map(|c| c.max_ts).collect::<Int64Array>()),
+                Arc::new(
+                    self.clocks
+                        .iter()
+                        .map(|c| c.explicit)
+                        .collect::<Int64Array>(),
+                ),
+            ],
+        )
+        .map_err(|e| fault(rule, e))?;
+        let mut tables = vec![
+            StateTable {
+                name: "clocks".into(),
+                schema,
+                batches: vec![clocks],
+            },
+            state::i64_table(
+                rule,
+                "counters",
+                "late",
+                [i64::try_from(self.late).unwrap_or(i64::MAX)],
+            )?,
+        ];
+        for mut t in self.state.snapshot(rule)? {
+            t.name = format!("state.{}", t.name);
+            tables.push(t);
+        }
+        Ok(tables)
+    }
+
+    /// Replaces this runner's clocks and state by a snapshot of a runner of the same rule
+    /// (see [`RuleRunner::snapshot`]). Inputs restored with a watermark count as active now.
+    ///
+    /// # Errors
+    /// [`crate::Error::Restore`] when the tables do not have the shape a snapshot of this
+    /// rule has.
+    pub fn restore(&mut self, mut tables: Vec<StateTable>) -> Result<()> {
+        let rule = Arc::clone(&self.rule);
+        let clocks = state::take_table(&mut tables, "clocks");
+        let mut restored = Vec::with_capacity(self.clocks.len());
+        for b in &clocks {
+            let int = |c: usize| {
+                b.columns()
+                    .get(c)
+                    .and_then(|a| a.as_any().downcast_ref::<Int64Array>())
+                    .ok_or_else(|| state::restore_error(&rule, "clocks: unexpected columns"))
+            };
+            let (max_ts, explicit) = (int(0)?, int(1)?);
+            for i in 0..b.num_rows() {
+                let value = |a: &Int64Array| a.is_valid(i).then(|| a.value(i));
+                restored.push((value(max_ts), value(explicit)));
             }
-            State::Sessions(s) => s
-                .fire(&rule, wm)
-                .await?
-                .into_iter()
-                .filter_map(|(w, b)| emission(Some(w), b, 1))
-                .collect(),
-            State::Interval(j) => {
-                j.forget_before(wm);
-                Vec::new()
-            }
-        };
-        Ok(out)
+        }
+        if restored.len() != self.clocks.len() {
+            return Err(state::restore_error(
+                &rule,
+                format!(
+                    "{} input clocks saved, the rule has {} inputs",
+                    restored.len(),
+                    self.clocks.len()
+                ),
+            ));
+        }
+        let late = state::i64_values(&rule, &state::take_table(&mut tables, "counters"))?;
+        let state_tables: Vec<StateTable> = tables
+            .into_iter()
+            .filter_map(|mut t| {
+                let name = t.name.strip_prefix("state.")?.to_string();
+                t.name = name;
+                Some(t)
+            })
+            .collect();
+        let mut state = state_for(&rule);
+        state.restore(&rule, state_tables)?;
+        let now = Instant::now();
+        for (c, (max_ts, explicit)) in self.clocks.iter_mut().zip(restored) {
+            c.max_ts = max_ts;
+            c.explicit = explicit;
+            c.last_active = (max_ts.is_some() || explicit.is_some()).then_some(now);
+        }
+        self.late = late
+            .first()
+            .map_or(0, |l| u64::try_from(*l).unwrap_or_default());
+        self.state = state;
+        Ok(())
     }
 }
 

@@ -10,7 +10,11 @@ use std::collections::HashMap;
 use arrow::array::{RecordBatch, UInt32Array};
 use arrow::row::{RowConverter, SortField};
 
-use super::{Window, fault, windowed};
+use super::sliced::input_schema;
+use super::state::{
+    Absorbed, StateTable, Times, WindowState, i64_field, stamped_table, take_table, unstamp,
+};
+use super::{Emission, Window, emission, fault, windowed};
 use crate::Result;
 use crate::compile::{CompiledRule, Scan};
 
@@ -53,39 +57,26 @@ impl Sessions {
         }
     }
 
-    pub fn open_windows(&self) -> usize {
-        self.open.values().map(Vec::len).sum()
-    }
-
-    /// Rows held in open sessions.
-    pub fn held_rows(&self) -> usize {
-        self.open
-            .values()
-            .flatten()
-            .flat_map(|s| &s.batches)
-            .map(RecordBatch::num_rows)
-            .sum()
-    }
-
-    pub fn oldest_needed_ts(&self) -> Option<i64> {
-        self.open.values().flatten().map(|s| s.start).min()
+    /// The row-encoded partition key of each row of `batch`.
+    fn keys(&self, rule: &CompiledRule, batch: &RecordBatch) -> Result<Option<arrow::row::Rows>> {
+        match &self.converter {
+            Some(c) => {
+                let cols: Vec<_> = self.keys.iter().map(|i| batch.column(*i).clone()).collect();
+                Ok(Some(c.convert_columns(&cols).map_err(|e| fault(rule, e))?))
+            }
+            None => Ok(None),
+        }
     }
 
     /// Files each row under its session; returns the late rows.
-    pub fn insert(
+    fn insert(
         &mut self,
         rule: &CompiledRule,
         batch: &RecordBatch,
         ts: &[i64],
         marks: &[i64],
     ) -> Result<Vec<u32>> {
-        let rows = match &self.converter {
-            Some(c) => {
-                let cols: Vec<_> = self.keys.iter().map(|i| batch.column(*i).clone()).collect();
-                Some(c.convert_columns(&cols).map_err(|e| fault(rule, e))?)
-            }
-            None => None,
-        };
+        let rows = self.keys(rule, batch)?;
         let mut groups: HashMap<&[u8], Vec<u32>> = HashMap::new();
         for i in 0..batch.num_rows() {
             let key: &[u8] = rows.as_ref().map_or(&[], |r| r.row(i).data());
@@ -155,7 +146,7 @@ impl Sessions {
     }
 
     /// Runs every session the watermark has passed, in order of end.
-    pub async fn fire(
+    async fn fire(
         &mut self,
         rule: &CompiledRule,
         wm: i64,
@@ -190,5 +181,101 @@ impl Sessions {
             out.push((Window { start, end }, results));
         }
         Ok(out)
+    }
+}
+
+#[async_trait::async_trait]
+impl WindowState for Sessions {
+    async fn absorb(
+        &mut self,
+        rule: &CompiledRule,
+        _input: usize,
+        batch: &RecordBatch,
+        times: Times<'_>,
+    ) -> Result<Absorbed> {
+        Ok(Absorbed {
+            late_rows: self.insert(rule, batch, times.ts, times.horizons)?,
+            emissions: Vec::new(),
+        })
+    }
+
+    async fn advance(&mut self, rule: &CompiledRule, horizon: i64) -> Result<Vec<Emission>> {
+        Ok(self
+            .fire(rule, horizon)
+            .await?
+            .into_iter()
+            .filter_map(|(w, b)| emission(Some(w), b, 1))
+            .collect())
+    }
+
+    fn open_windows(&self) -> usize {
+        self.open.values().map(Vec::len).sum()
+    }
+
+    /// Rows held in open sessions.
+    fn held_rows(&self) -> usize {
+        self.open
+            .values()
+            .flatten()
+            .flat_map(|s| &s.batches)
+            .map(RecordBatch::num_rows)
+            .sum()
+    }
+
+    fn oldest_needed_ts(&self) -> Option<i64> {
+        self.open.values().flatten().map(|s| s.start).min()
+    }
+
+    /// One table, `sessions`: each batch of rows of an open session with the session's start
+    /// and end (the partition key is the rows' own columns).
+    fn snapshot(&self, rule: &CompiledRule) -> Result<Vec<StateTable>> {
+        let mut open: Vec<&Session> = self.open.values().flatten().collect();
+        open.sort_by_key(|s| (s.end, s.start));
+        Ok(vec![stamped_table(
+            rule,
+            "sessions",
+            &input_schema(&rule.scans[0]),
+            &[i64_field("start"), i64_field("end")],
+            open.into_iter().flat_map(|s| {
+                s.batches
+                    .iter()
+                    .map(move |b| (b.clone(), vec![s.start, s.end]))
+            }),
+        )?])
+    }
+
+    fn restore(&mut self, rule: &CompiledRule, mut tables: Vec<StateTable>) -> Result<()> {
+        self.open.clear();
+        self.next_end = i64::MAX;
+        for batch in take_table(&mut tables, "sessions") {
+            let (rows, Some(bounds)) = unstamp(rule, &batch, 2)? else {
+                continue;
+            };
+            let key = self
+                .keys(rule, &rows)?
+                .map_or_else(Vec::new, |k| k.row(0).data().to_vec());
+            let (start, end) = (bounds[0], bounds[1]);
+            let sessions = self.open.entry(key).or_default();
+            match sessions
+                .iter_mut()
+                .find(|s| s.start == start && s.end == end)
+            {
+                Some(s) => s.batches.push(rows),
+                None => {
+                    let at = sessions.partition_point(|s| s.start < start);
+                    sessions.insert(
+                        at,
+                        Session {
+                            start,
+                            end,
+                            batches: vec![rows],
+                            new_rows: Vec::new(),
+                        },
+                    );
+                }
+            }
+            self.next_end = self.next_end.min(end);
+        }
+        Ok(())
     }
 }

@@ -17,9 +17,13 @@ use std::sync::Arc;
 
 use arrow::array::{Array, RecordBatch, TimestampMillisecondArray};
 
-use super::{Window, constant_ts, fault, split_by, take_rows, windowed};
+use super::state::{
+    Absorbed, StateTable, Times, WindowState, i64_field, i64_table, i64_values, stamped_table,
+    take_table, unstamp,
+};
+use super::{Emission, Window, constant_ts, emission, fault, split_by, take_rows, windowed};
 use crate::Result;
-use crate::compile::{CompiledRule, Split};
+use crate::compile::{CompiledRule, Scan, Split};
 use crate::window::WindowKind;
 
 pub(crate) struct Slices {
@@ -47,44 +51,20 @@ impl Slices {
         }
     }
 
-    pub fn open_windows(&self) -> usize {
-        self.pending.len()
-    }
-
-    /// Rows held for windows not yet emitted, and partial states.
-    pub fn held_rows(&self) -> usize {
-        self.raw
-            .iter()
-            .flat_map(BTreeMap::values)
-            .chain(self.partials.values())
-            .flatten()
-            .map(RecordBatch::num_rows)
-            .sum()
-    }
-
-    pub fn oldest_needed_ts(&self) -> Option<i64> {
-        self.raw
-            .iter()
-            .filter_map(|m| m.keys().next().copied())
-            .chain(self.partials.keys().next().copied())
-            .min()
-    }
-
     /// Files the rows of `batch` (input `input`) under their slices, as partial states when
     /// the plan is split; returns the late rows. `marks[i]` is the rule's watermark just
     /// before row `i`; `before` the watermark at the last emission.
     ///
     /// # Errors
     /// When the partial aggregate fails to execute (an engine fault).
-    pub async fn insert(
+    async fn insert(
         &mut self,
         rule: &CompiledRule,
         input: usize,
         batch: &RecordBatch,
-        ts: &[i64],
-        marks: &[i64],
-        before: Option<i64>,
+        times: Times<'_>,
     ) -> Result<Vec<u32>> {
+        let (ts, marks, before) = (times.ts, times.horizons, times.before);
         let kind = self.kind;
         let mut late = Vec::new();
         let mut keep = Vec::with_capacity(ts.len());
@@ -144,7 +124,7 @@ impl Slices {
 
     /// Runs every window the watermark has passed, then windows updated by late rows, and
     /// drops slices no window can reach any more.
-    pub async fn fire(
+    pub(crate) async fn fire(
         &mut self,
         rule: &CompiledRule,
         wm: i64,
@@ -314,6 +294,132 @@ impl Slices {
             }
         }
     }
+}
+
+#[async_trait::async_trait]
+impl WindowState for Slices {
+    async fn absorb(
+        &mut self,
+        rule: &CompiledRule,
+        input: usize,
+        batch: &RecordBatch,
+        times: Times<'_>,
+    ) -> Result<Absorbed> {
+        Ok(Absorbed {
+            late_rows: self.insert(rule, input, batch, times).await?,
+            emissions: Vec::new(),
+        })
+    }
+
+    async fn advance(&mut self, rule: &CompiledRule, horizon: i64) -> Result<Vec<Emission>> {
+        Ok(self
+            .fire(rule, horizon)
+            .await?
+            .into_iter()
+            .filter_map(|(w, b)| emission(Some(w), b, 1))
+            .collect())
+    }
+
+    fn open_windows(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Rows held for windows not yet emitted, and partial states.
+    fn held_rows(&self) -> usize {
+        self.raw
+            .iter()
+            .flat_map(BTreeMap::values)
+            .chain(self.partials.values())
+            .flatten()
+            .map(RecordBatch::num_rows)
+            .sum()
+    }
+
+    fn oldest_needed_ts(&self) -> Option<i64> {
+        self.raw
+            .iter()
+            .filter_map(|m| m.keys().next().copied())
+            .chain(self.partials.keys().next().copied())
+            .min()
+    }
+
+    /// Tables: `pending` and `refire` (window ends), `partials` (partial states with their
+    /// slice), and per scan `raw.N` (held rows with their slice) and `raw.N.slices` (every
+    /// slice held, some possibly without rows).
+    fn snapshot(&self, rule: &CompiledRule) -> Result<Vec<StateTable>> {
+        let slice = [i64_field("slice")];
+        let mut tables = vec![
+            i64_table(rule, "pending", "end", self.pending.iter().copied())?,
+            i64_table(rule, "refire", "end", self.refire.iter().copied())?,
+        ];
+        if let Some(split) = &rule.split {
+            tables.push(stamped_table(
+                rule,
+                "partials",
+                &split.state_schema,
+                &slice,
+                self.partials
+                    .iter()
+                    .flat_map(|(s, b)| b.iter().map(move |b| (b.clone(), vec![*s]))),
+            )?);
+        }
+        for (i, (map, scan)) in self.raw.iter().zip(&rule.scans).enumerate() {
+            tables.push(stamped_table(
+                rule,
+                format!("raw.{i}"),
+                &input_schema(scan),
+                &slice,
+                map.iter()
+                    .flat_map(|(s, b)| b.iter().map(move |b| (b.clone(), vec![*s]))),
+            )?);
+            tables.push(i64_table(
+                rule,
+                format!("raw.{i}.slices"),
+                "slice",
+                map.keys().copied(),
+            )?);
+        }
+        Ok(tables)
+    }
+
+    fn restore(&mut self, rule: &CompiledRule, mut tables: Vec<StateTable>) -> Result<()> {
+        let mut fresh = Slices::new(self.kind, self.lateness, self.raw.len());
+        fresh.pending = i64_values(rule, &take_table(&mut tables, "pending"))?
+            .into_iter()
+            .collect();
+        fresh.refire = i64_values(rule, &take_table(&mut tables, "refire"))?
+            .into_iter()
+            .collect();
+        for batch in take_table(&mut tables, "partials") {
+            if let (rows, Some(v)) = unstamp(rule, &batch, 1)? {
+                fresh.partials.entry(v[0]).or_default().push(rows);
+            }
+        }
+        for (i, map) in fresh.raw.iter_mut().enumerate() {
+            for slice in i64_values(rule, &take_table(&mut tables, &format!("raw.{i}.slices")))? {
+                map.entry(slice).or_default();
+            }
+            for batch in take_table(&mut tables, &format!("raw.{i}")) {
+                if let (rows, Some(v)) = unstamp(rule, &batch, 1)? {
+                    map.entry(v[0]).or_default().push(rows);
+                }
+            }
+        }
+        *self = fresh;
+        Ok(())
+    }
+}
+
+/// The schema of the rows a windowed scan reads: its slot's schema without the three window
+/// columns the runner appends.
+pub(crate) fn input_schema(scan: &Scan) -> arrow::datatypes::SchemaRef {
+    let fields = scan.schema.fields();
+    let n = if scan.window.is_some() {
+        fields.len().saturating_sub(3)
+    } else {
+        fields.len()
+    };
+    Arc::new(arrow::datatypes::Schema::new(fields[..n].to_vec()))
 }
 
 /// Column `i` of `batch` as millisecond timestamps, if it is one.
