@@ -43,6 +43,7 @@ pub mod functions;
 pub mod graph;
 pub mod operator;
 pub mod rule;
+mod script;
 pub mod window;
 
 pub use chain::{compile_all, compile_each};
@@ -53,7 +54,8 @@ pub use operator::{
     DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_OUT_OF_ORDERNESS_MS, Emission, RuleRunner, RunnerConfig,
     StateTable, Step, Window,
 };
-pub use rule::{Emit, RuleMeta, RuleSource, Severity, read_dir};
+pub use rule::{DEFAULT_SEVERITY, Emit, RuleMeta, RuleSource, Severity, read_dir};
+pub use script::split_script;
 
 /// Reads and plans every rule below `dir` (views before the rules reading them), reporting the
 /// problems of all files at once.

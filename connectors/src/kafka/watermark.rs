@@ -30,26 +30,29 @@ struct PartitionState {
 /// Largest event time per (feed, partition) and when the partition last delivered.
 #[derive(Debug)]
 pub struct PartitionWatermarks {
-    out_of_orderness_ms: i64,
+    /// Over every feed's own bound (its `WATERMARK`), when set.
+    out_of_orderness_ms: Option<i64>,
     idle_timeout: Duration,
     parts: BTreeMap<(Feed, i32), PartitionState>,
 }
 
 impl PartitionWatermarks {
-    /// Watermarks lagging `out_of_orderness_ms` behind the largest event time of each partition.
-    pub fn new(out_of_orderness_ms: i64, idle_timeout: Duration) -> Self {
+    /// Watermarks lagging behind the largest event time of each partition by
+    /// `out_of_orderness_ms`, or when `None` by each feed's declared bound
+    /// ([`Feed::out_of_orderness_ms`]).
+    pub fn new(out_of_orderness_ms: Option<i64>, idle_timeout: Duration) -> Self {
         Self {
-            out_of_orderness_ms: out_of_orderness_ms.max(0),
+            out_of_orderness_ms: out_of_orderness_ms.map(|b| b.max(0)),
             idle_timeout,
             parts: BTreeMap::new(),
         }
     }
 
     /// Records an event time read from `partition` of `feed` at `now`.
-    pub fn observe(&mut self, feed: Feed, partition: i32, ts: i64, now: Instant) {
+    pub fn observe(&mut self, feed: &Feed, partition: i32, ts: i64, now: Instant) {
         let s = self
             .parts
-            .entry((feed, partition))
+            .entry((feed.clone(), partition))
             .or_insert(PartitionState {
                 max_ts: ts,
                 last_seen: now,
@@ -59,16 +62,18 @@ impl PartitionWatermarks {
     }
 
     /// Forgets a partition (revoked by a rebalance).
-    pub fn remove(&mut self, feed: Feed, partition: i32) {
-        self.parts.remove(&(feed, partition));
+    pub fn remove(&mut self, feed: &Feed, partition: i32) {
+        self.parts.remove(&(feed.clone(), partition));
     }
 
     /// The feed's watermark at `now`: the minimum over its partitions that are not idle of
     /// (largest event time − out-of-orderness). When every partition is idle, the largest of
     /// them counts (the feed as a whole is quiet; nothing holds it back). `None` before any
     /// event.
-    pub fn feed_watermark(&self, feed: Feed, now: Instant) -> Option<i64> {
-        let parts = self.parts.range((feed, i32::MIN)..=(feed, i32::MAX));
+    pub fn feed_watermark(&self, feed: &Feed, now: Instant) -> Option<i64> {
+        let parts = self
+            .parts
+            .range((feed.clone(), i32::MIN)..=(feed.clone(), i32::MAX));
         let mut active = None::<i64>;
         let mut any = None::<i64>;
         for (_, s) in parts {
@@ -77,42 +82,51 @@ impl PartitionWatermarks {
                 active = Some(active.map_or(s.max_ts, |a| a.min(s.max_ts)));
             }
         }
-        active
-            .or(any)
-            .map(|t| t.saturating_sub(self.out_of_orderness_ms))
+        let bound = self
+            .out_of_orderness_ms
+            .unwrap_or_else(|| feed.out_of_orderness_ms());
+        active.or(any).map(|t| t.saturating_sub(bound))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::Catalog;
 
     #[test]
     fn slowest_active_partition_holds_the_feed() {
         let t0 = Instant::now();
-        let mut w = PartitionWatermarks::new(5_000, Duration::from_secs(30));
-        assert_eq!(w.feed_watermark(Feed::Traffic, t0), None);
-        w.observe(Feed::Traffic, 0, 100_000, t0);
-        w.observe(Feed::Traffic, 1, 40_000, t0);
-        w.observe(Feed::Police, 0, 900_000, t0);
-        assert_eq!(w.feed_watermark(Feed::Traffic, t0), Some(35_000));
+        let city = Catalog::city();
+        let traffic = city.table("traffic").expect("traffic");
+        let police = city.table("police").expect("police");
+        // No bound given: each feed's own (5 s in feeds/city.sql).
+        let mut w = PartitionWatermarks::new(None, Duration::from_secs(30));
+        assert_eq!(w.feed_watermark(traffic, t0), None);
+        w.observe(traffic, 0, 100_000, t0);
+        w.observe(traffic, 1, 40_000, t0);
+        w.observe(police, 0, 900_000, t0);
+        assert_eq!(w.feed_watermark(traffic, t0), Some(35_000));
         // Partition 1 idle past the timeout: partition 0 alone counts.
-        w.observe(Feed::Traffic, 0, 120_000, t0 + Duration::from_secs(31));
+        w.observe(traffic, 0, 120_000, t0 + Duration::from_secs(31));
         assert_eq!(
-            w.feed_watermark(Feed::Traffic, t0 + Duration::from_secs(31)),
+            w.feed_watermark(traffic, t0 + Duration::from_secs(31)),
             Some(115_000)
         );
         // It delivers again and holds the feed back again.
-        w.observe(Feed::Traffic, 1, 50_000, t0 + Duration::from_secs(32));
+        w.observe(traffic, 1, 50_000, t0 + Duration::from_secs(32));
         assert_eq!(
-            w.feed_watermark(Feed::Traffic, t0 + Duration::from_secs(32)),
+            w.feed_watermark(traffic, t0 + Duration::from_secs(32)),
             Some(45_000)
         );
-        w.remove(Feed::Traffic, 1);
+        w.remove(traffic, 1);
         assert_eq!(
-            w.feed_watermark(Feed::Traffic, t0 + Duration::from_secs(32)),
+            w.feed_watermark(traffic, t0 + Duration::from_secs(32)),
             Some(115_000)
         );
-        assert_eq!(w.feed_watermark(Feed::Police, t0), Some(895_000));
+        assert_eq!(w.feed_watermark(police, t0), Some(895_000));
+        let mut w = PartitionWatermarks::new(Some(1_000), Duration::from_secs(30));
+        w.observe(police, 0, 900_000, t0);
+        assert_eq!(w.feed_watermark(police, t0), Some(899_000));
     }
 }
