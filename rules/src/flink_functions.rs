@@ -320,7 +320,10 @@ fn only_group(pattern: &str, group: i64) -> Option<String> {
                     let rest: String = chars.clone().take(3).collect();
                     if rest.starts_with("?P<") {
                         Some(3)
-                    } else if rest.starts_with("?<") && !rest.starts_with("?<=") && !rest.starts_with("?<!") {
+                    } else if rest.starts_with("?<")
+                        && !rest.starts_with("?<=")
+                        && !rest.starts_with("?<!")
+                    {
                         Some(2)
                     } else {
                         None
@@ -459,7 +462,10 @@ mod tests {
             // their numbers.
             ("SELECT regexp_extract('ab', '(a)|(b)', 2)".into(), ""),
             ("SELECT regexp_extract('b', '(a)|(b)', 2)".into(), "b"),
-            ("SELECT regexp_extract('x(1)', '[(](?P<n>[0-9])\\)', 1)".into(), "1"),
+            (
+                "SELECT regexp_extract('x(1)', '[(](?P<n>[0-9])\\)', 1)".into(),
+                "1",
+            ),
             ("SELECT regexp_extract('abc', '(b)', 3)".into(), ""),
             (
                 format!("SELECT date_format({ts}, 'yyyy-MM-dd')"),

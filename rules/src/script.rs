@@ -14,7 +14,7 @@
 //! file's own lines and columns.
 
 use datafusion::sql::sqlparser::dialect::GenericDialect;
-use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer, Whitespace};
+use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
 
 use crate::rule::RuleSource;
 
@@ -42,14 +42,19 @@ pub fn split_script(src: RuleSource) -> Vec<RuleSource> {
     if src.defect.is_some() {
         return vec![src];
     }
-    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, &src.text).tokenize_with_location()
-    else {
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, &src.text).tokenize_with_location() else {
         return vec![src];
     };
     let statements = statements(&tokens);
     let kinds: Vec<(Kind, &[TokenWithSpan], usize)> = statements
         .iter()
-        .map(|(range, lead)| (classify(&tokens[range.clone()]), &tokens[range.clone()], *lead))
+        .map(|(range, lead)| {
+            (
+                classify(&tokens[range.clone()]),
+                &tokens[range.clone()],
+                *lead,
+            )
+        })
         .collect();
     let queries = kinds.iter().filter(|(k, ..)| *k != Kind::Skip).count();
     if statements.len() == 1 && matches!(kinds[0].0, Kind::Query { start: 0 }) {
@@ -109,7 +114,7 @@ fn statements(tokens: &[TokenWithSpan]) -> Vec<(std::ops::Range<usize>, usize)> 
     let mut out = Vec::new();
     let mut depth = 0i32;
     let mut begin = 0;
-    let mut push = |from: usize, to: usize, out: &mut Vec<(std::ops::Range<usize>, usize)>| {
+    let push = |from: usize, to: usize, out: &mut Vec<(std::ops::Range<usize>, usize)>| {
         let slice = &tokens[from..to];
         if let Some(first) = slice.iter().position(is_code) {
             out.push((from + first..to, first));
@@ -326,7 +331,10 @@ mod tests {
             rules[1].text.lines().nth(5).map(str::trim),
             Some("SELECT a FROM bid WHERE a > 10")
         );
-        assert_eq!(rules[2].text.lines().nth(6).map(str::trim), Some("SELECT * FROM big"));
+        assert_eq!(
+            rules[2].text.lines().nth(6).map(str::trim),
+            Some("SELECT * FROM big")
+        );
     }
 
     #[test]
@@ -337,7 +345,11 @@ mod tests {
         );
         assert_eq!(rules.len(), 1);
         assert_eq!(rules[0].id, "s");
-        assert!(rules[0].text.starts_with("-- title: One\n-- severity: high\n"));
+        assert!(
+            rules[0]
+                .text
+                .starts_with("-- title: One\n-- severity: high\n")
+        );
         assert!(rules[0].text.ends_with("\nSELECT a FROM t"));
     }
 

@@ -271,19 +271,24 @@ impl Parser {
         match word(0).as_deref() {
             Some("CREATE") => {
                 let mut i = 1;
-                while matches!(word(i).as_deref(), Some("TEMPORARY" | "SYSTEM" | "OR" | "REPLACE")) {
+                while matches!(
+                    word(i).as_deref(),
+                    Some("TEMPORARY" | "SYSTEM" | "OR" | "REPLACE")
+                ) {
                     i += 1;
                 }
                 word(i).is_some_and(|w| SCRIPT_CREATES.contains(&w.as_str()))
             }
             Some(w) => SCRIPT_STATEMENTS.contains(&w),
-            None => matches!(
-                self.peek(),
-                Some(Token {
-                    tok: Tok::Punct('('),
-                    ..
-                })
-            ) && word(1).as_deref() == Some("SELECT"),
+            None => {
+                matches!(
+                    self.peek(),
+                    Some(Token {
+                        tok: Tok::Punct('('),
+                        ..
+                    })
+                ) && word(1).as_deref() == Some("SELECT")
+            }
         }
     }
 

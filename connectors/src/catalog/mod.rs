@@ -424,10 +424,10 @@ fn tags_of(comment: &str) -> (Vec<Tag<'_>>, &str) {
         && let Some(end) = inner.find(']')
     {
         let mut words = inner[..end].split_whitespace();
-        let Some(name) = words
-            .next()
-            .filter(|w| w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
-        else {
+        let Some(name) = words.next().filter(|w| {
+            w.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        }) else {
             break;
         };
         tags.push(Tag {

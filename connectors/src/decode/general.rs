@@ -258,7 +258,12 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     type Value = Val<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "field `{}`: {}", self.spec.path, self.spec.kind.expected())
+        write!(
+            f,
+            "field `{}`: {}",
+            self.spec.path,
+            self.spec.kind.expected()
+        )
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {

@@ -574,7 +574,9 @@ pub(crate) fn check_int(spec: &FieldSpec, v: i64) -> Result<i64, String> {
 /// `v` for a `FLOAT`/`DOUBLE` field, or why not.
 pub(crate) fn check_float(spec: &FieldSpec, v: f64) -> Result<f64, String> {
     #[allow(clippy::cast_possible_truncation)]
-    if matches!(spec.kind, Kind::Float { single: true }) && v.is_finite() && (v as f32).is_infinite()
+    if matches!(spec.kind, Kind::Float { single: true })
+        && v.is_finite()
+        && (v as f32).is_infinite()
     {
         return Err(format!(
             "field `{}`: out of range for FLOAT (a 32-bit float)",
@@ -665,25 +667,51 @@ impl TimePeek {
     }
 }
 
+/// Where the fast scanner and `serde_json` disagree on `payload` as a record of `feed`: the
+/// scanner accepted what serde rejects, or read other values. `None` when they agree or the
+/// scanner declined. For the fuzz targets (`fuzz/`), which look for such records.
+#[doc(hidden)]
+pub fn fast_path_disagreement(feed: &Feed, payload: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let fields = plan(feed);
+    let all_present = feed.json_options().fail_on_missing_field;
+    let mut fast: Vec<Val<'_>> = Vec::new();
+    fast.resize_with(fields.len(), Val::default);
+    if !scan::scan_record(&fields, all_present, text, &mut fast) {
+        return None;
+    }
+    let mut slow: Vec<Val<'_>> = Vec::new();
+    slow.resize_with(fields.len(), Val::default);
+    match general::parse(&fields, all_present, payload, &mut slow) {
+        Err(reason) => Some(format!("fast path accepted what serde rejects: {reason}")),
+        Ok(()) if !values_equal(&fast, &slow) => {
+            Some(format!("fast path read {fast:?}, serde {slow:?}"))
+        }
+        Ok(()) => None,
+    }
+}
+
+/// Same values, doubles compared bit for bit (so `-0.0` differs from `0.0`).
+fn values_equal(a: &[Val<'_>], b: &[Val<'_>]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|pair| match pair {
+            (Val::Absent, Val::Absent) | (Val::Null, Val::Null) => true,
+            (Val::Str(x), Val::Str(y)) => x == y,
+            (Val::Bool(x), Val::Bool(y)) => x == y,
+            (Val::Int(x), Val::Int(y)) => x == y,
+            (Val::Decimal(x), Val::Decimal(y)) => x == y,
+            (Val::Float(x), Val::Float(y)) => x.to_bits() == y.to_bits(),
+            (Val::Row(x), Val::Row(y)) | (Val::List(x), Val::List(y)) => values_equal(x, y),
+            _ => false,
+        })
+}
+
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
     use crate::catalog::Catalog;
 
-    /// Same values, doubles compared bit for bit (so `-0.0` differs from `0.0`).
-    pub(in crate::decode) fn values_equal(a: &[Val<'_>], b: &[Val<'_>]) -> bool {
-        a.len() == b.len()
-            && a.iter().zip(b).all(|pair| match pair {
-                (Val::Absent, Val::Absent) | (Val::Null, Val::Null) => true,
-                (Val::Str(x), Val::Str(y)) => x == y,
-                (Val::Bool(x), Val::Bool(y)) => x == y,
-                (Val::Int(x), Val::Int(y)) => x == y,
-                (Val::Decimal(x), Val::Decimal(y)) => x == y,
-                (Val::Float(x), Val::Float(y)) => x.to_bits() == y.to_bits(),
-                (Val::Row(x), Val::Row(y)) | (Val::List(x), Val::List(y)) => values_equal(x, y),
-                _ => false,
-            })
-    }
+    pub(in crate::decode) use super::values_equal;
 
     #[test]
     fn event_time_is_peeked_as_the_decoder_reads_it() {

@@ -194,7 +194,9 @@ impl<'a> Scanner<'a> {
                     (Number::Float(v), Kind::Float { .. }) => {
                         check_float(spec, v).ok().map(Val::Float)
                     }
-                    (_, Kind::Decimal { .. }) => decimal_value(spec, &self.text[start..self.at]).ok(),
+                    (_, Kind::Decimal { .. }) => {
+                        decimal_value(spec, &self.text[start..self.at]).ok()
+                    }
                     _ => None,
                 }
             }
@@ -483,7 +485,7 @@ mod tests {
     fn usual_value(f: &FieldSpec, i: usize, r: u64) -> String {
         match f.kind {
             Kind::Str => format!("\"v{i}-{r}\""),
-            Kind::Bool => (r % 2 == 0).to_string(),
+            Kind::Bool => r.is_multiple_of(2).to_string(),
             Kind::Int { bits: 8 } => format!("{}", (r % 300) as i64 - 150),
             Kind::Int { .. } => format!("{}", (r % 2000) as i64 - 1000),
             // Coordinates mostly within their range, now and then just outside it.
@@ -491,7 +493,9 @@ mod tests {
                 format!("{}.{:06}", (r % 182) as i64 - 91, r % 1_000_000)
             }
             Kind::Float { .. } => format!("{}.{:06}", (r % 400) as i64 - 200, r % 1_000_000),
-            Kind::Decimal { .. } if r.is_multiple_of(4) => format!("\"{}.{:04}\"", r % 100, r % 10_000),
+            Kind::Decimal { .. } if r.is_multiple_of(4) => {
+                format!("\"{}.{:04}\"", r % 100, r % 10_000)
+            }
             Kind::Decimal { .. } => format!("{}.{:04}", (r % 200_000) as i64 - 100_000, r % 10_000),
             Kind::Date => format!("\"2026-{:02}-{:02}\"", r % 12 + 1, r % 28 + 1),
             Kind::Ts { .. } if r.is_multiple_of(3) => {

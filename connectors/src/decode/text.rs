@@ -83,7 +83,10 @@ pub(crate) fn civil_millis(s: &str) -> Option<(i64, bool)> {
         return None;
     }
     let days = days_from_civil(year, month, day)?;
-    Some(((((days * 24 + hour) * 60 + minute) * 60 + second) * 1000 + millis, z))
+    Some((
+        (((days * 24 + hour) * 60 + minute) * 60 + second) * 1000 + millis,
+        z,
+    ))
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`);
@@ -114,7 +117,12 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> Option<i64> {
 /// Why it is no such date.
 pub(crate) fn date(s: &str) -> Result<i32, String> {
     let b = s.as_bytes();
-    let bad = || format!("not a date: expected YYYY-MM-DD, found {} characters", s.len());
+    let bad = || {
+        format!(
+            "not a date: expected YYYY-MM-DD, found {} characters",
+            s.len()
+        )
+    };
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return Err(bad());
     }
@@ -178,7 +186,11 @@ pub(crate) fn decimal(text: &str, precision: u8, scale: u8) -> Result<i128, Stri
     for _ in 0..keep.max(0) {
         value = value * 10 + i128::from(digits.next().unwrap_or(0));
     }
-    let next = if keep >= 0 { digits.next().unwrap_or(0) } else { 0 };
+    let next = if keep >= 0 {
+        digits.next().unwrap_or(0)
+    } else {
+        0
+    };
     if next >= 5 {
         value += 1;
     }

@@ -238,10 +238,7 @@ mod tests {
         c.brokers = "127.0.0.1:9092".into();
         assert!(c.problems().is_empty(), "{:?}", c.problems());
         let topics = c.feed_topics(&Catalog::city()).expect("the city's topics");
-        let names: Vec<(&str, &str)> = topics
-            .iter()
-            .map(|(f, t)| (f.name(), t.as_str()))
-            .collect();
+        let names: Vec<(&str, &str)> = topics.iter().map(|(f, t)| (f.name(), t.as_str())).collect();
         assert_eq!(
             names,
             [

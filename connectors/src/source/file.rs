@@ -89,11 +89,7 @@ impl FileSource {
                 expected: catalog
                     .tables()
                     .iter()
-                    .map(|t| {
-                        file_of(t, Path::new(""))
-                            .display()
-                            .to_string()
-                    })
+                    .map(|t| file_of(t, Path::new("")).display().to_string())
                     .collect::<Vec<_>>()
                     .join(", "),
             });
@@ -495,7 +491,12 @@ mod tests {
         let batches = read_all(&mut source);
         let shape: Vec<(Feed, Vec<u64>)> = batches
             .iter()
-            .map(|b| (b.feed.clone(), lines(b).into_iter().map(|(_, l)| l).collect()))
+            .map(|b| {
+                (
+                    b.feed.clone(),
+                    lines(b).into_iter().map(|(_, l)| l).collect(),
+                )
+            })
             .collect();
         assert_eq!(
             shape,
@@ -556,9 +557,12 @@ mod tests {
         let order: Vec<(Feed, i64)> = read_all(&mut source)
             .iter()
             .flat_map(|b| {
-                b.records
-                    .iter()
-                    .map(|r| (b.feed.clone(), peek_event_time(&r.payload).expect("timed line")))
+                b.records.iter().map(|r| {
+                    (
+                        b.feed.clone(),
+                        peek_event_time(&r.payload).expect("timed line"),
+                    )
+                })
             })
             .collect();
         let overshoot = MERGE_SLACK_MS + TIME_CHECK_EVERY as i64 * 1_000;

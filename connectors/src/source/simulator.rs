@@ -165,6 +165,17 @@ impl FeedCounts {
         }
     }
 
+    /// Adds `n` events of the city feed `feed` (nothing for any other).
+    pub fn add_n(&mut self, feed: &Feed, n: u64) {
+        match feed.name() {
+            "traffic" => self.traffic += n,
+            "police" => self.police += n,
+            "emergency" => self.emergency += n,
+            "market" => self.market += n,
+            _ => {}
+        }
+    }
+
     /// Events in all feeds.
     pub fn total(&self) -> u64 {
         self.traffic + self.police + self.emergency + self.market
