@@ -1,17 +1,18 @@
 //! `citybrain ingest`: the stateless ingest tier, scaled out over Kafka partitions.
 //!
 //! Any number of `citybrain ingest` processes share one consumer group over the departments'
-//! raw feed topics and split their partitions. Each decodes and validates what it reads with
-//! the feed standard ([`Decoder`]), pseudonymises personal fields, dead-letters bad records
-//! with their reason and origin, and writes every clean record as a standard JSON object to
-//! its feed's standard topic (`<raw topic>.std` unless configured), keyed by its `event_id`
-//! so that a downstream consumer can recognise the duplicates a rebalance or a crash makes.
+//! raw feed topics (the catalog's tables, `--feeds`) and split their partitions. Each decodes
+//! and validates what it reads against its table ([`Decoder`]), pseudonymises the `[personal]`
+//! columns, dead-letters bad records with their reason and origin, and writes every clean
+//! record as a standard JSON object to its table's standard topic (`<raw topic>.std` unless
+//! configured), keyed by its id (the `[id]` columns) so that a downstream consumer can
+//! recognise the duplicates a rebalance or a crash makes.
 //! It holds no state: an offset is committed once every record produced from the input
 //! before it is acknowledged by the broker (at least once).
 //!
 //! ```text
 //!  city.traffic ─┐                          ┌─ Decoder + Pseudonymizer ─┬─▶ city.traffic.std (key: event_id)
-//!  city.police  ─┼─▶ KafkaSource ─RawBatch─▶┤   (one per feed)          ├─▶ city.police.std   ...
+//!  city.police  ─┼─▶ KafkaSource ─RawBatch─▶┤   (one per table)         ├─▶ city.police.std   ...
 //!    ...        ─┘   group citybrain-ingest └───────────────────────────┴─▶ citybrain.dlq (malformed, origin)
 //!        ▲                                              one idempotent KafkaProducer │ acks
 //!        └──── commit(offsets) ◀── CommitTracker (chunks released at once) ◀─────────┘
@@ -31,14 +32,20 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{Array, ArrayRef, AsArray};
-use arrow::datatypes::{DataType, Float64Type, Int64Type, TimeUnit, TimestampMillisecondType};
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{
+    DataType, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, TimeUnit,
+    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    TimestampSecondType,
+};
 use arrow::record_batch::RecordBatch;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use citybrain_connectors::catalog::ORIGIN_COLUMN;
 use citybrain_connectors::kafka::{
     CommitTracker, KafkaConfig, KafkaProducer, KafkaSink, KafkaSource,
 };
 use citybrain_connectors::{
-    Decoder, Feed, Origin, Pseudonymizer, RawBatch, Sink, SinkRecord, Source,
+    Catalog, Decoder, Feed, Origin, Pseudonymizer, RawBatch, Sink, SinkRecord, Source,
 };
 use serde::Deserialize;
 use tracing::{debug, info};
@@ -56,6 +63,10 @@ pub struct IngestArgs {
     /// `citybrain-ingest`).
     #[arg(long, env = "CITYBRAIN_GROUP")]
     pub group: Option<String>,
+    /// The feed catalog: Flink SQL `CREATE TABLE` files or folders of them (repeatable;
+    /// default: the shipped city feeds, feeds/city.sql). Every table with a topic is read.
+    #[arg(long)]
+    pub feeds: Vec<std::path::PathBuf>,
     /// Ingest configuration (TOML: [kafka] as the service's, [ingest]); see docs/scale.md.
     #[arg(long, env = "CITYBRAIN_INGEST_CONFIG")]
     pub config: Option<std::path::PathBuf>,
@@ -79,11 +90,11 @@ pub struct IngestArgs {
 }
 
 impl IngestArgs {
-    /// The file (when given) with the flags over it, validated.
+    /// The file (when given) with the flags over it, validated against `catalog`.
     ///
     /// # Errors
     /// When the file cannot be read or the result has problems (all listed).
-    pub fn config(&self) -> Result<IngestConfig> {
+    pub fn config(&self, catalog: &Catalog) -> Result<IngestConfig> {
         let mut config = match &self.config {
             Some(path) => IngestConfig::load(path)?,
             None => IngestConfig::default(),
@@ -97,7 +108,7 @@ impl IngestArgs {
         if let Some(n) = self.batch_size {
             config.ingest.batch_size = n;
         }
-        config.validated()
+        config.validated(catalog)
     }
 }
 
@@ -112,19 +123,19 @@ pub const DEFAULT_GROUP: &str = "citybrain-ingest";
 /// brokers = "127.0.0.1:9092"       # --brokers overrides
 /// group_id = "citybrain-ingest"    # --group overrides; default citybrain-ingest
 /// dlq_topic = "citybrain.dlq"
-/// [kafka.topics]                   # feed -> raw topic
+/// [kafka.topics]                   # table -> raw topic, over the catalog's 'topic'
 /// traffic = "city.traffic"
 ///
 /// [ingest]
 /// batch_size = 8192
-/// [ingest.std_topics]              # feed -> standard topic; default <raw topic>.std
+/// [ingest.std_topics]              # table -> standard topic; default <raw topic>.std
 /// traffic = "std.traffic"
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestConfig {
-    /// Brokers, group, raw feed topics, the dead-letter topic and librdkafka properties
-    /// (`alert_topic` is not used by ingest).
+    /// Brokers, group, raw topics (over the catalog's), the dead-letter topic and librdkafka
+    /// properties (`alert_topic` is not used by ingest).
     pub kafka: KafkaConfig,
     /// Standard topics, batching, commits and backpressure.
     pub ingest: IngestSection,
@@ -146,7 +157,7 @@ impl Default for IngestConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestSection {
-    /// Standard topic of a feed, by feed name. Default `<raw topic>.std` for every feed read.
+    /// Standard topic of a table, by table name. Default `<raw topic>.std` for every table read.
     pub std_topics: BTreeMap<String, String>,
     /// Most records per batch taken from one poll. Default 8,192, as the service's.
     pub batch_size: usize,
@@ -193,40 +204,57 @@ impl IngestConfig {
         Ok(config)
     }
 
-    /// The standard topic of each feed read (configured, else `<raw topic>.std`).
-    pub fn std_topics(&self) -> BTreeMap<String, String> {
-        self.kafka
-            .topics
-            .iter()
+    /// Each table read with its raw topic and its standard topic (configured, else
+    /// `<raw topic>.std`).
+    ///
+    /// # Errors
+    /// Every problem of the raw topics (see [`KafkaConfig::feed_topics`]), one line each.
+    pub fn lanes(&self, catalog: &Catalog) -> Result<Vec<(Feed, String, String)>, Vec<String>> {
+        Ok(self
+            .kafka
+            .feed_topics(catalog)?
+            .into_iter()
             .map(|(feed, raw)| {
                 let std = self
                     .ingest
                     .std_topics
-                    .get(feed)
+                    .get(feed.name())
                     .cloned()
                     .unwrap_or_else(|| format!("{raw}.std"));
-                (feed.clone(), std)
+                (feed, raw, std)
             })
-            .collect()
+            .collect())
     }
 
-    /// Every problem of the configuration, each as one line naming the field; empty when valid.
-    pub fn problems(&self) -> Vec<String> {
+    /// Every problem of the configuration against `catalog`, each as one line naming the
+    /// field; empty when valid.
+    pub fn problems(&self, catalog: &Catalog) -> Vec<String> {
         let mut out = self.kafka.problems();
-        for feed in self.ingest.std_topics.keys() {
-            if !self.kafka.topics.contains_key(feed) {
+        let lanes = match self.lanes(catalog) {
+            Ok(lanes) => lanes,
+            Err(problems) => {
+                out.extend(problems);
+                Vec::new()
+            }
+        };
+        for table in self.ingest.std_topics.keys() {
+            if catalog.table(table).is_none() {
                 out.push(format!(
-                    "ingest.std_topics.{feed}: feed not read (not in kafka.topics)"
+                    "ingest.std_topics.{table}: no such table in the catalog"
                 ));
             }
         }
         let mut seen: BTreeMap<String, String> = BTreeMap::new();
-        for (feed, raw) in &self.kafka.topics {
-            seen.insert(raw.clone(), format!("the raw topic of feed {feed}"));
+        for (feed, raw, _) in &lanes {
+            seen.insert(raw.clone(), format!("the raw topic of {}", feed.name()));
         }
         seen.insert(self.kafka.dlq_topic.clone(), "kafka.dlq_topic".to_string());
-        for (feed, std) in self.std_topics() {
-            let field = format!("ingest.std_topics.{feed}");
+        seen.insert(
+            self.kafka.alert_topic.clone(),
+            "kafka.alert_topic".to_string(),
+        );
+        for (feed, _, std) in &lanes {
+            let field = format!("ingest.std_topics.{}", feed.name());
             let ok_chars = std
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
@@ -251,12 +279,12 @@ impl IngestConfig {
         out
     }
 
-    /// The configuration, or every problem of it.
+    /// The configuration, or every problem of it against `catalog`.
     ///
     /// # Errors
     /// [`Error::Config`] listing every problem.
-    pub fn validated(self) -> Result<Self> {
-        let problems = self.problems();
+    pub fn validated(self, catalog: &Catalog) -> Result<Self> {
+        let problems = self.problems(catalog);
         if problems.is_empty() {
             Ok(self)
         } else {
@@ -268,12 +296,12 @@ impl IngestConfig {
 /// Counts of one ingest process.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IngestStats {
-    /// Records read, per feed.
-    pub read: BTreeMap<&'static str, u64>,
-    /// Standard records produced, per feed.
-    pub standard: BTreeMap<&'static str, u64>,
-    /// Malformed records dead-lettered, per feed.
-    pub malformed: BTreeMap<&'static str, u64>,
+    /// Records read, per table.
+    pub read: BTreeMap<String, u64>,
+    /// Standard records produced, per table.
+    pub standard: BTreeMap<String, u64>,
+    /// Malformed records dead-lettered, per table.
+    pub malformed: BTreeMap<String, u64>,
     /// Partitions whose offsets this process committed, and the last offset committed.
     pub committed: BTreeMap<(Arc<str>, i32), i64>,
 }
@@ -281,7 +309,7 @@ pub struct IngestStats {
 impl IngestStats {
     /// A few lines for the end of a run.
     pub fn summary(&self, elapsed: Duration) -> String {
-        let sum = |m: &BTreeMap<&'static str, u64>| m.values().sum::<u64>();
+        let sum = |m: &BTreeMap<String, u64>| m.values().sum::<u64>();
         let read = sum(&self.read);
         format!(
             "ingest: read {read} records in {:.1}s ({:.0} records/s), wrote {} standard records, \
@@ -304,6 +332,7 @@ impl IngestStats {
 /// it: a restart re-reads), or the final commit fails.
 pub async fn run(
     config: IngestConfig,
+    catalog: &Catalog,
     pseudonymizer: Arc<Pseudonymizer>,
     stop_at_end: bool,
     shutdown: impl Future<Output = ()>,
@@ -313,24 +342,31 @@ pub async fn run(
             .map_err(Error::Sink)?
             .with_max_in_flight(config.ingest.max_in_flight),
     );
-    let mut lanes: BTreeMap<Feed, Lane> = BTreeMap::new();
-    for (name, std) in config.std_topics() {
-        let Some(feed) = Feed::from_name(&name) else {
-            continue; // validated: cannot happen
-        };
-        info!(feed = name, std_topic = %std, "standard topic");
+    let lanes_config = config
+        .lanes(catalog)
+        .map_err(|problems| Error::Config { problems })?;
+    let mut topics = Vec::new();
+    let mut lanes: BTreeMap<String, Lane> = BTreeMap::new();
+    for (feed, raw, std) in lanes_config {
+        info!(table = feed.name(), raw_topic = %raw, std_topic = %std, "ingesting");
         lanes.insert(
-            feed,
+            feed.name().to_string(),
             Lane {
-                decoder: Decoder::new(feed, Arc::clone(&pseudonymizer)),
+                decoder: Decoder::new(feed.clone(), Arc::clone(&pseudonymizer)),
                 sink: KafkaSink::new(Arc::clone(&producer), std, false),
                 out: Vec::new(),
             },
         );
+        topics.push((feed, raw));
     }
     let mut dead = KafkaSink::new(Arc::clone(&producer), &config.kafka.dlq_topic, false);
-    let mut source = KafkaSource::new(&config.kafka, config.ingest.batch_size, stop_at_end)
-        .map_err(Error::Source)?;
+    let mut source = KafkaSource::new(
+        &config.kafka,
+        &topics,
+        config.ingest.batch_size,
+        stop_at_end,
+    )
+    .map_err(Error::Source)?;
     let mut progress = CommitTracker::default();
     let mut stats = IngestStats::default();
     let mut due: BTreeMap<(Arc<str>, i32), i64> = BTreeMap::new();
@@ -361,14 +397,14 @@ pub async fn run(
             progress.revoke(&tp);
             due.remove(&tp);
         }
-        let Some(lane) = lanes.get_mut(&raw.feed) else {
+        let name = raw.feed.name();
+        let Some(lane) = lanes.get_mut(name) else {
             continue; // the source reads only the lanes' topics
         };
         let malformed = lane.ingest(&raw);
-        let name = raw.feed.name();
-        *stats.read.entry(name).or_default() += raw.records.len() as u64;
-        *stats.standard.entry(name).or_default() += lane.out.len() as u64;
-        *stats.malformed.entry(name).or_default() += malformed.len() as u64;
+        *stats.read.entry(name.to_string()).or_default() += raw.records.len() as u64;
+        *stats.standard.entry(name.to_string()).or_default() += lane.out.len() as u64;
+        *stats.malformed.entry(name.to_string()).or_default() += malformed.len() as u64;
         lane.sink.write(&lane.out).await.map_err(Error::Sink)?;
         dead.write(&malformed).await.map_err(Error::Sink)?;
         for (tp, last) in last_offsets(&raw) {
@@ -414,11 +450,11 @@ impl Lane {
     fn ingest(&mut self, raw: &RawBatch) -> Vec<SinkRecord> {
         let decoded = self.decoder.decode(raw);
         self.out.clear();
-        let writers = ColumnWriters::new(&decoded.batch);
+        let rows = StandardRows::new(&decoded.batch, &raw.feed);
         for row in 0..decoded.batch.num_rows() {
-            let (key, payload) = writers.row(row);
+            let (key, payload) = rows.row(row);
             self.out.push(SinkRecord {
-                key,
+                key: Some(key),
                 payload,
                 headers: Vec::new(),
             });
@@ -447,61 +483,41 @@ fn last_offsets(raw: &RawBatch) -> BTreeMap<(Arc<str>, i32), i64> {
     out
 }
 
-/// Row `row` of a decoded feed batch as the standard JSON record: the feed's fields in the
-/// standard's order, nulls left out, times as RFC 3339 UTC with milliseconds, personal fields
-/// already pseudonyms. Returns it with its `event_id` (the record's key).
-pub fn standard_json(batch: &RecordBatch, row: usize) -> (Option<String>, String) {
-    ColumnWriters::new(batch).row(row)
+/// Row `row` of a batch `feed`'s decoder made, as the standard JSON record: the table's
+/// columns in declaration order, nulls left out, times as RFC 3339 UTC with milliseconds, dates
+/// as `YYYY-MM-DD`, decimals as JSON numbers, rows as objects and arrays as arrays, personal
+/// columns already pseudonyms. Returns it with its key: the id column's value (several id
+/// columns: their values joined by `/`), or the raw record's origin when the table has none.
+pub fn standard_json(batch: &RecordBatch, feed: &Feed, row: usize) -> (String, String) {
+    StandardRows::new(batch, feed).row(row)
 }
 
-/// The columns of a decoded batch, typed once per batch.
-struct ColumnWriters<'a> {
-    columns: Vec<(&'a str, Column<'a>)>,
+/// The columns of a decoded batch and which of them make the key.
+struct StandardRows<'a> {
+    columns: Vec<(&'a str, &'a dyn Array)>,
+    key: Vec<&'a dyn Array>,
 }
 
-enum Column<'a> {
-    Str(&'a arrow::array::StringArray),
-    Int(&'a arrow::array::Int64Array),
-    Float(&'a arrow::array::Float64Array),
-    Ts(&'a arrow::array::TimestampMillisecondArray),
-}
-
-impl<'a> ColumnWriters<'a> {
-    fn new(batch: &'a RecordBatch) -> Self {
-        let columns = batch
-            .schema_ref()
+impl<'a> StandardRows<'a> {
+    fn new(batch: &'a RecordBatch, feed: &Feed) -> Self {
+        let schema = batch.schema_ref();
+        let column = |name: &str| schema.index_of(name).ok().map(|i| batch.column(i).as_ref());
+        let columns = schema
             .fields()
             .iter()
             .zip(batch.columns())
-            .filter_map(|(f, c): (_, &'a ArrayRef)| {
-                let col = match f.data_type() {
-                    DataType::Utf8 => Column::Str(c.as_string::<i32>()),
-                    DataType::Int64 => Column::Int(c.as_primitive::<Int64Type>()),
-                    DataType::Float64 => Column::Float(c.as_primitive::<Float64Type>()),
-                    DataType::Timestamp(TimeUnit::Millisecond, _) => {
-                        Column::Ts(c.as_primitive::<TimestampMillisecondType>())
-                    }
-                    // The feed standard has no other types.
-                    _ => return None,
-                };
-                Some((f.name().as_str(), col))
-            })
+            .filter(|(f, _)| f.name() != ORIGIN_COLUMN)
+            .map(|(f, c)| (f.name().as_str(), c.as_ref()))
             .collect();
-        Self { columns }
+        let key = feed.key_columns().into_iter().filter_map(column).collect();
+        Self { columns, key }
     }
 
-    fn row(&self, row: usize) -> (Option<String>, String) {
+    fn row(&self, row: usize) -> (String, String) {
         let mut out = String::with_capacity(256);
-        let mut key = None;
         out.push('{');
         for (name, col) in &self.columns {
-            let is_null = match col {
-                Column::Str(a) => a.is_null(row),
-                Column::Int(a) => a.is_null(row),
-                Column::Float(a) => a.is_null(row),
-                Column::Ts(a) => a.is_null(row),
-            };
-            if is_null {
+            if col.is_null(row) {
                 continue;
             }
             if out.len() > 1 {
@@ -509,41 +525,119 @@ impl<'a> ColumnWriters<'a> {
             }
             push_json_str(&mut out, name);
             out.push(':');
-            match col {
-                Column::Str(a) => {
-                    let v = a.value(row);
-                    if *name == "event_id" {
-                        key = Some(v.to_string());
-                    }
-                    push_json_str(&mut out, v);
-                }
-                Column::Int(a) => {
-                    let _ = write!(out, "{}", a.value(row));
-                }
-                Column::Float(a) => {
-                    // The decoder admits finite numbers only.
-                    out.push_str(
-                        &serde_json::to_string(&a.value(row)).unwrap_or_else(|_| "null".into()),
-                    );
-                }
-                Column::Ts(a) => {
-                    let ms = a.value(row);
-                    match chrono::DateTime::from_timestamp_millis(ms) {
-                        Some(t) => {
-                            out.push('"');
-                            out.push_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
-                            out.push('"');
-                        }
-                        None => {
-                            let _ = write!(out, "{ms}");
-                        }
-                    }
+            push_value(&mut out, *col, row);
+        }
+        out.push('}');
+        let mut key = String::new();
+        for (i, col) in self.key.iter().enumerate() {
+            if i > 0 {
+                key.push('/');
+            }
+            match col.as_string_opt::<i32>() {
+                Some(s) => key.push_str(s.value(row)),
+                None => {
+                    let mut v = String::new();
+                    push_value(&mut v, *col, row);
+                    key.push_str(v.trim_matches('"'));
                 }
             }
         }
-        out.push('}');
         (key, out)
     }
+}
+
+/// Appends value `row` of `array` as JSON.
+fn push_value(out: &mut String, array: &dyn Array, row: usize) {
+    if array.is_null(row) {
+        out.push_str("null");
+        return;
+    }
+    match array.data_type() {
+        DataType::Utf8 => push_json_str(out, array.as_string::<i32>().value(row)),
+        DataType::LargeUtf8 => push_json_str(out, array.as_string::<i64>().value(row)),
+        DataType::Boolean => out.push_str(if array.as_boolean().value(row) {
+            "true"
+        } else {
+            "false"
+        }),
+        DataType::Int8 => push_display(out, array.as_primitive::<Int8Type>().value(row)),
+        DataType::Int16 => push_display(out, array.as_primitive::<Int16Type>().value(row)),
+        DataType::Int32 => push_display(out, array.as_primitive::<Int32Type>().value(row)),
+        DataType::Int64 => push_display(out, array.as_primitive::<Int64Type>().value(row)),
+        // The decoder admits finite numbers only; serde_json writes the shortest exact form.
+        DataType::Float32 => push_float(out, &array.as_primitive::<Float32Type>().value(row)),
+        DataType::Float64 => push_float(out, &array.as_primitive::<Float64Type>().value(row)),
+        DataType::Timestamp(unit, _) => {
+            let v = match unit {
+                TimeUnit::Second => array.as_primitive::<TimestampSecondType>().value(row) * 1000,
+                TimeUnit::Millisecond => {
+                    array.as_primitive::<TimestampMillisecondType>().value(row)
+                }
+                TimeUnit::Microsecond => {
+                    array.as_primitive::<TimestampMicrosecondType>().value(row) / 1000
+                }
+                TimeUnit::Nanosecond => {
+                    array.as_primitive::<TimestampNanosecondType>().value(row) / 1_000_000
+                }
+            };
+            match chrono::DateTime::from_timestamp_millis(v) {
+                Some(t) => {
+                    out.push('"');
+                    out.push_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+                    out.push('"');
+                }
+                None => push_display(out, v),
+            }
+        }
+        DataType::Struct(_) => {
+            let s = array.as_struct();
+            out.push('{');
+            let mut first = true;
+            for (field, col) in s.fields().iter().zip(s.columns()) {
+                if col.is_null(row) {
+                    continue;
+                }
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                push_json_str(out, field.name());
+                out.push(':');
+                push_value(out, col.as_ref(), row);
+            }
+            out.push('}');
+        }
+        DataType::List(_) => {
+            let values = array.as_list::<i32>().value(row);
+            out.push('[');
+            for i in 0..values.len() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_value(out, values.as_ref(), i);
+            }
+            out.push(']');
+        }
+        // Decimals as numbers (their exact text), everything else (dates) as strings.
+        other => {
+            let text = ArrayFormatter::try_new(array, &FormatOptions::default())
+                .map(|f| f.value(row).to_string())
+                .unwrap_or_default();
+            if matches!(other, DataType::Decimal128(..) | DataType::Decimal256(..)) {
+                out.push_str(&text);
+            } else {
+                push_json_str(out, &text);
+            }
+        }
+    }
+}
+
+fn push_display(out: &mut String, v: impl std::fmt::Display) {
+    let _ = write!(out, "{v}");
+}
+
+fn push_float<T: serde::Serialize>(out: &mut String, v: &T) {
+    out.push_str(&serde_json::to_string(v).unwrap_or_else(|_| "null".into()));
 }
 
 fn push_json_str(out: &mut String, s: &str) {
@@ -557,9 +651,16 @@ mod tests {
     use citybrain_connectors::RawRecord;
     use serde_json::{Value, json};
 
-    fn raw(feed: Feed, lines: &[&str]) -> RawBatch {
+    fn traffic() -> Feed {
+        Catalog::city()
+            .table("traffic")
+            .expect("the city's traffic")
+            .clone()
+    }
+
+    fn raw(feed: &Feed, lines: &[&str]) -> RawBatch {
         RawBatch {
-            feed,
+            feed: feed.clone(),
             records: lines
                 .iter()
                 .enumerate()
@@ -579,9 +680,10 @@ mod tests {
     #[test]
     fn standard_records_are_pseudonymised_normalised_and_decode_again() {
         let p = Arc::new(Pseudonymizer::new(b"unit-test-key"));
-        let mut decoder = Decoder::new(Feed::Traffic, Arc::clone(&p));
+        let feed = traffic();
+        let mut decoder = Decoder::new(feed.clone(), Arc::clone(&p));
         let input = raw(
-            Feed::Traffic,
+            &feed,
             &[
                 r#"{"event_id":"t-1","ts":1700000000123,"lat":30.25,"lon":120.17,"plate":"浙A12345","speed_kmh":12,"extra":"dropped","kind":"flow"}"#,
                 r#"{"event_id":"t-2","lat":30.2}"#,
@@ -590,8 +692,8 @@ mod tests {
         let decoded = decoder.decode(&input);
         assert_eq!(decoded.batch.num_rows(), 1);
         assert_eq!(decoded.dead.len(), 1, "the record without ts is malformed");
-        let (key, json) = standard_json(&decoded.batch, 0);
-        assert_eq!(key.as_deref(), Some("t-1"));
+        let (key, json) = standard_json(&decoded.batch, &feed, 0);
+        assert_eq!(key, "t-1");
         let v: Value = serde_json::from_str(&json).expect("standard record is JSON");
         assert_eq!(v["ts"], "2023-11-14T22:13:20.123Z");
         assert_eq!(v["speed_kmh"], json!(12.0));
@@ -604,12 +706,42 @@ mod tests {
         assert!(!json.contains("浙A12345"));
         // The standard record is a valid record of its feed: decoding it again gives the
         // same row (personal fields aside, which a second pass would hash again).
-        let again = decoder.decode(&raw(Feed::Traffic, &[&json]));
+        let again = decoder.decode(&raw(&feed, &[&json]));
         assert!(again.dead.is_empty(), "{:?}", again.dead);
-        let (_, json2) = standard_json(&again.batch, 0);
+        let (_, json2) = standard_json(&again.batch, &feed, 0);
         let mut v2: Value = serde_json::from_str(&json2).expect("JSON");
         v2["plate"] = v["plate"].clone();
         assert_eq!(v2, v);
+    }
+
+    #[test]
+    fn every_catalog_type_is_written_and_read_back() {
+        let catalog = Catalog::parse(
+            "t.sql",
+            "CREATE TABLE sensors (
+                ts TIMESTAMP_LTZ(3) NOT NULL,
+                n INT, small SMALLINT, ok BOOLEAN, f FLOAT, price DECIMAL(10, 2), day DATE,
+                pos ROW<x DOUBLE, label STRING>, tags ARRAY<STRING>,
+                WATERMARK FOR ts AS ts - INTERVAL '1' SECOND
+            ) WITH ('connector' = 'kafka', 'topic' = 'sensors', 'format' = 'json',
+                   'properties.bootstrap.servers' = 'localhost:9092');",
+        )
+        .expect("catalog");
+        let feed = catalog.table("sensors").expect("table").clone();
+        let mut decoder = Decoder::new(feed.clone(), Arc::new(Pseudonymizer::new(b"k")));
+        let line = r#"{"ts":"2024-05-01T08:00:00.250Z","n":7,"small":-3,"ok":true,"f":0.5,"price":12.34,"day":"2024-05-01","pos":{"x":1.5,"label":"a\"b"},"tags":["x","y"]}"#;
+        let decoded = decoder.decode(&raw(&feed, &[line]));
+        assert!(decoded.dead.is_empty(), "{:?}", decoded.dead);
+        let (key, json) = standard_json(&decoded.batch, &feed, 0);
+        let v: Value = serde_json::from_str(&json).expect("JSON");
+        let mut want: Value = serde_json::from_str(line).expect("JSON");
+        want["ts"] = json!("2024-05-01T08:00:00.250Z");
+        assert_eq!(v, want, "{json}");
+        assert!(!json.contains(ORIGIN_COLUMN), "{json}");
+        assert!(!key.is_empty(), "no id column: the origin is the key");
+        let again = decoder.decode(&raw(&feed, &[&json]));
+        assert!(again.dead.is_empty(), "{:?}", again.dead);
+        assert_eq!(standard_json(&again.batch, &feed, 0).1, json);
     }
 
     #[test]
@@ -625,13 +757,13 @@ mod tests {
             batch_size = 0
             [ingest.std_topics]
             traffic = "city.police"
-            market = "city.market.std"
+            weather = "city.weather.std"
         "#;
         let c: IngestConfig = toml::from_str(text).expect("parses");
-        let p = c.problems();
+        let p = c.problems(&Catalog::city());
         let expect = [
-            "ingest.std_topics.market: feed not read",
-            "ingest.std_topics.traffic: `city.police` is also the raw topic of feed police",
+            "ingest.std_topics.weather: no such table in the catalog",
+            "ingest.std_topics.traffic: `city.police` is also the raw topic of police",
             "ingest.std_topics.police: `city.police.std` is also kafka.dlq_topic",
             "ingest.batch_size",
         ];
@@ -645,17 +777,23 @@ mod tests {
     }
 
     #[test]
-    fn defaults_read_every_feed_into_dot_std() {
+    fn defaults_read_every_table_into_dot_std() {
         let mut c = IngestConfig::default();
         c.kafka.brokers = "127.0.0.1:9092".into();
-        assert!(c.problems().is_empty(), "{:?}", c.problems());
+        let city = Catalog::city();
+        assert!(c.problems(&city).is_empty(), "{:?}", c.problems(&city));
         assert_eq!(c.kafka.group_id, DEFAULT_GROUP);
-        assert_eq!(c.std_topics()["traffic"], "city.traffic.std");
+        let lanes = c.lanes(&city).expect("lanes");
+        assert_eq!(lanes.len(), 4);
+        assert_eq!(
+            (lanes[0].0.name(), lanes[0].1.as_str(), lanes[0].2.as_str()),
+            ("traffic", "city.traffic", "city.traffic.std")
+        );
     }
 
     #[test]
     fn last_offsets_per_partition() {
-        let r = raw(Feed::Traffic, &["{}", "{}", "{}"]);
+        let r = raw(&traffic(), &["{}", "{}", "{}"]);
         let got = last_offsets(&r);
         assert_eq!(
             got.into_iter().collect::<Vec<_>>(),

@@ -49,9 +49,9 @@ fn expected_standard(
     let mut out = BTreeMap::new();
     let mut bad = 0;
     for (feed, lines) in feeds {
-        let mut decoder = Decoder::new(*feed, Arc::clone(&p));
+        let mut decoder = Decoder::new(feed.clone(), Arc::clone(&p));
         let raw = RawBatch {
-            feed: *feed,
+            feed: feed.clone(),
             records: lines
                 .iter()
                 .enumerate()
@@ -64,10 +64,9 @@ fn expected_standard(
         let decoded = decoder.decode(&raw);
         bad += decoded.dead.len();
         for row in 0..decoded.batch.num_rows() {
-            let (key, json) = standard_json(&decoded.batch, row);
-            let key = key.expect("every standard record has an event_id");
+            let (key, json) = standard_json(&decoded.batch, feed, row);
             assert!(
-                out.insert((*feed, key.clone()), json).is_none(),
+                out.insert((feed.clone(), key.clone()), json).is_none(),
                 "the test input reuses event_id {key}"
             );
         }
@@ -263,7 +262,7 @@ fn ingest_group_with_a_sigkill_keeps_every_valid_record_and_nothing_else() {
         r#"{"event_id":"bad-no-ts","lat":30.2,"lon":120.1}"#.to_string(),
         r#"{"event_id":"bad-lat","ts":1700000000000,"lat":300.0,"lon":120.1}"#.to_string(),
     ];
-    for feed in [Feed::Traffic, Feed::Police] {
+    for feed in [city("traffic"), city("police")] {
         let lines = feeds.get_mut(&feed).expect("feed");
         for (i, b) in bad.iter().enumerate() {
             lines.insert(lines.len() / 4 * (i + 1) + i, b.clone());
@@ -280,12 +279,14 @@ fn ingest_group_with_a_sigkill_keeps_every_valid_record_and_nothing_else() {
     let std_topics: BTreeMap<Feed, String> = topics
         .feeds
         .iter()
-        .map(|(f, t)| (*f, format!("{t}.std")))
+        .map(|(f, t)| (f.clone(), format!("{t}.std")))
         .collect();
     let std_names: Vec<String> = std_topics.values().cloned().collect();
     create_topics(&brokers, &std_names, PARTITIONS);
-    let feed_of_std: BTreeMap<String, Feed> =
-        std_topics.iter().map(|(f, t)| (t.clone(), *f)).collect();
+    let feed_of_std: BTreeMap<String, Feed> = std_topics
+        .iter()
+        .map(|(f, t)| (t.clone(), f.clone()))
+        .collect();
 
     // Each feed's lines round-robin over its partitions, in two halves; the offset of every
     // bad line is known (fresh topics start at 0).
@@ -295,7 +296,7 @@ fn ingest_group_with_a_sigkill_keeps_every_valid_record_and_nothing_else() {
     for (feed, lines) in &feeds {
         for (i, line) in lines.iter().enumerate() {
             let p = i32::try_from(i).expect("index") % PARTITIONS;
-            let list = per_partition.entry((*feed, p)).or_default();
+            let list = per_partition.entry((feed.clone(), p)).or_default();
             if bad.contains(line) {
                 bad_at.insert((
                     topics.feeds[feed].clone(),
@@ -306,7 +307,7 @@ fn ingest_group_with_a_sigkill_keeps_every_valid_record_and_nothing_else() {
             }
             list.push(line.clone());
             halves[usize::from(i >= lines.len() / 2)]
-                .entry((*feed, p))
+                .entry((feed.clone(), p))
                 .or_default()
                 .push(line.clone());
         }
@@ -393,27 +394,27 @@ fn ingest_group_with_a_sigkill_keeps_every_valid_record_and_nothing_else() {
     let all_there = reader.read_until(|got| {
         let seen: BTreeSet<(Feed, &str)> = got
             .iter()
-            .filter_map(|(t, k, _)| Some((feed_of_std[t], k.as_deref()?)))
+            .filter_map(|(t, k, _)| Some((feed_of_std[t].clone(), k.as_deref()?)))
             .collect();
         expected
             .keys()
-            .all(|(f, id)| seen.contains(&(*f, id.as_str())))
+            .all(|(f, id)| seen.contains(&(f.clone(), id.as_str())))
     });
     if !all_there {
         let seen: BTreeSet<(Feed, &str)> = reader
             .got
             .iter()
-            .filter_map(|(t, k, _)| Some((feed_of_std[t], k.as_deref()?)))
+            .filter_map(|(t, k, _)| Some((feed_of_std[t].clone(), k.as_deref()?)))
             .collect();
         let mut missing: BTreeMap<(Feed, i32), usize> = BTreeMap::new();
         for ((feed, p), lines) in &per_partition {
             for l in lines {
                 let v: serde_json::Value = serde_json::from_str(l).unwrap_or_default();
                 if let Some(id) = v["event_id"].as_str()
-                    && expected.contains_key(&(*feed, id.to_string()))
-                    && !seen.contains(&(*feed, id))
+                    && expected.contains_key(&(feed.clone(), id.to_string()))
+                    && !seen.contains(&(feed.clone(), id))
                 {
-                    *missing.entry((*feed, *p)).or_default() += 1;
+                    *missing.entry((feed.clone(), *p)).or_default() += 1;
                 }
             }
         }
@@ -443,12 +444,12 @@ fn ingest_group_with_a_sigkill_keeps_every_valid_record_and_nothing_else() {
     reader.read_to_end(&std_names, PARTITIONS);
     let mut copies: BTreeMap<(Feed, String), usize> = BTreeMap::new();
     for (topic, key, payload) in &reader.got {
-        let feed = feed_of_std[topic];
+        let feed = feed_of_std[topic].clone();
         let key = key
             .clone()
             .unwrap_or_else(|| panic!("unkeyed record {payload}"));
         let want = expected
-            .get(&(feed, key.clone()))
+            .get(&(feed.clone(), key.clone()))
             .unwrap_or_else(|| panic!("{topic} holds a record that is no valid input: {payload}"));
         assert_eq!(
             payload, want,
@@ -489,8 +490,13 @@ fn ingest_group_with_a_sigkill_keeps_every_valid_record_and_nothing_else() {
 
     // The group committed every raw partition to its end, the killed member's included.
     for ((feed, p), offset) in committed_offsets(&brokers, &topics) {
-        let end = per_partition[&(feed, p)].len() as i64;
-        assert_eq!(offset, Some(end), "{feed}/{p} not committed to its end");
+        let end = per_partition[&(feed.clone(), p)].len() as i64;
+        assert_eq!(
+            offset,
+            Some(end),
+            "{}/{p} not committed to its end",
+            feed.name()
+        );
     }
 }
 
@@ -514,12 +520,13 @@ fn committed_offsets(brokers: &str, topics: &Topics) -> BTreeMap<(Feed, i32), Op
         .elements()
         .iter()
         .map(|e| {
-            let feed = *topics
+            let feed = topics
                 .feeds
                 .iter()
                 .find(|(_, t)| *t == e.topic())
                 .expect("feed")
-                .0;
+                .0
+                .clone();
             let offset = match e.offset() {
                 Offset::Offset(o) => Some(o),
                 _ => None,
