@@ -50,7 +50,9 @@ use citybrain_connectors::{
 use serde::Deserialize;
 use tracing::{debug, info};
 
+use crate::config::MetricsSection;
 use crate::error::{Error, Result};
+use crate::metrics::names;
 use crate::pipeline::dead_record;
 
 /// `citybrain ingest`'s command line; everything else comes from the TOML file.
@@ -70,6 +72,10 @@ pub struct IngestArgs {
     /// Ingest configuration (TOML: [kafka] as the service's, [ingest]); see docs/scale.md.
     #[arg(long, env = "CITYBRAIN_INGEST_CONFIG")]
     pub config: Option<std::path::PathBuf>,
+    /// Serve Prometheus metrics at /metrics here (IP:PORT; overrides the file's [metrics]
+    /// listen; default: none, so that several instances on one host do not collide).
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
     /// Most records per batch (overrides the file's; default 8192).
     #[arg(long)]
     pub batch_size: Option<usize>,
@@ -108,9 +114,16 @@ impl IngestArgs {
         if let Some(n) = self.batch_size {
             config.ingest.batch_size = n;
         }
+        if let Some(listen) = &self.metrics_listen {
+            config.metrics.listen.clone_from(listen);
+        }
         config.validated(catalog)
     }
 }
+
+/// How long a stopping instance waits for the broker to acknowledge what it produced: 20 s,
+/// within the 30 s grace period compose (`stop_grace_period`) and Kubernetes give by default.
+const SHUTDOWN_DELIVERY: Duration = Duration::from_secs(20);
 
 /// The consumer group of the ingest tier when neither the file nor `--group` names one: not
 /// the rules service's `citybrain`, which reads other topics.
@@ -139,6 +152,11 @@ pub struct IngestConfig {
     pub kafka: KafkaConfig,
     /// Standard topics, batching, commits and backpressure.
     pub ingest: IngestSection,
+    /// The Prometheus endpoint: the rules service's names (`citybrain_events_in_total{feed}`
+    /// counts standard records, `citybrain_malformed_total{feed}`, `citybrain_consumer_lag`,
+    /// `citybrain_outputs_in_flight`, `citybrain_backpressure_pauses_total`). Default: off
+    /// when the file has no `[metrics]` table.
+    pub metrics: MetricsSection,
 }
 
 impl Default for IngestConfig {
@@ -149,6 +167,9 @@ impl Default for IngestConfig {
                 ..KafkaConfig::default()
             },
             ingest: IngestSection::default(),
+            metrics: MetricsSection {
+                listen: String::new(),
+            },
         }
     }
 }
@@ -381,9 +402,11 @@ pub async fn run(
                 break;
             }
             _ = tick.tick() => {
-                if let Some(failed) = producer.tracker().state().failed {
+                let delivery = producer.tracker().state();
+                if let Some(failed) = delivery.failed {
                     return Err(Error::Sink(citybrain_connectors::Error::Delivery { detail: failed }));
                 }
+                publish_metrics(&stats, &source, &delivery);
                 commit(&source, &mut due, &mut stats, false)?;
                 continue;
             }
@@ -413,11 +436,46 @@ pub async fn run(
         let d = producer.tracker().state();
         due.extend(progress.advance(|_| None, d.produced, d.confirmed));
     }
-    producer.wait_all_delivered().await.map_err(Error::Sink)?;
+    // Bounded: a broker that stopped answering must not keep a stopping instance alive past
+    // its orchestrator's grace period; what is not acknowledged stays uncommitted (re-read).
+    tokio::time::timeout(SHUTDOWN_DELIVERY, producer.wait_all_delivered())
+        .await
+        .map_err(|_| {
+            Error::Sink(citybrain_connectors::Error::Delivery {
+                detail: format!(
+                    "not acknowledged within {}s of stopping; their input stays uncommitted",
+                    SHUTDOWN_DELIVERY.as_secs()
+                ),
+            })
+        })?
+        .map_err(Error::Sink)?;
     let d = producer.tracker().state();
     due.extend(progress.advance(|_| None, d.produced, d.confirmed));
     commit(&source, &mut due, &mut stats, true)?;
     Ok(stats)
+}
+
+/// Publishes the counts, the consumer lag and the producer's state (no-ops without a
+/// recorder).
+fn publish_metrics(
+    stats: &IngestStats,
+    source: &KafkaSource,
+    delivery: &citybrain_connectors::kafka::DeliveryState,
+) {
+    for (feed, n) in &stats.standard {
+        metrics::counter!(names::EVENTS_IN, "feed" => feed.clone()).absolute(*n);
+    }
+    for (feed, n) in &stats.malformed {
+        metrics::counter!(names::MALFORMED, "feed" => feed.clone()).absolute(*n);
+    }
+    for p in Source::partitions(source) {
+        if let Some(lag) = p.lag() {
+            metrics::gauge!(names::CONSUMER_LAG, "topic" => p.id.0.to_string(), "partition" => p.id.1.to_string())
+                .set(lag as f64);
+        }
+    }
+    metrics::gauge!(names::IN_FLIGHT).set(delivery.in_flight() as f64);
+    metrics::counter!(names::BACKPRESSURE_PAUSES).absolute(delivery.pauses);
 }
 
 /// Commits the offsets `due` (acknowledged progress) and forgets them.

@@ -371,6 +371,7 @@ async fn ingest(a: citybrain_engine::ingest::IngestArgs) -> anyhow::Result<()> {
              --insecure-dev-key. See docs/privacy.md"
         );
     }
+    let (_metrics, _) = Metrics::install(&config.metrics.listen, &Default::default()).await?;
     info!(
         brokers = %config.kafka.brokers,
         group = %config.kafka.group_id,
