@@ -231,7 +231,11 @@ impl Slices {
             .map(|(i, w)| ((w.start, w.end), i))
             .collect();
         let batches = rule
-            .run(&split.final_plan, vec![(&*split.state, states)])
+            .run_windows(
+                &split.final_plan,
+                vec![(&*split.state, states)],
+                windows.len(),
+            )
             .await?;
         for batch in &batches {
             let (Some(starts), Some(ends)) =
@@ -333,6 +337,19 @@ impl WindowState for Slices {
             .flatten()
             .map(RecordBatch::num_rows)
             .sum()
+    }
+
+    fn held_bytes(&self) -> usize {
+        let batches: usize = self
+            .raw
+            .iter()
+            .flat_map(BTreeMap::values)
+            .chain(self.partials.values())
+            .flatten()
+            .map(RecordBatch::get_array_memory_size)
+            .sum();
+        // A B-tree entry of an i64 window end, roughly.
+        batches + (self.pending.len() + self.refire.len()) * 16
     }
 
     fn oldest_needed_ts(&self) -> Option<i64> {
