@@ -696,7 +696,7 @@ impl Pipeline {
             .rows
             .first()
             .map(|r| &raw.records[*r as usize].origin);
-        self.report_failures(&step.failed, Some((feed, first)))
+        self.report_failures(&step.failed, Some((feed.name(), first)))
             .await?;
         // The rules now hold this watermark for the table, which delivered (so is not idle).
         match self.told.get_mut(feed.name()) {
@@ -736,7 +736,7 @@ impl Pipeline {
     async fn report_failures(
         &mut self,
         failed: &[citybrain_rules::RuleFailure],
-        during: Option<(Feed, Option<&Origin>)>,
+        during: Option<(&str, Option<&Origin>)>,
     ) -> Result<()> {
         if failed.is_empty() {
             return Ok(());
@@ -760,7 +760,7 @@ impl Pipeline {
                 "at": f.rule.source_position(),
             });
             if let Some((feed, origin)) = during {
-                letter["feed"] = feed.name().into();
+                letter["feed"] = feed.into();
                 if let Some(origin) = origin {
                     letter["batch_starts_at"] = origin_json(origin);
                 }
