@@ -9,7 +9,7 @@
 //! cargo bench -p citybrain-rules --bench state_per_group          # release, 1M groups
 //! cargo test -p citybrain-rules --bench state_per_group --release # the same, test profile
 //! cargo test -p citybrain-rules --bench state_per_group           # debug, 20k groups (smoke)
-//! GROUPS=200000 cargo test -p citybrain-rules --bench state_per_group -- --bench
+//! STATE_GROUPS=200000 cargo test -p citybrain-rules --bench state_per_group -- --bench
 //! ```
 
 use std::sync::Arc;
@@ -30,7 +30,7 @@ fn rss() -> i64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-const RULE: &str = "-- title: per plate\n-- severity: info\n-- max_state_rows: 100M\n\
+const RULE: &str = "-- title: per plate\n-- severity: info\n-- max_state_rows: 100M\n-- max_rows_per_window: 100M\n\
     -- max_state_bytes: 64 GiB\n\
     SELECT k, window_start, window_end, COUNT(*) AS n, SUM(v) AS total\n\
     FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' HOUR))\n\
@@ -70,7 +70,7 @@ fn batch(from: usize, to: usize) -> RecordBatch {
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let groups: usize = std::env::var("GROUPS")
+    let groups: usize = std::env::var("STATE_GROUPS")
         .ok()
         .and_then(|g| g.parse().ok())
         .unwrap_or(if full { 1_000_000 } else { 20_000 });
@@ -81,7 +81,7 @@ fn main() {
             let status = std::process::Command::new(std::env::current_exe().expect("self"))
                 .args(std::env::args().skip(1))
                 .env("BATCH", per_batch)
-                .env("GROUPS", groups.to_string())
+                .env("STATE_GROUPS", groups.to_string())
                 .status()
                 .expect("runs");
             assert!(status.success());
