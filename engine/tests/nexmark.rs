@@ -128,3 +128,54 @@ fn every_nexmark_query_gives_flinks_rows() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// A whole Flink SQL script, as Flink's SQL client runs it (the tables' DDL, a sink table, then
+/// `INSERT INTO` the sink), is the catalog and the rule at once: `replay --rules SCRIPT` with
+/// no `--feeds` gives Flink's rows.
+#[test]
+fn a_flink_script_runs_unchanged_as_catalog_and_rules() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("nexmark");
+    let made = Command::new(env!("CARGO_BIN_EXE_citybrain"))
+        .args(["simulate", "--nexmark", "--out"])
+        .arg(&data)
+        .args(["--events", "2000", "--sim-rate", "50", "--seed", "42"])
+        .output()
+        .expect("citybrain runs");
+    assert!(made.status.success());
+    let case = root().join("rules/tests/nexmark/q5");
+    let script = format!(
+        "{}\nCREATE TABLE nexmark_q5 (auction BIGINT, num BIGINT) WITH ('connector' = 'blackhole');\n\n\
+         INSERT INTO nexmark_q5\n{};\n",
+        std::fs::read_to_string(root().join("feeds/nexmark.sql")).expect("catalog"),
+        std::fs::read_to_string(case.join("query.sql"))
+            .expect("query")
+            .trim_end()
+            .trim_end_matches(';')
+    );
+    let rules = tmp.path().join("q5_script.sql");
+    std::fs::write(&rules, script).expect("script");
+    let out_path = tmp.path().join("alerts.jsonl");
+    let out = Command::new(env!("CARGO_BIN_EXE_citybrain"))
+        .arg("replay")
+        .arg("--input")
+        .arg(&data)
+        .arg("--rules")
+        .arg(&rules)
+        .arg("--out")
+        .arg(&out_path)
+        .arg("--dlq")
+        .arg(tmp.path().join("dead.jsonl"))
+        .env("CITYBRAIN_PSEUDONYM_KEY", "nexmark-key")
+        .output()
+        .expect("citybrain runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let actual = read_rows(&out_path, Some("data"));
+    let expected = read_rows(&case.join("flink_expected.jsonl"), None);
+    assert!(!expected.is_empty());
+    assert_eq!(actual, expected);
+}
