@@ -879,14 +879,25 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
 }
 
 /// The built-in rule library: `rules/library` of the working directory when present (a clone),
-/// else the one next to the sources this binary was built from.
+/// else beside the binary (`<bin>/rules/library`, or `<bin>/../share/citybrain/rules/library`
+/// for an installed binary), else the one next to the sources this binary was built from.
 fn builtin_rules() -> PathBuf {
     let local = PathBuf::from("rules/library");
     if local.is_dir() {
-        local
-    } else {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/library")
+        return local;
     }
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+        .into_iter()
+        .flat_map(|bin| {
+            [
+                bin.join("rules/library"),
+                bin.join("../share/citybrain/rules/library"),
+            ]
+        })
+        .find(|p| p.is_dir());
+    beside.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/library"))
 }
 
 /// Rejects zero, negative, infinite and NaN values of a numeric option.
