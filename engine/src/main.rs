@@ -16,7 +16,7 @@ use citybrain_engine::console::ConsoleArgs;
 use citybrain_engine::metrics::Metrics;
 use citybrain_engine::{
     AlertFormat, Observer, Pipeline, PipelineConfig, RuleWatcher, RunOptions, ServiceConfig,
-    city_catalog, service,
+    Stopped, city_catalog, service,
 };
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing::info;
@@ -585,7 +585,7 @@ async fn replay(a: ReplayArgs) -> anyhow::Result<()> {
     pipeline
         .run(
             &mut source,
-            std::future::pending(),
+            std::future::pending::<Stopped>(),
             RunOptions {
                 observer: Some(&mut report),
                 ..RunOptions::default()
@@ -694,6 +694,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => {}
             () = timer => {}
         }
+        Stopped::Gracefully
     };
     let started = Instant::now();
     pipeline

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -71,7 +71,10 @@ pub struct Topics {
     pub feeds: BTreeMap<Feed, String>,
     pub alerts: String,
     pub dlq: String,
+    pub control: String,
     pub group: String,
+    /// `[checkpoint] interval_ms` of the configs written (default 200).
+    pub checkpoint_ms: u64,
 }
 
 impl Topics {
@@ -88,7 +91,9 @@ impl Topics {
                 .collect(),
             alerts: unique(&format!("{name}-alerts")),
             dlq: unique(&format!("{name}-dlq")),
+            control: unique(&format!("{name}-control")),
             group: unique(&format!("{name}-group")),
+            checkpoint_ms: 200,
         };
         let admin: AdminClient<_> = ClientConfig::new()
             .set("bootstrap.servers", brokers)
@@ -99,7 +104,7 @@ impl Topics {
             .values()
             .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)))
             .chain(
-                [&t.alerts, &t.dlq]
+                [&t.alerts, &t.dlq, &t.control]
                     .into_iter()
                     .map(|n| NewTopic::new(n, 1, TopicReplication::Fixed(1))),
             )
@@ -128,8 +133,8 @@ impl Topics {
     ) -> PathBuf {
         let mut text = format!(
             "[kafka]\nbrokers = \"{brokers}\"\ngroup_id = \"{}\"\nalert_topic = \"{}\"\ndlq_topic = \"{}\"\n\
-             [kafka.topics]\n",
-            self.group, self.alerts, self.dlq
+             control_topic = \"{}\"\n[kafka.topics]\n",
+            self.group, self.alerts, self.dlq, self.control
         );
         for (f, t) in &self.feeds {
             text.push_str(&format!("{} = \"{t}\"\n", f.name()));
@@ -143,10 +148,16 @@ impl Topics {
         text.push_str(consumer_properties);
         text.push_str(
             "[kafka.producer_properties]\n\"linger.ms\" = \"1\"\n\
-             [engine]\ncommit_interval_ms = 50\n",
+             [engine]\ntick_ms = 50\n",
         );
         text.push_str(engine);
         text.push_str(&format!("[metrics]\nlisten = \"{metrics}\"\n"));
+        // Every instance of the group shares the folder, as a standby must.
+        text.push_str(&format!(
+            "[checkpoint]\nstore = \"{}\"\ninterval_ms = {}\n",
+            dir.join("checkpoints").display(),
+            self.checkpoint_ms
+        ));
         let path = dir.join(format!("{}.toml", self.group));
         std::fs::write(&path, text).expect("write config");
         path
@@ -340,6 +351,11 @@ pub fn sorted(mut v: Vec<Value>) -> Vec<Value> {
 
 /// Starts the service on `config`.
 pub fn spawn_service(config: &Path, extra: &[&str]) -> Child {
+    spawn_service_logging(config, extra, "info")
+}
+
+/// Starts the service on `config` with `CITYBRAIN_LOG` set to `log`.
+pub fn spawn_service_logging(config: &Path, extra: &[&str], log: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_citybrain"))
         .arg("run")
         .arg("--config")
@@ -348,7 +364,7 @@ pub fn spawn_service(config: &Path, extra: &[&str]) -> Child {
         .arg(library())
         .args(extra)
         .env("CITYBRAIN_PSEUDONYM_KEY", KEY)
-        .env("CITYBRAIN_LOG", "info")
+        .env("CITYBRAIN_LOG", log)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -462,4 +478,75 @@ pub fn http_get(addr: &str, path: &str) -> String {
     let mut out = String::new();
     s.read_to_string(&mut out).expect("response");
     out
+}
+
+/// Asserts that `got` holds every alert of `expected` and nothing else, copies only as
+/// re-deliveries (same id, same content).
+pub fn assert_same_alerts(got: &[Value], expected: &[Value]) {
+    let expected: BTreeMap<String, &Value> = expected
+        .iter()
+        .map(|a| (a["alert_id"].as_str().expect("id").to_string(), a))
+        .collect();
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    for a in got {
+        let a = comparable(a.clone());
+        let id = a["alert_id"].as_str().expect("id").to_string();
+        let Some(e) = expected.get(&id) else {
+            panic!("an alert replay does not give: {a}");
+        };
+        assert_eq!(&a, *e, "alert {id} differs from replay's");
+        seen.insert(id);
+    }
+    let missing: Vec<&String> = expected.keys().filter(|id| !seen.contains(*id)).collect();
+    assert!(missing.is_empty(), "alerts lost: {missing:?}");
+}
+
+/// The group's committed offsets of every partition of the feed topics (`partitions` each).
+pub fn committed_offsets(
+    brokers: &str,
+    topics: &Topics,
+    partitions: i32,
+) -> BTreeMap<(String, i32), i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", &topics.group)
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for t in topics.feeds.values() {
+        for p in 0..partitions {
+            tpl.add_partition(t, p);
+        }
+    }
+    consumer
+        .committed_offsets(tpl, Duration::from_secs(30))
+        .expect("committed offsets")
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some(((e.topic().to_string(), e.partition()), o)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The value of `key=` in a log line (up to the next space).
+pub fn log_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let at = line.find(&format!(" {key}="))? + key.len() + 2;
+    line[at..].split_whitespace().next()
+}
+
+/// Positions as the service logs them (`topic/partition=offset,...`).
+pub fn parse_positions(text: &str) -> BTreeMap<(String, i32), i64> {
+    text.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|item| {
+            let (tp, offset) = item.rsplit_once('=').expect("topic/partition=offset");
+            let (topic, partition) = tp.rsplit_once('/').expect("topic/partition");
+            (
+                (topic.to_string(), partition.parse().expect("partition")),
+                offset.parse().expect("offset"),
+            )
+        })
+        .collect()
 }
