@@ -15,6 +15,10 @@ fi
 # it they are skipped loudly.
 scripts/console-browser.sh install || echo "test.sh: chromium could not be installed: the console's browser tests will be skipped" >&2
 export CITYBRAIN_TEST_BROKERS="${CITYBRAIN_TEST_BROKERS:-127.0.0.1:${KAFKA_DEV_PORT:-19092}}"
+# The CAP 1.2 tests validate incident messages with xmllint against OASIS's schema (installed
+# and fetched, pinned, by the script).
+CITYBRAIN_CAP_XSD="$(scripts/cap-schema.sh)"
+export CITYBRAIN_CAP_XSD
 # --all-targets builds the criterion benches too and runs each benchmark once (criterion's
 # test mode), so a broken bench fails here.
 cargo test --workspace --all-targets --locked

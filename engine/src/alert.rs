@@ -3,12 +3,48 @@
 //! ```json
 //! {"alert_id":"3f1c…","rule":"traffic/congestion","severity":"high","title":"Congestion",
 //!  "window_start":"2026-03-02T08:00:00.000Z","window_end":"2026-03-02T08:05:00.000Z",
-//!  "emitted_at":"2026-11-22T20:00:01.123Z","data":{"road_id":"R12","avg_speed":11.5}}
+//!  "event_time":"2026-03-02T08:05:00.000Z","emitted_at":"2026-11-22T20:00:01.123Z",
+//!  "revision":1,"key":"R12","location":{"cell":"8931aa42b2bffff","lat":30.2741,"lon":120.1646},
+//!  "unit":"330105001002","unit_name":"米市巷二社区","data":{"road_id":"R12","avg_speed":11.5}}
 //! ```
 //!
-//! `alert_id` is the first 128 bits (hex) of SHA-256 over the rule id, the window and the
-//! group's key values (the GROUP BY values; the input `event_id` for per-event rules). The same
-//! rule, window and group always give the same id, so a replayed alert is recognisable.
+//! `key` is the alert's group (the GROUP BY values, or the event id of per-event rules)
+//! without the window's bounds, joined by `|`: the same from one window to the next.
+//! `event_time` is the window's end, or for rules without windows the latest event time behind
+//! the row (the `ts` of the events it comes from, whether selected or not), else the engine's
+//! event-time clock when it was emitted. `location`
+//! comes from the rule's `-- location:` header (`null` without one); `unit` is the grid unit
+//! the place belongs to (`citybrain_ops::Jurisdictions::route`): a community, a district's or
+//! the city's queue.
+//!
+//! **`alert_id`** tells apart every two alerts that differ, and gives a replayed alert the id it
+//! had (consumers drop duplicates by it). It is 32 lowercase hex digits, the first 16 bytes of
+//! SHA-256 over these bytes, in order:
+//!
+//! 1. the rule id, UTF-8 (`traffic/congestion`);
+//! 2. the byte `0x1F`;
+//! 3. for a windowed rule, `window_start` then `window_end`, each as epoch milliseconds in 8
+//!    bytes, big-endian two's complement (nothing for a rule without windows);
+//! 4. for each identifying value: the byte `0x1F`, then the value written as in the alert's
+//!    `data` (compact JSON: `"R12"` with quotes and JSON escapes, non-ASCII characters as
+//!    themselves in UTF-8, `42`, `1.5`, `true`, `null`, a timestamp as
+//!    `"2026-03-02T08:00:00.000Z"`).
+//!
+//! The identifying values ([`CompiledRule::id_columns`], by [`citybrain_rules::RowKey`]):
+//!
+//! - a window aggregation: its GROUP BY values, in GROUP BY order (whether selected or not;
+//!   `window_start` and `window_end` among them when grouped by). A group updated by late
+//!   events comes again with the same id and the next `revision`.
+//! - a rule whose rows come from input events (per-event rules, joins, unnest): the `event_id`
+//!   of each input row behind the result, in the order the query reads its inputs, then every
+//!   selected value in the order selected. The rows of one event (an unnest, a join matching
+//!   several rows) differ in what they select; two records reusing one `event_id` differ in
+//!   what the rule selects of them; rows equal in all of it are one alert.
+//! - otherwise (no group or `event_id` reaches the top of the query, e.g. a union): every
+//!   selected value in the order selected.
+//!
+//! So two alerts share an id only when rule, window and every identifying value are equal, and
+//! the id depends on nothing else (not on batches, arrival order or the time of emission).
 
 use std::fmt::Write as _;
 
@@ -17,7 +53,8 @@ use arrow::datatypes::{DataType, TimeUnit};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use chrono::{DateTime, SecondsFormat, Utc};
 use citybrain_connectors::SinkRecord;
-use citybrain_rules::{CompiledRule, Emission, KEY_PREFIX};
+use citybrain_ops::{Jurisdictions, Location};
+use citybrain_rules::{CompiledRule, Emission, KEY_PREFIX, TIME_PREFIX};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -66,6 +103,9 @@ impl Alert {
                     .unwrap_or_default()
             );
         }
+        if let Some(unit) = j.get("unit_name").and_then(Value::as_str) {
+            let _ = write!(line, "  @{unit}");
+        }
         if let Some(Value::Object(data)) = j.get("data") {
             for (k, v) in data {
                 if k == "window_start" || k == "window_end" {
@@ -96,24 +136,42 @@ impl Alert {
     }
 }
 
+/// What alerts need besides a rule's rows: the jurisdictions their places are routed by
+/// (none: alerts carry no `unit`) and the engine's event-time clock (the `event_time` of
+/// alerts whose rows carry no time).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Grid<'a> {
+    /// Where each unit is.
+    pub jurisdictions: Option<&'a Jurisdictions>,
+    /// The event-time clock, epoch ms.
+    pub clock_ms: Option<i64>,
+}
+
 /// Turns a rule's emissions into alerts.
-pub fn alerts(rule: &CompiledRule, emission: &Emission, emitted_at: DateTime<Utc>) -> Vec<Alert> {
+pub fn alerts(
+    rule: &CompiledRule,
+    emission: &Emission,
+    emitted_at: DateTime<Utc>,
+    grid: Grid<'_>,
+) -> Vec<Alert> {
     let emitted = rfc3339(emitted_at.timestamp_millis());
     let schema = &rule.output_schema;
     let key_cols: Vec<usize> = (0..schema.fields().len())
         .filter(|i| schema.field(*i).name().starts_with(KEY_PREFIX))
         .collect();
+    let id_cols = rule.id_columns();
     let mut out = Vec::new();
     for batch in &emission.batches {
         let cols: Vec<Cell<'_>> = batch.columns().iter().map(Cell::new).collect();
         for row in 0..batch.num_rows() {
             let data = row_json(schema, &cols, row, rule.data_columns);
+            let id_values: Vec<Value> = id_cols.iter().map(|i| cols[*i].json(row)).collect();
+            let id = alert_id(&rule.meta.id, emission.window, &id_values);
             let key_values: Vec<Value> = if key_cols.is_empty() {
                 data.values().cloned().collect()
             } else {
                 key_cols.iter().map(|i| cols[*i].json(row)).collect()
             };
-            let id = alert_id(&rule.meta.id, emission.window, &key_values);
             let key = key_values
                 .iter()
                 .map(|v| match v {
@@ -134,8 +192,49 @@ pub fn alerts(rule: &CompiledRule, emission: &Emission, emitted_at: DateTime<Utc
                 json.insert("window_start".into(), Value::String(rfc3339(w.start)));
                 json.insert("window_end".into(), Value::String(rfc3339(w.end)));
             }
+            let event_time = emission
+                .window
+                .map(|w| w.end)
+                .or_else(|| row_time(schema, &cols, row, rule.data_columns))
+                .or(grid.clock_ms);
+            json.insert(
+                "event_time".into(),
+                event_time.map_or(Value::Null, |t| Value::String(rfc3339(t))),
+            );
             json.insert("emitted_at".into(), Value::String(emitted.clone()));
             json.insert("revision".into(), Value::from(emission.revision));
+            // The group without its window: what stays the same from one window to the next
+            // (the incident desk correlates on it).
+            let bounds: Vec<String> = emission
+                .window
+                .map(|w| vec![rfc3339(w.start), rfc3339(w.end), rfc3339(w.end - 1)])
+                .unwrap_or_default();
+            let group = key_values
+                .iter()
+                .filter(|v| !v.as_str().is_some_and(|s| bounds.iter().any(|b| b == s)))
+                .map(|v| match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("|");
+            json.insert("key".into(), Value::String(group));
+            let resolution = grid.jurisdictions.map_or(
+                citybrain_ops::jurisdiction::DEFAULT_RESOLUTION,
+                Jurisdictions::resolution,
+            );
+            let location = locate(rule, &data, resolution);
+            json.insert(
+                "location".into(),
+                location.as_ref().map_or(Value::Null, |l| {
+                    serde_json::to_value(l).expect("locations serialize")
+                }),
+            );
+            if let Some(j) = grid.jurisdictions {
+                let unit = j.route(location.as_ref().unwrap_or(&Location::none())).unit;
+                json.insert("unit".into(), Value::String(unit.to_string()));
+                json.insert("unit_name".into(), Value::String(j.name(unit)));
+            }
             json.insert("data".into(), Value::Object(data));
             out.push(Alert {
                 id,
@@ -145,6 +244,58 @@ pub fn alerts(rule: &CompiledRule, emission: &Emission, emitted_at: DateTime<Utc
         }
     }
     out
+}
+
+/// Where an alert is, from the columns its rule's `-- location:` header names; `None` without
+/// a header or when the values are missing or not a place.
+fn locate(rule: &CompiledRule, data: &Map<String, Value>, resolution: u8) -> Option<Location> {
+    match rule.meta.location.as_ref()? {
+        citybrain_rules::Location::Cell(col) => match data.get(col)? {
+            Value::String(s) => Location::from_cell(s),
+            Value::Number(n) => n.as_u64().and_then(Location::from_cell_u64),
+            _ => None,
+        },
+        citybrain_rules::Location::LatLon { lat, lon } => {
+            let (lat, lon) = (data.get(lat)?.as_f64()?, data.get(lon)?.as_f64()?);
+            Location::from_point(lat, lon, resolution)
+        }
+    }
+}
+
+/// The latest timestamp of `row` among its first `columns` cells (what the rule selects) and
+/// the hidden event times behind it ([`TIME_PREFIX`]), epoch ms.
+fn row_time(
+    schema: &arrow::datatypes::Schema,
+    cols: &[Cell<'_>],
+    row: usize,
+    columns: usize,
+) -> Option<i64> {
+    use arrow::datatypes as t;
+    cols.iter()
+        .enumerate()
+        .filter(|(i, _)| *i < columns || schema.field(*i).name().starts_with(TIME_PREFIX))
+        .filter_map(|(i, c)| {
+            let a = c.array;
+            if a.is_null(row) {
+                return None;
+            }
+            match schema.field(i).data_type() {
+                DataType::Timestamp(TimeUnit::Second, _) => {
+                    Some(a.as_primitive::<t::TimestampSecondType>().value(row) * 1000)
+                }
+                DataType::Timestamp(TimeUnit::Millisecond, _) => {
+                    Some(a.as_primitive::<t::TimestampMillisecondType>().value(row))
+                }
+                DataType::Timestamp(TimeUnit::Microsecond, _) => {
+                    Some(a.as_primitive::<t::TimestampMicrosecondType>().value(row) / 1000)
+                }
+                DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+                    Some(a.as_primitive::<t::TimestampNanosecondType>().value(row) / 1_000_000)
+                }
+                _ => None,
+            }
+        })
+        .max()
 }
 
 /// The first `columns` columns of every row of `batches` as JSON objects, converted exactly as
@@ -173,7 +324,7 @@ fn row_json(
         .collect()
 }
 
-/// The deterministic alert id of a rule, window and group.
+/// The deterministic alert id of a rule, window and identifying values (see the module docs).
 pub fn alert_id(rule: &str, window: Option<citybrain_rules::Window>, key: &[Value]) -> String {
     let mut h = Sha256::new();
     h.update(rule.as_bytes());
@@ -293,5 +444,39 @@ impl<'a> Cell<'a> {
                 .as_ref()
                 .map_or(Value::Null, |f| Value::String(f.value(row).to_string())),
         }
+    }
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::*;
+
+    /// The scheme of the module docs, computed independently (Python's hashlib over the bytes
+    /// the docs list), so that another implementation (an exported Flink job) can check itself
+    /// against the same vectors.
+    #[test]
+    fn alert_ids_follow_the_documented_scheme() {
+        let window = citybrain_rules::Window {
+            start: 1_772_438_400_000, // 2026-03-02T08:00:00Z
+            end: 1_772_438_700_000,
+        };
+        let values = [
+            Value::from("R12"),
+            Value::from(42),
+            Value::Null,
+            Value::from("2026-03-02T08:00:00.000Z"),
+        ];
+        assert_eq!(
+            alert_id("traffic/congestion", Some(window), &values),
+            "4f14e9457305c3bb20bd853dd867629c"
+        );
+        assert_eq!(
+            alert_id(
+                "market/failed_inspection",
+                None,
+                &[Value::from("m-1"), Value::from("运河")]
+            ),
+            "8b5322e38c1a9d975ddaab01d0170196"
+        );
     }
 }

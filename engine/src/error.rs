@@ -37,6 +37,10 @@ pub enum Error {
     /// The configuration is invalid (a user error); every problem is listed.
     #[error("invalid configuration:\n  {}", problems.join("\n  "))]
     Config { problems: Vec<String> },
+    /// The incident desk failed: a jurisdictions, policy, calendar, access or actions file is
+    /// invalid (every problem listed), or its outputs cannot be written.
+    #[error(transparent)]
+    Incidents(citybrain_ops::Error),
     /// The metrics endpoint cannot listen.
     #[error("cannot serve metrics on {addr}")]
     Metrics {

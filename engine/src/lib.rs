@@ -13,7 +13,10 @@
 //!   sinks; [`Pipeline::run`] is the one loop of every mode, acknowledging durable progress
 //!   to the source ([`citybrain_connectors::Source::commit`]); [`pipeline::Stats`] is its
 //!   summary.
-//! - [`alert`]: result rows to alert JSON with deterministic ids.
+//! - [`alert`]: result rows to alert JSON with deterministic ids, located and routed to the
+//!   grid unit that owns the place.
+//! - [`incidents`]: the incident stage: alerts and the clock into the incident desk
+//!   (`citybrain_ops`), actions files, the run's desk.
 //! - [`pipeline::city_catalog`]: the feed standard as the tables rules may read.
 //! - [`service`]: `run --brokers`, the Kafka service with at-least-once delivery (commits only
 //!   durable progress), and `simulate --brokers`; [`config`] its validated TOML file;
@@ -27,6 +30,7 @@ pub mod config;
 pub mod console;
 pub mod error;
 pub mod http;
+pub mod incidents;
 pub mod metrics;
 pub mod pipeline;
 pub mod reload;

@@ -13,6 +13,7 @@ use citybrain_connectors::{
     SimulatorSource, Sink, write_feed_files, write_nexmark_files,
 };
 use citybrain_engine::console::ConsoleArgs;
+use citybrain_engine::incidents;
 use citybrain_engine::metrics::Metrics;
 use citybrain_engine::{
     AlertFormat, Observer, Pipeline, PipelineConfig, RuleWatcher, RunOptions, ServiceConfig,
@@ -34,6 +35,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start: the size of the largest variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the built-in city simulator through the rule library, alerts on stdout (no services
@@ -47,6 +50,33 @@ enum Command {
     Rules {
         #[command(subcommand)]
         command: RulesCommand,
+    },
+    /// Work with incident event logs.
+    Incidents {
+        #[command(subcommand)]
+        command: IncidentsCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum IncidentsCommand {
+    /// Indicators (考核) per unit and day from an incident event log.
+    Report {
+        /// The incident events (JSON lines, as `replay --incidents` writes them).
+        #[arg(long)]
+        events: PathBuf,
+        /// Jurisdictions (default: the sample city).
+        #[arg(long)]
+        jurisdictions: Option<PathBuf>,
+        /// Calendar whose UTC offset sets the days (default UTC+8).
+        #[arg(long)]
+        calendar: Option<PathBuf>,
+        /// Only this local day (YYYY-MM-DD): every unit listed, zeros included.
+        #[arg(long)]
+        day: Option<String>,
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -102,6 +132,8 @@ struct ReplayArgs {
     dlq: PathBuf,
     #[command(flatten)]
     engine: EngineArgs,
+    #[command(flatten)]
+    incidents: citybrain_engine::incidents::IncidentArgs,
 }
 
 #[derive(Args, Debug)]
@@ -130,8 +162,19 @@ struct RunArgs {
     /// Where dead letters go (appended: earlier runs' letters stay).
     #[arg(long, default_value = "citybrain-dead-letters.jsonl")]
     dlq: PathBuf,
+    /// Bearer tokens of the incident API (TOML, hashed; default: the sample city's demo tokens).
+    #[arg(long)]
+    access: Option<PathBuf>,
+    /// Keep incidents across restarts in this event log (JSON lines; without Kafka).
+    #[arg(long)]
+    incident_store: Option<PathBuf>,
+    /// Alerts only: no incident desk.
+    #[arg(long)]
+    no_incidents: bool,
     #[command(flatten)]
     engine: EngineArgs,
+    #[command(flatten)]
+    incidents: citybrain_engine::incidents::IncidentArgs,
     #[command(flatten)]
     kafka: KafkaArgs,
     #[command(flatten)]
@@ -261,6 +304,28 @@ fn try_main() -> anyhow::Result<ExitCode> {
         Command::Rules {
             command: RulesCommand::Check { dir },
         } => runtime.block_on(rules_check(&dir)),
+        Command::Incidents {
+            command:
+                IncidentsCommand::Report {
+                    events,
+                    jurisdictions,
+                    calendar,
+                    day,
+                    json,
+                },
+        } => {
+            print!(
+                "{}",
+                citybrain_engine::incidents::report(
+                    &events,
+                    jurisdictions.as_deref(),
+                    calendar.as_deref(),
+                    day.as_deref(),
+                    json
+                )?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Simulate(a) if a.brokers.is_some() => runtime
             .block_on(simulate_kafka(&a))
             .map(|()| ExitCode::SUCCESS),
@@ -432,7 +497,7 @@ async fn run_kafka(a: RunArgs, overrides: EngineOverrides) -> anyhow::Result<()>
     let dir = config.engine.rules.clone().unwrap_or_else(builtin_rules);
     let (rules, _watcher, updates) = watched_rules(&dir).await?;
     let (metrics, _) = Metrics::install(&config.metrics.listen, &config.http).await?;
-    let _console = console(&a.console).await?;
+    let _console = console(&a.console, None).await?;
     info!(
         brokers = %config.kafka.brokers,
         group = %config.kafka.group_id,
@@ -455,11 +520,14 @@ async fn run_kafka(a: RunArgs, overrides: EngineOverrides) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Serves the operations console (and, once wired, the incident API) until the returned guard
-/// is dropped.
-async fn console(args: &ConsoleArgs) -> anyhow::Result<tokio::sync::oneshot::Sender<()>> {
+/// Serves the operations console and the incident API (`api`, when the run has a desk) until
+/// the returned guard is dropped.
+async fn console(
+    args: &ConsoleArgs,
+    api: Option<axum::Router>,
+) -> anyhow::Result<tokio::sync::oneshot::Sender<()>> {
     let (guard, stop) = tokio::sync::oneshot::channel::<()>();
-    citybrain_engine::console::start(args, None, async {
+    citybrain_engine::console::start(args, api, async {
         let _ = stop.await;
     })
     .await?;
@@ -563,6 +631,7 @@ async fn replay(a: ReplayArgs) -> anyhow::Result<()> {
         ..pipeline_config(&a.engine, AlertFormat::Json)?
     };
     let rules = load_rules(&a.rules).await?;
+    let grid = incidents::replay_grid(&a.incidents, &rules, config.out_of_orderness_ms).await?;
     let mut source = FileSource::open(&a.input, a.engine.batch_size)?;
     let mut inputs: Vec<PathBuf> = source.paths();
     inputs.extend(
@@ -580,6 +649,7 @@ async fn replay(a: ReplayArgs) -> anyhow::Result<()> {
         Box::new(alerts),
         Box::new(dead),
     );
+    pipeline.set_grid(grid);
     let started = Instant::now();
     let mut report = ProgressLines { started };
     pipeline
@@ -601,6 +671,9 @@ async fn replay(a: ReplayArgs) -> anyhow::Result<()> {
         a.out.display(),
         a.dlq.display()
     );
+    if let Some(summary) = pipeline.grid().and_then(incidents::summary) {
+        print!("{summary}");
+    }
     Ok(())
 }
 
@@ -650,7 +723,27 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
     ensure_positive("--speed", a.speed)?;
     let dir = a.rules.clone().unwrap_or_else(builtin_rules);
     let (rules, _watcher, updates) = watched_rules(&dir).await?;
-    let _console = console(&a.console).await?;
+    if a.incidents.actions.is_some() {
+        bail!("--actions is for replay; live actions come through the incident API");
+    }
+    let grid = incidents::live_grid(
+        &incidents::LiveOptions {
+            args: a.incidents.clone(),
+            access: a.access.clone(),
+            store: a.incident_store.clone(),
+            desk: !a.no_incidents,
+            terminal: !a.json,
+        },
+        &rules,
+        config.out_of_orderness_ms,
+    )
+    .await?;
+    let _console = console(
+        &a.console,
+        grid.desk()
+            .map(|d| citybrain_ops::router(std::sync::Arc::clone(d))),
+    )
+    .await?;
     let mut source = SimulatorSource::new(
         CityConfig {
             seed: a.seed,
@@ -675,6 +768,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         Box::new(dead),
     );
     pipeline.watch_rules(updates);
+    pipeline.set_grid(grid);
     info!(
         rules = %dir.display(),
         rate = a.rate,
@@ -701,6 +795,9 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         .run(&mut source, stop, RunOptions::default())
         .await?;
     eprint!("{}", pipeline.stats().summary(started.elapsed()));
+    if let Some(summary) = pipeline.grid().and_then(incidents::summary) {
+        eprint!("{summary}");
+    }
     Ok(())
 }
 

@@ -50,6 +50,12 @@ pub mod names {
     pub const ALERT_LATENCY: &str = "citybrain_alert_latency_seconds";
     /// Counter: alerts whose latency was measured.
     pub const ALERT_LATENCY_COUNT: &str = "citybrain_alert_latency_seconds_count";
+    /// Counter, label `type` (`opened`, `escalated`, ...): incident events.
+    pub const INCIDENT_EVENTS: &str = "citybrain_incident_events_total";
+    /// Gauge, label `level`: incidents not closed or voided, by the level holding them.
+    pub const INCIDENTS_OPEN: &str = "citybrain_incidents_open";
+    /// Gauge: incidents not closed or voided whose deadline passed.
+    pub const INCIDENTS_OVERDUE: &str = "citybrain_incidents_overdue";
 }
 
 /// Ingest-to-acknowledged latency of alerts, in microseconds, 1 µs to 1 hour, 3 digits.

@@ -275,6 +275,8 @@ pub struct Pipeline {
     epoch: u64,
     /// Positions acknowledged to the source last.
     committed: BTreeMap<PartitionId, i64>,
+    /// Routing to the grid and the incident desk (`crate::incidents`), when set.
+    grid: Option<crate::incidents::Grid>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -326,6 +328,7 @@ impl Pipeline {
             positions: BTreeMap::new(),
             epoch: 0,
             committed: BTreeMap::new(),
+            grid: None,
         }
     }
 
@@ -364,6 +367,16 @@ impl Pipeline {
         Ok(report)
     }
 
+    /// Routes alerts to the grid and, when it holds a desk, turns them into incidents.
+    pub fn set_grid(&mut self, grid: crate::incidents::Grid) {
+        self.grid = Some(grid);
+    }
+
+    /// The grid, when set.
+    pub fn grid(&self) -> Option<&crate::incidents::Grid> {
+        self.grid.as_ref()
+    }
+
     /// Swaps in a new set of rules (in dependency order) while running; see
     /// [`RuleGraph::reload`].
     pub fn reload(&mut self, rules: Vec<CompiledRule>) -> Reloaded {
@@ -373,6 +386,9 @@ impl Pipeline {
         }
         for id in &report.removed {
             self.stats.alerts.remove(id);
+        }
+        if let Some(grid) = &self.grid {
+            grid.set_rules(self.graph.rules().map(|r| &**r));
         }
         report
     }
@@ -555,10 +571,11 @@ impl Pipeline {
     }
 
     /// Takes a checkpoint between batches: asks the sinks for a barrier (every output so far),
-    /// snapshots every rule, the event clock and the positions, writes them (the manifest
-    /// last), waits for the barrier, then acknowledges the positions to the source (a
-    /// synchronous commit). While it runs no batch is processed, so a crash re-reads at most
-    /// what came after it.
+    /// snapshots every rule, the event clock and the positions, writes the state while waiting
+    /// for the barrier, then the manifest (the commit point: only once every output before it
+    /// is durable, so a restore never skips an undelivered alert), then acknowledges the
+    /// positions to the source (a synchronous commit). While it runs no batch is processed, so
+    /// a crash re-reads at most what came after it.
     ///
     /// # Errors
     /// When the checkpoint cannot be written (the previous one stays the latest), a delivery
@@ -580,11 +597,14 @@ impl Pipeline {
             graph: self.graph.snapshot()?,
         };
         let rows = checkpoint.rows();
-        let saved = store.save(&checkpoint).await?;
+        let durable = async {
+            futures::future::try_join_all(barriers)
+                .await
+                .map(drop)
+                .map_err(Error::Sink)
+        };
+        let saved = store.save_after(&checkpoint, durable).await?;
         self.epoch = saved.epoch;
-        for b in barriers {
-            b.await.map_err(Error::Sink)?;
-        }
         let positions: Vec<(PartitionId, i64)> = checkpoint.positions.into_iter().collect();
         source
             .commit(&positions, true)
@@ -619,11 +639,11 @@ impl Pipeline {
             if time.idle != told_idle {
                 tracing::debug!(table, idle = time.idle, "table idleness");
                 let step = self.graph.set_idle(&table, time.idle).await?;
-                self.record(step).await?;
+                self.record(step, false).await?;
             }
             if let Some(wm) = time.watermark.filter(|w| Some(*w) > told_wm && !time.idle) {
                 let step = self.graph.advance(&table, wm).await?;
-                self.record(step).await?;
+                self.record(step, false).await?;
             }
             let wm = if time.idle {
                 told_wm
@@ -717,6 +737,9 @@ impl Pipeline {
         if let Some(spread) = self.clock.spread(feed.name()) {
             self.stats.max_partition_spread_ms = self.stats.max_partition_spread_ms.max(spread);
         }
+        if let Some(grid) = &mut self.grid {
+            grid.saw(event_ts.iter().flatten().max().copied());
+        }
         if !decoded.dead.is_empty() {
             for d in &decoded.dead {
                 match &d.reason {
@@ -734,6 +757,7 @@ impl Pipeline {
             self.dead_sink.write(&records).await.map_err(Error::Sink)?;
         }
         if decoded.batch.num_rows() == 0 {
+            self.step_grid(Vec::new(), false).await?;
             return Ok(event_ts);
         }
         let step = self
@@ -774,16 +798,43 @@ impl Pipeline {
                 .collect();
             self.dead_sink.write(&records).await.map_err(Error::Sink)?;
         }
-        self.record(step).await?;
+        self.record(step, false).await?;
         Ok(event_ts)
     }
 
-    /// Counts a graph step's late rows and writes its alerts.
-    async fn record(&mut self, step: GraphStep) -> Result<()> {
+    /// Counts a graph step's late rows, writes its alerts and hands them to the incident
+    /// desk (`at_end`: the input is over).
+    async fn record(&mut self, step: GraphStep, at_end: bool) -> Result<()> {
         for (rule, n) in step.late {
             *self.stats.late.entry(rule).or_default() += n;
         }
-        self.write_alerts(step.alerts).await
+        let alerts = self.write_alerts(step.alerts).await?;
+        self.step_grid(alerts, at_end).await
+    }
+
+    /// Hands the incident desk (if any) a pass's alerts and the clock; writes malformed or
+    /// refused actions to the dead-letter sink.
+    async fn step_grid(&mut self, alerts: Vec<Alert>, at_end: bool) -> Result<()> {
+        if self.grid.is_none() {
+            return Ok(());
+        }
+        // Every alert before the alert rules' smallest watermark has been emitted; a rule
+        // without a watermark yet (its input not seen) holds the clock back.
+        let watermark = self
+            .graph
+            .runners()
+            .filter(|r| r.rule().meta.emit == Emit::Alert)
+            .map(citybrain_rules::RuleRunner::watermark)
+            .collect::<Option<Vec<i64>>>()
+            .and_then(|w| w.into_iter().min());
+        let Some(grid) = &mut self.grid else {
+            return Ok(());
+        };
+        let dead = grid.observe(&alerts, watermark, at_end).await?;
+        if !dead.is_empty() {
+            self.dead_sink.write(&dead).await.map_err(Error::Sink)?;
+        }
+        Ok(())
     }
 
     /// Makes everything written so far durable without emitting open windows (a long-running
@@ -792,6 +843,9 @@ impl Pipeline {
     /// # Errors
     /// When a sink fails.
     pub async fn flush(&mut self) -> Result<()> {
+        if let Some(grid) = &self.grid {
+            grid.flush().await?;
+        }
         self.alert_sink.flush().await.map_err(Error::Sink)?;
         self.dead_sink.flush().await.map_err(Error::Sink)
     }
@@ -805,18 +859,29 @@ impl Pipeline {
             self.run_rules(raw, decoded).await?;
         }
         let step = self.graph.finish().await?;
-        self.record(step).await?;
+        self.record(step, true).await?;
         self.flush().await
     }
 
-    async fn write_alerts(&mut self, emitted: Vec<(Arc<CompiledRule>, Emission)>) -> Result<()> {
+    async fn write_alerts(
+        &mut self,
+        emitted: Vec<(Arc<CompiledRule>, Emission)>,
+    ) -> Result<Vec<Alert>> {
         if emitted.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let now = Utc::now();
         let mut records = Vec::new();
+        let mut all = Vec::new();
+        let grid = alert::Grid {
+            jurisdictions: self.grid.as_ref().map(|g| g.jurisdictions()),
+            clock_ms: self
+                .grid
+                .as_ref()
+                .and_then(crate::incidents::Grid::event_clock),
+        };
         for (rule, emission) in &emitted {
-            let alerts: Vec<Alert> = alert::alerts(rule, emission, now);
+            let alerts: Vec<Alert> = alert::alerts(rule, emission, now, grid);
             *self.stats.alerts.entry(rule.meta.id.clone()).or_default() += alerts.len() as u64;
             records.extend(alerts.iter().map(|a| match self.config.alert_format {
                 AlertFormat::Json => a.to_record(),
@@ -826,8 +891,10 @@ impl Pipeline {
                     headers: Vec::new(),
                 },
             }));
+            all.extend(alerts);
         }
-        self.alert_sink.write(&records).await.map_err(Error::Sink)
+        self.alert_sink.write(&records).await.map_err(Error::Sink)?;
+        Ok(all)
     }
 }
 

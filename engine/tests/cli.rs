@@ -525,3 +525,134 @@ fn simulate_nexmark_writes_the_set_flinks_expectations_were_made_from() {
     }
     assert_eq!(files, 3, "person, auction and bid");
 }
+
+fn police(id: &str, ts: &str, category: &str) -> String {
+    format!(
+        r#"{{"event_id":"{id}","ts":"{ts}","lat":30.25,"lon":120.17,"incident_id":"I-{id}","category":"{category}","priority":3,"reporter_phone":"13500000000"}}"#
+    )
+}
+
+/// Alerts of a replay: (rule, alert_id, the alert without `alert_id` and `emitted_at`),
+/// sorted.
+fn replayed_alerts(tmp: &Path, batch_size: &str) -> Vec<(String, String, String)> {
+    let out_path = tmp.join(format!("alerts-{batch_size}.jsonl"));
+    let out = citybrain(&[
+        "replay",
+        "--input",
+        tmp.join("in").to_str().unwrap(),
+        "--rules",
+        tmp.join("rules").to_str().unwrap(),
+        "--out",
+        out_path.to_str().unwrap(),
+        "--dlq",
+        tmp.join("dead.jsonl").to_str().unwrap(),
+        "--batch-size",
+        batch_size,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut alerts: Vec<(String, String, String)> = std::fs::read_to_string(&out_path)
+        .expect("alerts")
+        .lines()
+        .map(|l| {
+            let mut a: Value = serde_json::from_str(l).expect("json");
+            let o = a.as_object_mut().expect("object");
+            let id = o.remove("alert_id").expect("alert_id");
+            // When emitted, in wall-clock: it depends on how input is batched; nothing else
+            // does (not even the event time of rows that select no time column).
+            o.remove("emitted_at");
+            (
+                o["rule"].as_str().expect("rule").to_string(),
+                id.as_str().expect("id").to_string(),
+                a.to_string(),
+            )
+        })
+        .collect();
+    alerts.sort();
+    alerts
+}
+
+#[test]
+fn alert_ids_tell_apart_the_rows_of_one_event_and_reused_event_ids_and_survive_a_replay() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut traffic_lines = Vec::new();
+    for i in 0..20 {
+        let ts = format!("2026-03-02T08:{:02}:{:02}Z", i / 4, (i * 13) % 60);
+        traffic_lines.push(traffic(&format!("t{i}"), &ts, &format!("R{}", i % 3)));
+    }
+    // Two records reusing one event_id (a sensor's counter reset), on other roads.
+    traffic_lines.push(traffic("t3", "2026-03-02T08:07:00Z", "R7"));
+    traffic_lines.push(traffic("t3", "2026-03-02T08:08:00Z", "R8"));
+    write(
+        &tmp.path().join("in/traffic.jsonl"),
+        &(traffic_lines.join("\n") + "\n"),
+    );
+    // Three police reports of other kinds in the same cell and 10 minutes.
+    let police_lines = [
+        police("p1", "2026-03-02T08:01:00Z", "fight"),
+        police("p2", "2026-03-02T08:02:00Z", "theft"),
+        police("p3", "2026-03-02T08:03:00Z", "noise"),
+        // Moves the police watermark past the first window.
+        police("p4", "2026-03-02T08:30:00Z", "noise"),
+    ];
+    write(
+        &tmp.path().join("in/police.jsonl"),
+        &(police_lines.join("\n") + "\n"),
+    );
+    let rules = tmp.path().join("rules");
+    const H: &str = "-- severity: info\n";
+    // Several rows per event: one per element.
+    write(
+        &rules.join("unnest.sql"),
+        &format!(
+            "-- title: unnest\n{H}SELECT event_id, road_id, \
+             unnest(make_array('north', 'south', 'east')) AS side FROM traffic\n"
+        ),
+    );
+    // One traffic event joined with each police report of its cell: the police side selects
+    // no event_id, so only the traffic event's reaches the result.
+    let w = |t: &str| format!("TABLE(TUMBLE(TABLE {t}, DESCRIPTOR(ts), INTERVAL '10' MINUTES))");
+    write(
+        &rules.join("join.sql"),
+        &format!(
+            "-- title: join\n{H}SELECT L.event_id, L.road_id, L.window_start, L.window_end, R.category\n\
+             FROM (SELECT event_id, road_id, h3_cell(lat, lon, 8) AS cell, window_start, window_end FROM {}) L\n\
+             JOIN (SELECT category, h3_cell(lat, lon, 8) AS cell, window_start, window_end FROM {}) R\n\
+             ON L.window_start = R.window_start AND L.window_end = R.window_end AND L.cell = R.cell\n",
+            w("traffic"),
+            w("police")
+        ),
+    );
+    write(
+        &rules.join("per_event.sql"),
+        &format!("-- title: per event\n{H}SELECT event_id, road_id FROM traffic\n"),
+    );
+    let alerts = replayed_alerts(tmp.path(), "8192");
+    for rule in ["unnest", "join", "per_event"] {
+        let of_rule: Vec<&(String, String, String)> =
+            alerts.iter().filter(|a| a.0 == rule).collect();
+        let ids: std::collections::BTreeSet<&str> = of_rule.iter().map(|a| a.1.as_str()).collect();
+        let contents: std::collections::BTreeSet<&str> =
+            of_rule.iter().map(|a| a.2.as_str()).collect();
+        assert!(!of_rule.is_empty(), "{rule} alerts");
+        assert_eq!(
+            contents.len(),
+            of_rule.len(),
+            "{rule}: every alert differs from every other"
+        );
+        assert_eq!(
+            ids.len(),
+            of_rule.len(),
+            "{rule}: no two different alerts share an id: {of_rule:#?}"
+        );
+    }
+    assert_eq!(alerts.iter().filter(|a| a.0 == "unnest").count(), 66);
+    assert_eq!(alerts.iter().filter(|a| a.0 == "per_event").count(), 22);
+    assert!(alerts.iter().filter(|a| a.0 == "join").count() >= 3 * 5);
+    // A replay (in batches of one record, so every emission is cut otherwise) gives every
+    // alert the id it had.
+    assert_eq!(replayed_alerts(tmp.path(), "1"), alerts);
+}

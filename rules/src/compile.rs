@@ -56,6 +56,10 @@ use crate::window::{
 /// Prefix of the hidden output columns that identify an alert's group.
 pub const KEY_PREFIX: &str = "__cb_key_";
 
+/// Prefix of the hidden columns carrying the event times behind a result row of a rule without
+/// windows (`__cb_time_0`, ...): an alert's `event_time` is the latest of them.
+pub const TIME_PREFIX: &str = "__cb_time_";
+
 /// The tables rules may read, by name, with the name of each one's event-time column.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
@@ -170,12 +174,31 @@ pub struct CompiledRule {
     pub output_schema: SchemaRef,
     /// How many leading output columns the analyst selected.
     pub data_columns: usize,
+    /// What tells one result row from another (see [`CompiledRule::id_columns`]).
+    pub row_key: RowKey,
     /// For an interval join, the largest distance in event time between joined rows.
     pub interval_ms: Option<i64>,
     pub(crate) scans: Vec<Scan>,
     pub(crate) plan: Reusable,
     pub(crate) split: Option<Split>,
     pub(crate) task_ctx: Arc<TaskContext>,
+}
+
+/// What tells one result row of a rule from another within a window (or, per event, at all):
+/// the hidden `__cb_key_N` output columns the planner appends, and whether the selected values
+/// count too. The alert id hashes exactly [`CompiledRule::id_columns`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowKey {
+    /// A window aggregation: the GROUP BY values (hidden columns), in GROUP BY order. A group
+    /// re-emitted after late rows with other values keeps its id (the next revision).
+    Group,
+    /// Every input `event_id` behind the row (hidden columns, one per input read), then every
+    /// selected value: the rows one event gives (an unnest, a join matching several rows)
+    /// differ in what they select, and two records reusing one `event_id` differ in what the
+    /// rule selects of them.
+    Events,
+    /// Every selected value: no group or `event_id` reaches the top of the query.
+    Selected,
 }
 
 /// How many runs a plan serves before it is swapped for a fresh copy (see [`Reusable`]). Each
@@ -238,6 +261,20 @@ impl CompiledRule {
     /// aggregate (sliced plans whose operators above it work group by group).
     pub fn closes_windows_together(&self) -> bool {
         self.split.as_ref().is_some_and(|s| s.window_keys.is_some())
+    }
+
+    /// The output columns whose values identify a result row (hashed, with the rule id and
+    /// the window, into the alert id): per [`RowKey`], the hidden key columns, then the
+    /// selected columns when the keys are input events, or the selected columns alone.
+    pub fn id_columns(&self) -> Vec<usize> {
+        let schema = &self.output_schema;
+        let hidden = (self.data_columns..schema.fields().len())
+            .filter(|i| schema.field(*i).name().starts_with(KEY_PREFIX));
+        match self.row_key {
+            RowKey::Group => hidden.collect(),
+            RowKey::Events => hidden.chain(0..self.data_columns).collect(),
+            RowKey::Selected => (0..self.data_columns).collect(),
+        }
     }
 
     /// The schema of this rule's rows as a view: the selected columns.
@@ -718,7 +755,7 @@ pub async fn compile(src: &RuleSource, catalog: &Catalog) -> Result<CompiledRule
     };
 
     let data_columns = plan.schema().fields().len();
-    let plan = with_key_columns(plan, !a.aggregates.is_empty());
+    let (plan, row_key) = with_key_columns(plan, !a.aggregates.is_empty());
     let optimized = state
         .optimize(&plan)
         .map_err(|e| vec![planning_problem(src, &e)])?;
@@ -797,12 +834,18 @@ pub async fn compile(src: &RuleSource, catalog: &Catalog) -> Result<CompiledRule
         shape,
         output_schema: physical.schema(),
         data_columns,
+        row_key,
         interval_ms,
         scans,
         plan: Reusable::new(physical),
         split,
         task_ctx: ctx.task_ctx(),
     };
+    let located =
+        crate::rule::location_problems(src, &rule.meta, &rule.output_schema, data_columns);
+    if !located.is_empty() {
+        return Err(located);
+    }
     if rule.meta.emit == Emit::View && rule.view_time_column().is_none() {
         return Err(fail(format!(
             "a view must select its event time for the rules reading it: select {WINDOW_TIME} \
@@ -1085,12 +1128,14 @@ fn interval_literal_ms(e: &Expr) -> Option<i64> {
     }
 }
 
-/// Appends the columns that identify a result row to the query's output, so alerts get an id
-/// that is the same whenever the same rule, window and group come round again: the GROUP BY
-/// values of a window aggregation, otherwise every input `event_id` (one per joined side).
-/// When neither can be reached from the top of the query, no column is added and the alert id
-/// is taken over the selected values.
-fn with_key_columns(plan: LogicalPlan, aggregated: bool) -> LogicalPlan {
+/// Appends the columns that identify a result row to the query's output as hidden
+/// `__cb_key_N` columns, so alerts get an id that is the same whenever the same rule, window
+/// and row come round again (see [`RowKey`]): the GROUP BY values of a window aggregation,
+/// otherwise every input `event_id` (one per joined side). When neither can be reached from
+/// the top of the query (a join or union above the aggregate, a subquery without `event_id`,
+/// an unnest above the aggregate), no column is added and rows are told apart by their
+/// selected values alone.
+fn with_key_columns(plan: LogicalPlan, aggregated: bool) -> (LogicalPlan, RowKey) {
     match plan {
         LogicalPlan::Projection(p) => {
             let input_schema = p.input.schema();
@@ -1105,6 +1150,8 @@ fn with_key_columns(plan: LogicalPlan, aggregated: bool) -> LogicalPlan {
                                 .collect();
                             break;
                         }
+                        // Several rows per group: the group no longer tells them apart.
+                        LogicalPlan::Unnest(_) => break,
                         other => match other.inputs().as_slice() {
                             [one] => node = one,
                             _ => break,
@@ -1121,28 +1168,113 @@ fn with_key_columns(plan: LogicalPlan, aggregated: bool) -> LogicalPlan {
                 Expr::Column(c) => input_schema.has_column(c),
                 _ => false,
             });
-            if keys.is_empty() || !resolvable {
-                return LogicalPlan::Projection(p);
+            // Rows without windows: the event times behind each row ride along, so an alert's
+            // `event_time` is the row's own whatever the rule selects (not the engine's clock
+            // when it was emitted, which depends on how input was cut into batches).
+            let (p, times) = if aggregated {
+                (p, Vec::new())
+            } else {
+                let (input, times) = carry_times(Arc::unwrap_or_clone(Arc::clone(&p.input)));
+                match Projection::try_new(p.expr.clone(), Arc::new(input)) {
+                    Ok(carried) if !times.is_empty() => (carried, times),
+                    _ => (p, Vec::new()),
+                }
+            };
+            let keys = if resolvable { keys } else { Vec::new() };
+            if keys.is_empty() && times.is_empty() {
+                return (LogicalPlan::Projection(p), RowKey::Selected);
             }
+            let key = match (keys.is_empty(), aggregated) {
+                (true, _) => RowKey::Selected,
+                (false, true) => RowKey::Group,
+                (false, false) => RowKey::Events,
+            };
             let mut exprs = p.expr.clone();
             exprs.extend(
                 keys.into_iter()
                     .enumerate()
                     .map(|(i, e)| e.alias(format!("{KEY_PREFIX}{i}"))),
             );
+            exprs.extend(
+                times
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, e)| e.alias(format!("{TIME_PREFIX}{i}"))),
+            );
             match Projection::try_new(exprs, Arc::clone(&p.input)) {
-                Ok(with_keys) => LogicalPlan::Projection(with_keys),
-                Err(_) => LogicalPlan::Projection(p),
+                Ok(with_keys) => (LogicalPlan::Projection(with_keys), key),
+                Err(_) => (LogicalPlan::Projection(p), RowKey::Selected),
             }
         }
         other => match other.inputs().as_slice() {
             [one] => {
-                let child = with_key_columns((*one).clone(), aggregated);
-                other
-                    .with_new_exprs(other.expressions(), vec![child])
-                    .unwrap_or_else(|_| other.clone())
+                let (child, key) = with_key_columns((*one).clone(), aggregated);
+                match other.with_new_exprs(other.expressions(), vec![child]) {
+                    Ok(plan) => (plan, key),
+                    Err(_) => (other.clone(), RowKey::Selected),
+                }
             }
-            _ => other,
+            _ => (other, RowKey::Selected),
+        },
+    }
+}
+
+/// `plan` made to output the event times behind each of its rows, with those columns: the
+/// timestamp columns of its output when it has any; otherwise, below single-input operators
+/// (an unnest, a filter) and projections that dropped them, the times of their input carried
+/// up as hidden [`TIME_PREFIX`] columns. Plans reading several inputs without a timestamp in
+/// their output carry none.
+fn carry_times(plan: LogicalPlan) -> (LogicalPlan, Vec<Expr>) {
+    let own = |schema: &DFSchema| -> Vec<Expr> {
+        (0..schema.fields().len())
+            .filter(|i| matches!(schema.field(*i).data_type(), DataType::Timestamp(..)))
+            .map(|i| Expr::Column(schema.qualified_field(i).into()))
+            .collect()
+    };
+    let times = own(plan.schema());
+    if !times.is_empty() {
+        return (plan, times);
+    }
+    match plan {
+        LogicalPlan::Projection(p) => {
+            let (input, below) = carry_times(Arc::unwrap_or_clone(Arc::clone(&p.input)));
+            if below.is_empty() {
+                return (LogicalPlan::Projection(p), Vec::new());
+            }
+            let mut exprs = p.expr.clone();
+            let names: Vec<String> = (0..below.len())
+                .map(|i| format!("{TIME_PREFIX}{}", exprs.len() + i))
+                .collect();
+            exprs.extend(below.into_iter().zip(&names).map(|(e, n)| e.alias(n)));
+            match Projection::try_new(exprs, Arc::new(input)) {
+                Ok(carried) => {
+                    let times = names
+                        .iter()
+                        .map(|n| Expr::Column(n.as_str().into()))
+                        .collect();
+                    (LogicalPlan::Projection(carried), times)
+                }
+                Err(_) => (LogicalPlan::Projection(p), Vec::new()),
+            }
+        }
+        LogicalPlan::Aggregate(_) | LogicalPlan::Join(_) | LogicalPlan::Union(_) => {
+            (plan, Vec::new())
+        }
+        other => match other.inputs().as_slice() {
+            [one] => {
+                let (child, below) = carry_times((*one).clone());
+                if below.is_empty() {
+                    return (other, Vec::new());
+                }
+                match other.with_new_exprs(other.expressions(), vec![child]) {
+                    Ok(rebuilt) => {
+                        let times = own(rebuilt.schema());
+                        (rebuilt, times)
+                    }
+                    Err(_) => (other, Vec::new()),
+                }
+            }
+            _ => (other, Vec::new()),
         },
     }
 }

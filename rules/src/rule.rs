@@ -10,6 +10,9 @@
 //! | `severity`    | yes      | `info`, `low`, `medium`, `high` or `critical`               |
 //! | `description` | no       | what the rule detects and why its thresholds (may repeat)   |
 //! | `owner`       | no       | the department or analyst answering for the rule           |
+//! | `location`    | no       | where an alert is: `cell` (a column holding an H3 cell) or `lat, lon` (two columns) |
+//! | `level`       | no       | the level its incidents start at: `community`, `street`, `district`, `city` |
+//! | `ack_within`  | no       | time to acknowledge its incidents at every level (`10m`, `2 minutes`) |
 //!
 //! Other comment lines are free prose. A `-- word: ...` line whose word is a near miss of a key
 //! (`-- severty: high`) is an error, so typos never silently drop metadata.
@@ -279,6 +282,12 @@ pub struct RuleMeta {
     /// How long after a window's end a late event still updates it (`allowed_lateness`,
     /// default 0), in milliseconds.
     pub allowed_lateness_ms: i64,
+    /// Where its alerts are (`-- location:`), for routing them to the grid.
+    pub location: Option<Location>,
+    /// The level its incidents start at (`-- level:`), instead of its severity's.
+    pub incident_level: Option<String>,
+    /// Time to acknowledge its incidents at every level (`-- ack_within:`), milliseconds.
+    pub ack_within_ms: Option<i64>,
     /// Every `key: value` pair of the header, including the ones above.
     pub headers: BTreeMap<String, String>,
     /// The whole rule file as planned (to tell a changed rule from an unchanged one).
@@ -292,6 +301,136 @@ impl RuleMeta {
     }
 }
 
+/// Where a rule's alerts are: the result columns naming the place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// `-- location: cell`: one column holding an H3 cell (hex text or 64-bit index).
+    Cell(String),
+    /// `-- location: lat, lon`: two columns holding WGS84 degrees.
+    LatLon {
+        /// The latitude column.
+        lat: String,
+        /// The longitude column.
+        lon: String,
+    },
+}
+
+impl Location {
+    fn parse(value: &str) -> std::result::Result<Self, String> {
+        let names: Vec<&str> = value.split(',').map(str::trim).collect();
+        let ident =
+            |n: &str| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        match names.as_slice() {
+            [cell] if ident(cell) => Ok(Location::Cell((*cell).to_string())),
+            [lat, lon] if ident(lat) && ident(lon) => Ok(Location::LatLon {
+                lat: (*lat).to_string(),
+                lon: (*lon).to_string(),
+            }),
+            _ => Err(format!(
+                "`-- location: {value}` must name one column holding an H3 cell (`-- location: cell`) \
+                 or two holding latitude and longitude (`-- location: lat, lon`)"
+            )),
+        }
+    }
+
+    /// The columns it names.
+    pub fn columns(&self) -> Vec<&str> {
+        match self {
+            Location::Cell(c) => vec![c.as_str()],
+            Location::LatLon { lat, lon } => vec![lat.as_str(), lon.as_str()],
+        }
+    }
+}
+
+/// Problems of a rule's `-- location:` header against its result columns: each named column
+/// must be selected, a cell as text or an integer, latitude and longitude as numbers.
+pub(crate) fn location_problems(
+    src: &RuleSource,
+    meta: &RuleMeta,
+    schema: &arrow::datatypes::Schema,
+    data_columns: usize,
+) -> Vec<Problem> {
+    use arrow::datatypes::DataType;
+    let Some(location) = &meta.location else {
+        return Vec::new();
+    };
+    let line = src
+        .text
+        .lines()
+        .position(|l| {
+            l.trim_start().starts_with("--") && l.to_ascii_lowercase().contains("location")
+        })
+        .unwrap_or(0);
+    let fields = &schema.fields()[..data_columns.min(schema.fields().len())];
+    let mut out = Vec::new();
+    for (i, name) in location.columns().into_iter().enumerate() {
+        let Some(field) = fields.iter().find(|f| f.name() == name) else {
+            let selected: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
+            let hint = suggest(name, selected.iter().copied())
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            out.push(Problem {
+                file: src.path.clone(),
+                line: line as u64 + 1,
+                column: 1,
+                message: format!(
+                    "`-- location:` names column `{name}`, which the rule does not select{hint}"
+                ),
+            });
+            continue;
+        };
+        let t = field.data_type();
+        let ok = match location {
+            Location::Cell(_) => matches!(
+                t,
+                DataType::Utf8
+                    | DataType::LargeUtf8
+                    | DataType::Utf8View
+                    | DataType::UInt64
+                    | DataType::Int64
+            ),
+            Location::LatLon { .. } => t.is_numeric(),
+        };
+        if !ok {
+            let want = match (location, i) {
+                (Location::Cell(_), _) => {
+                    "an H3 cell (text such as h3_cell(lat, lon, 8) gives, or an integer index)"
+                }
+                (_, 0) => "a latitude in degrees (a number)",
+                _ => "a longitude in degrees (a number)",
+            };
+            out.push(Problem {
+                file: src.path.clone(),
+                line: line as u64 + 1,
+                column: 1,
+                message: format!("`-- location:` column `{name}` is {t}, not {want}"),
+            });
+        }
+    }
+    out
+}
+
+/// `10m`, `90s`, `2h`, `10 minutes`, `INTERVAL '10' MINUTES`, in milliseconds.
+fn parse_short_duration(value: &str) -> std::result::Result<i64, String> {
+    let v = value.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    if let Ok(n) = num.parse::<i64>() {
+        let scale = match unit.trim() {
+            "ms" => Some(1),
+            "s" => Some(1000),
+            "m" | "min" => Some(60_000),
+            "h" => Some(3_600_000),
+            _ => None,
+        };
+        if let Some(scale) = scale {
+            return Ok(n * scale);
+        }
+    }
+    parse_lateness(v)
+        .map_err(|_| format!("`{value}` is not a duration: write e.g. `10m` or `10 minutes`"))
+}
+
 /// What a rule's result rows become.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Emit {
@@ -302,13 +441,16 @@ pub enum Emit {
     View,
 }
 
-const KEYS: [&str; 6] = [
+const KEYS: [&str; 9] = [
     "title",
     "severity",
     "description",
     "owner",
     "emit",
     "allowed_lateness",
+    "location",
+    "level",
+    "ack_within",
 ];
 
 /// `1 minute`, `30 seconds`, `INTERVAL '2' MINUTES` or `0`, in milliseconds.
@@ -448,10 +590,46 @@ pub(crate) fn parse_header(src: &RuleSource) -> std::result::Result<RuleMeta, Ve
             0
         }),
     };
+    let location = headers.get("location").and_then(|v| {
+        Location::parse(v)
+            .map_err(|e| problems.push(problem(at_key("location"), e)))
+            .ok()
+    });
+    let incident_level = headers.get("level").and_then(|v| {
+        let l = v.trim().to_ascii_lowercase();
+        if ["community", "street", "district", "city"].contains(&l.as_str()) {
+            Some(l)
+        } else {
+            problems.push(problem(
+                at_key("level"),
+                format!("`-- level: {v}` must be community, street, district or city"),
+            ));
+            None
+        }
+    });
+    let ack_within_ms = headers
+        .get("ack_within")
+        .and_then(|v| match parse_short_duration(v) {
+            Ok(ms) if ms > 0 => Some(ms),
+            Ok(_) => {
+                problems.push(problem(
+                    at_key("ack_within"),
+                    "`-- ack_within:` must be longer than zero".into(),
+                ));
+                None
+            }
+            Err(e) => {
+                problems.push(problem(at_key("ack_within"), e));
+                None
+            }
+        });
     match severity {
         Some(severity) if problems.is_empty() => Ok(RuleMeta {
             emit,
             allowed_lateness_ms,
+            location,
+            incident_level,
+            ack_within_ms,
             text: src.text.clone(),
             id: src.id.clone(),
             path: src.path.clone(),
@@ -500,6 +678,48 @@ mod tests {
                 .any(|t| t.starts_with("x.sql:2:") && t.contains("`urgent`")),
             "{text:?}"
         );
+    }
+
+    #[test]
+    fn location_level_and_ack_within_are_read() {
+        let src = RuleSource::inline(
+            "x",
+            "-- title: t\n-- severity: high\n-- location: lat, lon\n-- level: Street\n-- ack_within: 10m\nSELECT 1",
+        );
+        let meta = parse_header(&src).expect("valid header");
+        assert_eq!(
+            meta.location,
+            Some(Location::LatLon {
+                lat: "lat".into(),
+                lon: "lon".into()
+            })
+        );
+        assert_eq!(meta.incident_level.as_deref(), Some("street"));
+        assert_eq!(meta.ack_within_ms, Some(600_000));
+        let cell = RuleSource::inline(
+            "x",
+            "-- title: t\n-- severity: high\n-- location: cell\n-- ack_within: 2 minutes\nSELECT 1",
+        );
+        let meta = parse_header(&cell).expect("valid header");
+        assert_eq!(meta.location, Some(Location::Cell("cell".into())));
+        assert_eq!(meta.ack_within_ms, Some(120_000));
+    }
+
+    #[test]
+    fn bad_location_level_and_ack_within_are_reported() {
+        let src = RuleSource::inline(
+            "x",
+            "-- title: t\n-- severity: high\n-- location: a, b, c\n-- level: province\n-- ack_within: soon\nSELECT 1",
+        );
+        let problems = parse_header(&src).expect_err("invalid header");
+        let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        for (line, what) in [(3, "location"), (4, "province"), (5, "soon")] {
+            assert!(
+                text.iter()
+                    .any(|t| t.starts_with(&format!("x.sql:{line}:")) && t.contains(what)),
+                "{what}: {text:?}"
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,8 @@
 -- title: Traffic accident with no medical call
 -- severity: high
 -- owner: city
+-- location: cell
+-- ack_within: 5m
 -- description: A traffic accident reported by road sensors or cameras in an H3 cell (resolution
 -- description: 8, about 0.7 km2) with no medical emergency call from that cell in the same
 -- description: ten-minute window. Most injury crashes bring a medical call within minutes; when

@@ -1,6 +1,7 @@
 -- title: High risk score in one cell
 -- severity: high
 -- owner: city
+-- location: cell
 -- description: One risk score per H3 cell (resolution 8, about 0.7 km2) and ten-minute window,
 -- description: chained from the per-department views city/signals/*: 3 per traffic accident, 2 per
 -- description: police report plus 1 more if it is violent, 2 per emergency call plus 1 more if it

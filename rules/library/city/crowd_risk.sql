@@ -1,6 +1,7 @@
 -- title: Crowd risk: traffic, police and emergency all busy in one cell
 -- severity: critical
 -- owner: city
+-- location: cell
 -- description: In the same H3 cell (resolution 8, about 0.7 km2) and the same ten minutes, road
 -- description: sensors report an accident, police get incident reports and emergency services get
 -- description: calls, with at least four police reports and calls together. One ordinary crash

@@ -1,6 +1,7 @@
 -- title: Surge of emergency calls in one area
 -- severity: high
 -- owner: emergency
+-- location: cell
 -- description: Eight or more emergency calls from at least five different (pseudonymised) phones
 -- description: in the same H3 cell (resolution 7, about 5 km2) within the current hour. A busy
 -- description: cell gets two or three calls an hour; eight from five callers means something

@@ -1,6 +1,7 @@
 -- title: Slow response to a severe emergency
 -- severity: high
 -- owner: emergency
+-- location: cell
 -- description: A call of severity 4 or 5 whose responders took more than 15 minutes to arrive,
 -- description: beyond the city's response-time target for life-threatening calls.
 SELECT call_id,

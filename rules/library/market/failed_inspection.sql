@@ -1,6 +1,7 @@
 -- title: Merchant failed an inspection
 -- severity: medium
 -- owner: market
+-- location: cell
 -- description: Every failed inspection, so that a follow-up visit is scheduled and any open
 -- description: complaints about the merchant are reviewed together.
 SELECT merchant_id,

@@ -1,6 +1,7 @@
 -- title: Fights escalating in one area
 -- severity: high
 -- owner: police
+-- location: cell
 -- description: Three or more fight or assault reports in the same H3 cell (resolution 8, about
 -- description: 0.7 km2) within thirty minutes, where the latest report is more urgent (a lower
 -- description: priority number) than the first: the same quarrel is growing, not settling. One

@@ -1,6 +1,7 @@
 -- title: Surge of police incidents in one area
 -- severity: high
 -- owner: police
+-- location: cell
 -- description: Six or more incident reports in the same H3 cell (resolution 7, about 5 km2)
 -- description: within fifteen minutes. A busy cell normally gets one or two reports a quarter
 -- description: hour (rarely four, e.g. a crash reported by several people), so six means a brawl

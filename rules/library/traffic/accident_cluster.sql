@@ -1,6 +1,7 @@
 -- title: Accident cluster in one grid cell
 -- severity: high
 -- owner: traffic
+-- location: cell
 -- description: Two or more accidents reported in the same H3 cell (resolution 8, about 0.7 km2)
 -- description: within ten minutes: one crash often causes the next, and responders should treat
 -- description: the place as one scene. A city reports a handful of accidents an hour spread over

@@ -189,7 +189,7 @@ fn state_for(rule: &CompiledRule) -> Box<dyn WindowState> {
             if lateness > 0 {
                 Box::new(Revised::new(
                     slices,
-                    Revisions::new(&rule.meta.id, &rule.output_schema, rule.data_columns),
+                    Revisions::new(&rule.meta.id, &rule.output_schema, rule.id_columns()),
                 ))
             } else {
                 Box::new(slices)
@@ -453,23 +453,42 @@ impl RuleRunner {
             }
         }
         let rule = Arc::clone(&self.rule);
-        let absorbed = self
-            .state
-            .absorb(
-                &rule,
-                input,
-                batch,
-                Times {
-                    ts: ts.values(),
-                    horizons: &marks,
-                    before,
-                },
-            )
-            .await?;
-        let mut step = Step {
-            emissions: absorbed.emissions,
-            late_rows: absorbed.late_rows,
-        };
+        let mut step = Step::default();
+        let segments = segments(&rule, &marks);
+        for (n, range) in segments.iter().enumerate() {
+            let part = if range.len() == batch.num_rows() {
+                batch.clone()
+            } else {
+                batch.slice(range.start, range.len())
+            };
+            let absorbed = self
+                .state
+                .absorb(
+                    &rule,
+                    input,
+                    &part,
+                    Times {
+                        ts: &ts.values()[range.clone()],
+                        horizons: &marks[range.clone()],
+                        before: if n == 0 {
+                            before
+                        } else {
+                            Some(marks[range.start])
+                        },
+                    },
+                )
+                .await?;
+            step.emissions.extend(absorbed.emissions);
+            let offset = u32::try_from(range.start).expect("a batch holds fewer than 2^32 rows");
+            step.late_rows
+                .extend(absorbed.late_rows.into_iter().map(|i| i + offset));
+            if let Some(next) = segments.get(n + 1) {
+                // Windows the watermark closed before the next segment's first row: they must
+                // not take in its rows (results never depend on batch boundaries).
+                step.emissions
+                    .extend(self.state.advance(&rule, marks[next.start]).await?);
+            }
+        }
         self.late += step.late_rows.len() as u64;
         if let Some(wm) = self.watermark() {
             step.emissions.extend(self.fire(wm).await?);
@@ -586,6 +605,35 @@ impl RuleRunner {
         self.state = state;
         Ok(())
     }
+}
+
+/// The runs of rows of one batch between which the watermark closes windows, given the
+/// closing horizon before each row (`marks`). Where a row belongs to several windows (HOP
+/// with a size above its slide, CUMULATE) and its slice is shared by a window that closed
+/// earlier in the same batch, the rows after the closing must not reach that window: the batch
+/// is cut where the horizon passes a window end (a multiple of the slice), and the windows
+/// closed are emitted between the parts, as if the rows had come one by one. Elsewhere (one
+/// window per row, sessions, interval joins) each row's own horizon already decides, and the
+/// batch stays whole.
+fn segments(rule: &CompiledRule, marks: &[i64]) -> Vec<std::ops::Range<usize>> {
+    let slice = match rule.window.as_ref().map(|w| w.kind) {
+        Some(WindowKind::Hop { slide_ms, size_ms }) if size_ms > slide_ms => slide_ms,
+        Some(WindowKind::Cumulate {
+            step_ms,
+            max_size_ms,
+        }) if max_size_ms > step_ms => step_ms,
+        _ => return std::iter::once(0..marks.len()).collect(),
+    };
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..marks.len() {
+        if marks[i].div_euclid(slice) > marks[start].div_euclid(slice) {
+            out.push(start..i);
+            start = i;
+        }
+    }
+    out.push(start..marks.len());
+    out
 }
 
 /// The closing horizon for watermark `wm`: windows ending at or before it are complete. As in
