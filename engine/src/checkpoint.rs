@@ -351,6 +351,21 @@ impl CheckpointStore {
     /// [`Error::Checkpoint`] naming the object that could not be written; the previous
     /// checkpoint stays the latest.
     pub async fn save(&self, checkpoint: &Checkpoint) -> Result<Saved> {
+        self.save_after(checkpoint, async { Ok(()) }).await
+    }
+
+    /// Like [`CheckpointStore::save`], but the manifest is written only once `durable`
+    /// resolves (the outputs the state no longer holds are acknowledged), waited for while the
+    /// state is written. A restore never skips an output that was not durable: its window is
+    /// closed in the checkpoint.
+    ///
+    /// # Errors
+    /// As [`CheckpointStore::save`], or `durable`'s error (then no manifest is written).
+    pub async fn save_after(
+        &self,
+        checkpoint: &Checkpoint,
+        durable: impl std::future::Future<Output = Result<()>>,
+    ) -> Result<Saved> {
         let started = Instant::now();
         let dir = self
             .prefix
@@ -387,7 +402,8 @@ impl CheckpointStore {
         };
         let json =
             serde_json::to_vec(&manifest).map_err(|e| Self::fail("encoding a manifest", e))?;
-        self.put(&dir.clone().join(STATE), state).await?;
+        let state_path = dir.clone().join(STATE);
+        tokio::try_join!(self.put(&state_path, state), durable)?;
         self.put(&dir.clone().join(MANIFEST), Bytes::from(json))
             .await?;
         if let Some(root) = &self.local {
