@@ -11,6 +11,7 @@
 mod common;
 mod recovery;
 mod skew;
+mod standby;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -2,7 +2,6 @@
 //! checkpoint each time, loses no alert, and re-reads only what it processed after that
 //! checkpoint; the committed offsets are a checkpoint's.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,17 +14,17 @@ const PARTITIONS: i32 = 2;
 
 /// What one run of the service said, read from its log.
 #[derive(Debug, Default)]
-struct Run {
+pub struct Run {
     /// The checkpoint it restored: epoch and positions.
-    restored: Option<(u64, BTreeMap<(String, i32), i64>)>,
+    pub restored: Option<(u64, Positions)>,
     /// Checkpoints it took, in order: epoch and positions.
-    checkpoints: Vec<(u64, BTreeMap<(String, i32), i64>)>,
+    pub checkpoints: Vec<(u64, Positions)>,
     /// Positions after the last batch it applied.
-    applied: BTreeMap<(String, i32), i64>,
+    pub applied: Positions,
 }
 
 impl Run {
-    fn read(lines: &[String]) -> Self {
+    pub fn read(lines: &[String]) -> Self {
         let mut run = Self::default();
         let epoch = |l: &str| -> u64 {
             log_field(l, "epoch")
@@ -46,7 +45,7 @@ impl Run {
     }
 
     /// Records of `from` up to `to`, summed over partitions.
-    fn between(from: &BTreeMap<(String, i32), i64>, to: &BTreeMap<(String, i32), i64>) -> i64 {
+    pub fn between(from: &Positions, to: &Positions) -> i64 {
         to.iter()
             .map(|(tp, o)| o - from.get(tp).copied().unwrap_or(0))
             .sum()
@@ -54,7 +53,7 @@ impl Run {
 
     /// The most records processed between two consecutive checkpoints (or the restored one
     /// and the first).
-    fn largest_interval(&self) -> i64 {
+    pub fn largest_interval(&self) -> i64 {
         let mut previous = self
             .restored
             .as_ref()
@@ -80,17 +79,7 @@ fn three_sigkills_lose_no_alert_and_each_restart_rereads_at_most_one_checkpoint_
     let total: i64 = feeds.values().map(|l| l.len() as i64).sum();
     let mut topics = Topics::with_partitions(&brokers, "recovery", PARTITIONS);
     topics.checkpoint_ms = 300;
-    for (feed, lines) in &feeds {
-        for p in 0..PARTITIONS {
-            let part: Vec<String> = lines
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| (*i as i32) % PARTITIONS == p)
-                .map(|(_, l)| l.clone())
-                .collect();
-            publish_to(&brokers, &topics.feeds[feed], p, &part);
-        }
-    }
+    publish_split(&brokers, &topics, &feeds, PARTITIONS);
     // Small fetches keep the service mid-stream long enough to be killed there.
     let config = topics.config_with(
         tmp.path(),
@@ -135,7 +124,13 @@ fn three_sigkills_lose_no_alert_and_each_restart_rereads_at_most_one_checkpoint_
                 child.try_wait().expect("try_wait").is_none(),
                 "round {round}: the service stopped on its own"
             );
-            assert!(start.elapsed() < DEADLINE, "round {round}: no checkpoint");
+            assert!(
+                start.elapsed() < DEADLINE,
+                "round {round}: not killed mid-stream before the deadline: {moved} checkpoints \
+                 moved on, {} records processed of {total}, {} since the last checkpoint",
+                run.applied.values().sum::<i64>(),
+                Run::between(&previous, &run.applied)
+            );
             std::thread::park_timeout(Duration::from_millis(10));
         }
         child.kill().expect("SIGKILL");

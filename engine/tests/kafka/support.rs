@@ -75,6 +75,8 @@ pub struct Topics {
     pub group: String,
     /// `[checkpoint] interval_ms` of the configs written (default 200).
     pub checkpoint_ms: u64,
+    /// `session.timeout.ms` of the configs written (default 6,000).
+    pub session_ms: u64,
 }
 
 impl Topics {
@@ -94,6 +96,7 @@ impl Topics {
             control: unique(&format!("{name}-control")),
             group: unique(&format!("{name}-group")),
             checkpoint_ms: 200,
+            session_ms: 6_000,
         };
         let admin: AdminClient<_> = ClientConfig::new()
             .set("bootstrap.servers", brokers)
@@ -139,12 +142,14 @@ impl Topics {
         for (f, t) in &self.feeds {
             text.push_str(&format!("{} = \"{t}\"\n", f.name()));
         }
-        text.push_str(
-            // A killed member leaves the group after 6 s instead of librdkafka's 45 s default,
-            // so a restarted service is assigned its partitions promptly.
+        // A killed instance leaves the control group after `session_ms` instead of
+        // librdkafka's 45 s default, so a restarted service or a standby becomes active promptly.
+        text.push_str(&format!(
             "[kafka.consumer_properties]\n\"fetch.wait.max.ms\" = \"10\"\n\
-             \"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n",
-        );
+             \"session.timeout.ms\" = \"{}\"\n\"heartbeat.interval.ms\" = \"{}\"\n",
+            self.session_ms,
+            (self.session_ms / 3).min(1000)
+        ));
         text.push_str(consumer_properties);
         text.push_str(
             "[kafka.producer_properties]\n\"linger.ms\" = \"1\"\n\
@@ -505,11 +510,7 @@ pub fn assert_same_alerts(got: &[Value], expected: &[Value]) {
 }
 
 /// The group's committed offsets of every partition of the feed topics (`partitions` each).
-pub fn committed_offsets(
-    brokers: &str,
-    topics: &Topics,
-    partitions: i32,
-) -> BTreeMap<(String, i32), i64> {
+pub fn committed_offsets(brokers: &str, topics: &Topics, partitions: i32) -> Positions {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", &topics.group)
@@ -533,6 +534,9 @@ pub fn committed_offsets(
         .collect()
 }
 
+/// Per partition (topic, partition), an offset.
+pub type Positions = BTreeMap<(String, i32), i64>;
+
 /// The value of `key=` in a log line (up to the next space).
 pub fn log_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     let at = line.find(&format!(" {key}="))? + key.len() + 2;
@@ -540,7 +544,7 @@ pub fn log_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 }
 
 /// Positions as the service logs them (`topic/partition=offset,...`).
-pub fn parse_positions(text: &str) -> BTreeMap<(String, i32), i64> {
+pub fn parse_positions(text: &str) -> Positions {
     text.split(',')
         .filter(|s| !s.is_empty())
         .map(|item| {
@@ -552,4 +556,25 @@ pub fn parse_positions(text: &str) -> BTreeMap<(String, i32), i64> {
             )
         })
         .collect()
+}
+
+/// Publishes each feed's lines round-robin over `partitions` partitions of its topic (line
+/// `i` to partition `i % partitions`, in order).
+pub fn publish_split(
+    brokers: &str,
+    topics: &Topics,
+    feeds: &BTreeMap<Feed, Vec<String>>,
+    partitions: i32,
+) {
+    for (feed, lines) in feeds {
+        for p in 0..partitions {
+            let part: Vec<String> = lines
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| (*i as i32) % partitions == p)
+                .map(|(_, l)| l.clone())
+                .collect();
+            publish_to(brokers, &topics.feeds[feed], p, &part);
+        }
+    }
 }
