@@ -18,7 +18,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use arrow::array::{ArrayRef, StringArray};
 use arrow::record_batch::RecordBatch;
-use citybrain_connectors::{CityConfig, Decoder, Feed, Pseudonymizer};
+use citybrain_connectors::{Catalog, CityConfig, Decoder, Pseudonymizer};
 use citybrain_engine::checkpoint::{Checkpoint, CheckpointConfig, CheckpointStore};
 use citybrain_rules::{RuleGraph, RunnerConfig};
 
@@ -50,7 +50,11 @@ pub async fn checkpoint(args: &CheckpointArgs) -> anyhow::Result<()> {
     let sources = rule_sources(&args.rules)?;
     let config = RunnerConfig::default();
     let mut graph = RuleGraph::new(compile_all(&sources).await?, config);
-    let mut decoder = Decoder::new(Feed::Traffic, Arc::new(Pseudonymizer::new(BENCH_KEY)));
+    let traffic = Catalog::city()
+        .table("traffic")
+        .context("the city's traffic feed")?
+        .clone();
+    let mut decoder = Decoder::new(traffic.clone(), Arc::new(Pseudonymizer::new(BENCH_KEY)));
     // About 60 events per simulated second: the keys' events stay within one simulated day.
     let city = CityConfig {
         events_per_sim_second: 60.0,
@@ -59,7 +63,7 @@ pub async fn checkpoint(args: &CheckpointArgs) -> anyhow::Result<()> {
     let fed_at = Instant::now();
     let mut key = 0u64;
     for raw in simulated_batches(city, args.keys + args.keys / 5 + 10_000, 8192) {
-        if raw.feed != Feed::Traffic || key >= args.keys {
+        if raw.feed != traffic || key >= args.keys {
             continue;
         }
         let batch = decoder.decode(&raw).batch;

@@ -41,6 +41,6 @@ pub use config::ServiceConfig;
 pub use error::{Error, Result};
 pub use pipeline::{
     AlertFormat, Checkpointing, DECODE_AHEAD, Observer, Pipeline, PipelineConfig, RunOptions,
-    RunOutcome, Stats, Stopped, city_catalog,
+    RunOutcome, Stats, Stopped, city_catalog, rules_catalog,
 };
 pub use reload::RuleWatcher;

@@ -119,18 +119,20 @@ impl std::fmt::Debug for KafkaSource {
 }
 
 impl KafkaSource {
-    /// Assigns every partition of the feed topics of `config` to one consumer, each starting
-    /// at its position in `start` (a checkpoint's), else at the group's committed offset, else
-    /// at the earliest offset. Batches hold at most `max_batch` records. With `stop_at_end`,
-    /// the source ends once it has read every partition up to its end (back-tests, tests);
-    /// otherwise it runs until dropped. A feed topic that does not exist is reported and not
-    /// read; partitions added to a topic while running are read after a restart.
+    /// Assigns every partition of `topics` (each read as its feed, see
+    /// [`KafkaConfig::feed_topics`]) to one consumer, each starting at its position in `start`
+    /// (a checkpoint's), else at the group's committed offset, else at the earliest offset.
+    /// Batches hold at most `max_batch` records. With `stop_at_end`, the source ends once it
+    /// has read every partition up to its end (back-tests, tests); otherwise it runs until
+    /// dropped. A feed topic that does not exist is reported and not read; partitions added to
+    /// a topic while running are read after a restart.
     ///
     /// # Errors
     /// When librdkafka rejects the configuration, the topics' metadata cannot be fetched or
     /// the assignment fails.
     pub fn new(
         config: &KafkaConfig,
+        topics: &[(Feed, String)],
         max_batch: usize,
         stop_at_end: bool,
         start: &BTreeMap<TopicPartition, i64>,
@@ -146,10 +148,9 @@ impl KafkaSource {
                 action: "creating the consumer".into(),
                 source,
             })?;
-        let feeds: HashMap<String, (Feed, Arc<str>)> = config
-            .feed_topics()
-            .into_iter()
-            .map(|(f, t)| (t.clone(), (f, Arc::from(t.as_str()))))
+        let feeds: HashMap<String, (Feed, Arc<str>)> = topics
+            .iter()
+            .map(|(f, t)| (t.clone(), (f.clone(), Arc::from(t.as_str()))))
             .collect();
         let mut tpl = TopicPartitionList::new();
         let mut next = BTreeMap::new();
@@ -210,7 +211,7 @@ impl KafkaSource {
 
     /// The feed read from `topic`.
     pub fn feed_of(&self, topic: &str) -> Option<Feed> {
-        self.feeds.get(topic).map(|(f, _)| *f)
+        self.feeds.get(topic).map(|(f, _)| f.clone())
     }
 
     /// Commits `offsets` (each the next offset to read of its partition). Asynchronous commits
@@ -337,7 +338,7 @@ fn raw_record(
 ) -> Option<(Feed, RawRecord)> {
     let (feed, topic) = feeds.get(m.topic())?;
     Some((
-        *feed,
+        feed.clone(),
         RawRecord {
             payload: Bytes::copy_from_slice(m.payload().unwrap_or_default()),
             origin: Origin::Kafka {
@@ -402,7 +403,7 @@ impl Source for KafkaSource {
                 let position = self.next.get(&id).copied().or(o.position);
                 Some(crate::source::PartitionStatus {
                     id,
-                    feed: *feed,
+                    feed: feed.clone(),
                     position,
                     end: o.high,
                 })
