@@ -27,6 +27,7 @@
 //! - [`console`]: the operations console (page, assets) and the incident API on one address.
 
 pub mod alert;
+pub mod checkpoint;
 pub mod config;
 pub mod console;
 pub mod error;
@@ -41,7 +42,7 @@ pub use citybrain_rules::Reloaded;
 pub use config::ServiceConfig;
 pub use error::{Error, Result};
 pub use pipeline::{
-    AlertFormat, DECODE_AHEAD, Observer, Pipeline, PipelineConfig, RunOptions, RunOutcome, Stats,
-    city_catalog, rules_catalog,
+    AlertFormat, Checkpointing, DECODE_AHEAD, Observer, Pipeline, PipelineConfig, RunOptions,
+    RunOutcome, Stats, Stopped, city_catalog, rules_catalog,
 };
 pub use reload::RuleWatcher;

@@ -17,7 +17,7 @@ use citybrain_engine::incidents;
 use citybrain_engine::metrics::Metrics;
 use citybrain_engine::{
     AlertFormat, Observer, Pipeline, PipelineConfig, RuleWatcher, RunOptions, ServiceConfig,
-    city_catalog, rules_catalog, service,
+    Stopped, city_catalog, rules_catalog, service,
 };
 use citybrain_rules::Catalog;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -730,7 +730,7 @@ async fn replay(a: ReplayArgs) -> anyhow::Result<()> {
     pipeline
         .run(
             &mut source,
-            std::future::pending(),
+            std::future::pending::<Stopped>(),
             RunOptions {
                 observer: Some(&mut report),
                 ..RunOptions::default()
@@ -866,6 +866,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => {}
             () = timer => {}
         }
+        Stopped::Gracefully
     };
     let started = Instant::now();
     pipeline
