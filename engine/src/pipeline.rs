@@ -113,6 +113,10 @@ pub struct Stats {
     pub late: BTreeMap<String, u64>,
     /// Alerts per rule (every rule listed, zero included).
     pub alerts: BTreeMap<String, u64>,
+    /// Times each rule failed and was stopped (see [`citybrain_rules::graph`]).
+    pub rule_failures: BTreeMap<String, u64>,
+    /// Rules stopped now, with why (a rule leaves when its file changes or goes).
+    pub stopped: BTreeMap<String, String>,
     /// Raw bytes read.
     pub bytes: u64,
     /// The most rows (or partial aggregate states) all rules held at once, after a batch.
@@ -193,6 +197,16 @@ impl Stats {
         let _ = writeln!(s, "alerts: {alerts}");
         for (rule, n) in &self.alerts {
             let _ = writeln!(s, "  {rule:<40} {n:>8}");
+        }
+        if !self.stopped.is_empty() {
+            let _ = writeln!(
+                s,
+                "rules stopped after failing (the others ran on): {}",
+                self.stopped.len()
+            );
+            for (rule, why) in &self.stopped {
+                let _ = writeln!(s, "  {rule:<40} {why}");
+            }
         }
         s
     }
@@ -396,6 +410,11 @@ impl Pipeline {
     /// [`RuleGraph::reload`].
     pub fn reload(&mut self, rules: Vec<CompiledRule>) -> Reloaded {
         let report = self.graph.reload(rules);
+        for id in report.changed.iter().chain(&report.removed) {
+            if self.stats.stopped.remove(id).is_some() && report.changed.contains(id) {
+                tracing::info!(rule = %id, "stopped rule changed: it runs again, from empty windows");
+            }
+        }
         for rule in self.graph.rules().filter(|r| r.meta.emit == Emit::Alert) {
             self.stats.alerts.entry(rule.meta.id.clone()).or_insert(0);
         }
@@ -654,10 +673,12 @@ impl Pipeline {
             if time.idle != told_idle {
                 tracing::debug!(table, idle = time.idle, "table idleness");
                 let step = self.graph.set_idle(&table, time.idle).await?;
+                self.report_failures(&step.failed, None).await?;
                 self.record(step, false).await?;
             }
             if let Some(wm) = time.watermark.filter(|w| Some(*w) > told_wm && !time.idle) {
                 let step = self.graph.advance(&table, wm).await?;
+                self.report_failures(&step.failed, None).await?;
                 self.record(step, false).await?;
             }
             let wm = if time.idle {
@@ -797,6 +818,12 @@ impl Pipeline {
                 },
             )
             .await?;
+        let first = decoded
+            .rows
+            .first()
+            .map(|r| &raw.records[*r as usize].origin);
+        self.report_failures(&step.failed, Some((feed.name(), first)))
+            .await?;
         // The rules now hold this watermark for the table, which delivered (so is not idle).
         match self.told.get_mut(feed.name()) {
             Some(told) => *told = (told.0.max(after), false),
@@ -826,6 +853,61 @@ impl Pipeline {
         }
         self.record(step, false).await?;
         Ok(event_ts)
+    }
+
+    /// Reports rules a graph step stopped: an ERROR log with the rule file and line, the
+    /// counts behind `citybrain_rule_failures_total`, and a dead letter with reason
+    /// `rule_failed` (naming the feed and the first record of the batch that was running,
+    /// when a batch was).
+    async fn report_failures(
+        &mut self,
+        failed: &[citybrain_rules::RuleFailure],
+        during: Option<(&str, Option<&Origin>)>,
+    ) -> Result<()> {
+        if failed.is_empty() {
+            return Ok(());
+        }
+        let mut records = Vec::with_capacity(failed.len());
+        for f in failed {
+            let id = &f.rule.meta.id;
+            tracing::error!(
+                rule = %id,
+                at = %f.rule.source_position(),
+                reason = %f.reason,
+                "rule failed and is stopped; the other rules go on (a change to its file brings it back)"
+            );
+            *self.stats.rule_failures.entry(id.clone()).or_default() += 1;
+            self.stats.stopped.insert(id.clone(), f.reason.clone());
+            let mut letter = serde_json::json!({
+                "reason": "rule_failed",
+                "detail": f.reason,
+                "rules": [id],
+                "rule_file": f.rule.meta.path.display().to_string(),
+                "at": f.rule.source_position(),
+            });
+            if let Some((feed, origin)) = during {
+                letter["feed"] = feed.into();
+                if let Some(origin) = origin {
+                    letter["batch_starts_at"] = origin_json(origin);
+                }
+            }
+            if let Some(view) = &f.view {
+                letter["view"] = view.clone().into();
+            }
+            records.push(SinkRecord {
+                key: Some(id.clone()),
+                payload: letter.to_string(),
+                headers: vec![
+                    (
+                        "__connect.errors.exception.message".to_string(),
+                        f.reason.clone(),
+                    ),
+                    ("citybrain.reason".to_string(), "rule_failed".to_string()),
+                    ("citybrain.rules".to_string(), id.clone()),
+                ],
+            });
+        }
+        self.dead_sink.write(&records).await.map_err(Error::Sink)
     }
 
     /// Counts a graph step's late rows, writes its alerts and hands them to the incident
@@ -885,6 +967,7 @@ impl Pipeline {
             self.run_rules(raw, decoded).await?;
         }
         let step = self.graph.finish().await?;
+        self.report_failures(&step.failed, None).await?;
         self.record(step, true).await?;
         self.flush().await
     }
@@ -963,6 +1046,22 @@ fn positions_text(positions: &BTreeMap<PartitionId, i64>) -> String {
         .map(|((t, p), o)| format!("{t}/{p}={o}"))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// Where a record came from, as dead letters write it.
+fn origin_json(origin: &Origin) -> serde_json::Value {
+    match origin {
+        Origin::File { path, line } => serde_json::json!({"file": path.to_string(), "line": line}),
+        Origin::Kafka {
+            topic,
+            partition,
+            offset,
+            ..
+        } => {
+            serde_json::json!({"topic": topic.to_string(), "partition": partition, "offset": offset})
+        }
+        Origin::Simulator { seq } => serde_json::json!({"simulator_seq": seq}),
+    }
 }
 
 /// A dead letter as a sink record. Headers follow Kafka Connect's dead-letter convention

@@ -234,6 +234,10 @@ fn publish_counts(stats: &Stats) {
     for (rule, n) in &stats.alerts {
         metrics::counter!(names::ALERTS, "rule" => rule.clone()).absolute(*n);
     }
+    for (rule, n) in &stats.rule_failures {
+        metrics::counter!(names::RULE_FAILURES, "rule" => rule.clone()).absolute(*n);
+    }
+    metrics::gauge!(names::RULES_STOPPED).set(stats.stopped.len() as f64);
 }
 
 /// Publishes `events` simulated events to the feed topics of `kafka`, paced at `rate` events
