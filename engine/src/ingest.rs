@@ -15,7 +15,7 @@
 //!  city.police  ─┼─▶ KafkaSource ─RawBatch─▶┤   (one per table)         ├─▶ city.police.std   ...
 //!    ...        ─┘   group citybrain-ingest └───────────────────────────┴─▶ citybrain.dlq (malformed, origin)
 //!        ▲                                              one idempotent KafkaProducer │ acks
-//!        └──── commit(offsets) ◀── CommitTracker (chunks released at once) ◀─────────┘
+//!        └──── commit(offsets) ◀── Acknowledged (batch's mark confirmed) ◀────────────┘
 //! ```
 //!
 //! - [`IngestConfig`]: the TOML file (`[kafka]` as the service's, `[ingest]`), validated once
@@ -25,7 +25,7 @@
 //!
 //! `docs/scale.md` says when to deploy it and what it guarantees.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::future::Future;
 use std::path::Path;
@@ -42,7 +42,7 @@ use arrow::record_batch::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use citybrain_connectors::catalog::ORIGIN_COLUMN;
 use citybrain_connectors::kafka::{
-    CommitTracker, KafkaConfig, KafkaProducer, KafkaSink, KafkaSource,
+    KafkaConfig, KafkaProducer, KafkaSink, KafkaSource, TopicPartition,
 };
 use citybrain_connectors::{
     Catalog, Decoder, Feed, Origin, Pseudonymizer, RawBatch, Sink, SinkRecord, Source,
@@ -381,14 +381,14 @@ pub async fn run(
         topics.push((feed, raw));
     }
     let mut dead = KafkaSink::new(Arc::clone(&producer), &config.kafka.dlq_topic, false);
-    let mut source = KafkaSource::new(
+    let mut source = KafkaSource::in_group(
         &config.kafka,
         &topics,
         config.ingest.batch_size,
         stop_at_end,
     )
     .map_err(Error::Source)?;
-    let mut progress = CommitTracker::default();
+    let mut progress = Acknowledged::default();
     let mut stats = IngestStats::default();
     let mut due: BTreeMap<(Arc<str>, i32), i64> = BTreeMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(config.ingest.commit_interval_ms));
@@ -407,6 +407,7 @@ pub async fn run(
                     return Err(Error::Sink(citybrain_connectors::Error::Delivery { detail: failed }));
                 }
                 publish_metrics(&stats, &source, &delivery);
+                progress.advance(delivery.confirmed, &mut due);
                 commit(&source, &mut due, &mut stats, false)?;
                 continue;
             }
@@ -417,8 +418,7 @@ pub async fn run(
             break;
         };
         for tp in source.take_revoked() {
-            progress.revoke(&tp);
-            due.remove(&tp);
+            progress.revoke(&tp, &mut due);
         }
         let name = raw.feed.name();
         let Some(lane) = lanes.get_mut(name) else {
@@ -430,11 +430,9 @@ pub async fn run(
         *stats.malformed.entry(name.to_string()).or_default() += malformed.len() as u64;
         lane.sink.write(&lane.out).await.map_err(Error::Sink)?;
         dead.write(&malformed).await.map_err(Error::Sink)?;
-        for (tp, last) in last_offsets(&raw) {
-            progress.processed(tp, last, None);
-        }
         let d = producer.tracker().state();
-        due.extend(progress.advance(|_| None, d.produced, d.confirmed));
+        progress.written(d.produced, last_offsets(&raw));
+        progress.advance(d.confirmed, &mut due);
     }
     // Bounded: a broker that stopped answering must not keep a stopping instance alive past
     // its orchestrator's grace period; what is not acknowledged stays uncommitted (re-read).
@@ -449,8 +447,7 @@ pub async fn run(
             })
         })?
         .map_err(Error::Sink)?;
-    let d = producer.tracker().state();
-    due.extend(progress.advance(|_| None, d.produced, d.confirmed));
+    progress.advance(producer.tracker().state().confirmed, &mut due);
     commit(&source, &mut due, &mut stats, true)?;
     Ok(stats)
 }
@@ -518,6 +515,49 @@ impl Lane {
             });
         }
         decoded.dead.iter().map(dead_record).collect()
+    }
+}
+
+/// Input written to the producer and not yet committable: per batch, the producer's sequence
+/// mark after its records were handed over, and the batch's last offset per partition. A
+/// batch's offsets become due for commit (`last + 1`) once the broker acknowledged every record
+/// produced before its mark; batches are released in the order they were written, so an offset
+/// is never committed before the records produced ahead of it are acknowledged.
+#[derive(Debug, Default)]
+struct Acknowledged {
+    pending: VecDeque<(u64, BTreeMap<TopicPartition, i64>)>,
+}
+
+impl Acknowledged {
+    /// A batch whose records were all handed to the producer by sequence number `mark`
+    /// (`DeliveryState::produced` after writing it), with its last offset per partition.
+    fn written(&mut self, mark: u64, last: BTreeMap<TopicPartition, i64>) {
+        if !last.is_empty() {
+            self.pending.push_back((mark, last));
+        }
+    }
+
+    /// Moves into `due` the next offsets of every batch whose mark `confirmed` has reached.
+    fn advance(&mut self, confirmed: u64, due: &mut BTreeMap<TopicPartition, i64>) {
+        while self
+            .pending
+            .front()
+            .is_some_and(|(mark, _)| *mark <= confirmed)
+        {
+            let (_, last) = self.pending.pop_front().expect("front checked");
+            for (tp, offset) in last {
+                let next = due.entry(tp).or_insert(offset + 1);
+                *next = (*next).max(offset + 1);
+            }
+        }
+    }
+
+    /// Forgets `tp`, revoked by the group: its new owner commits it from now on.
+    fn revoke(&mut self, tp: &TopicPartition, due: &mut BTreeMap<TopicPartition, i64>) {
+        for (_, last) in &mut self.pending {
+            last.remove(tp);
+        }
+        due.remove(tp);
     }
 }
 
@@ -847,6 +887,38 @@ mod tests {
             (lanes[0].0.name(), lanes[0].1.as_str(), lanes[0].2.as_str()),
             ("traffic", "city.traffic", "city.traffic.std")
         );
+    }
+
+    #[test]
+    fn offsets_are_due_once_everything_produced_before_them_is_acknowledged() {
+        let tp = |p: i32| -> TopicPartition { ("city.traffic".into(), p) };
+        let mut acked = Acknowledged::default();
+        let mut due = BTreeMap::new();
+        acked.written(3, BTreeMap::from([(tp(0), 9), (tp(1), 4)]));
+        acked.written(5, BTreeMap::from([(tp(0), 20)]));
+        acked.written(5, BTreeMap::new()); // only dead letters of no partition: nothing to wait for
+        acked.advance(2, &mut due);
+        assert!(
+            due.is_empty(),
+            "record 2 of the first batch is not acknowledged"
+        );
+        acked.advance(4, &mut due);
+        assert_eq!(due, BTreeMap::from([(tp(0), 10), (tp(1), 5)]));
+        acked.advance(5, &mut due);
+        assert_eq!(due, BTreeMap::from([(tp(0), 21), (tp(1), 5)]));
+        assert!(acked.pending.is_empty());
+    }
+
+    #[test]
+    fn a_revoked_partition_is_never_committed_again() {
+        let tp = |p: i32| -> TopicPartition { ("city.traffic".into(), p) };
+        let mut acked = Acknowledged::default();
+        let mut due = BTreeMap::from([(tp(0), 3)]);
+        acked.written(1, BTreeMap::from([(tp(0), 9), (tp(1), 4)]));
+        acked.revoke(&tp(0), &mut due);
+        assert!(due.is_empty());
+        acked.advance(1, &mut due);
+        assert_eq!(due, BTreeMap::from([(tp(1), 5)]));
     }
 
     #[test]
