@@ -179,9 +179,8 @@ impl Drop for Leadership {
 }
 
 /// Creates the control topic (one partition) when missing; refuses one with several.
-/// One metadata request of the control-topic check, and how many are made (30 s in all).
-const METADATA_STEP: Duration = Duration::from_secs(1);
-const METADATA_ATTEMPTS: u32 = 30;
+/// How long the control-topic check waits for the topic's metadata.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn ensure_control_topic(config: &KafkaConfig) -> Result<()> {
     let topic = &config.control_topic;
@@ -200,24 +199,19 @@ fn ensure_control_topic(config: &KafkaConfig) -> Result<()> {
                 action: "creating a metadata client".into(),
                 source,
             })?;
-    // In steps, serving the client's callbacks between them: its error callback (an
-    // unreachable broker) only runs when the client is polled.
-    let mut attempt = 0;
-    let metadata = loop {
-        attempt += 1;
-        match probe.fetch_metadata(Some(topic), METADATA_STEP) {
-            Ok(metadata) => break metadata,
-            Err(source) if attempt >= METADATA_ATTEMPTS => {
-                return Err(Error::Kafka {
-                    action: format!("reading the control topic {topic}"),
-                    source,
-                });
-            }
-            Err(_) => {
-                let _ = probe.poll(Duration::ZERO);
-            }
+    // The client's error callback (an unreachable broker) only runs when it is polled: poll it
+    // while the request waits, so the outage is reported at once, not after the timeout.
+    let metadata = std::thread::scope(|scope| {
+        let fetch = scope.spawn(|| probe.fetch_metadata(Some(topic), METADATA_TIMEOUT));
+        while !fetch.is_finished() {
+            let _ = probe.poll(Duration::from_millis(100));
         }
-    };
+        fetch.join().expect("the metadata request does not panic")
+    })
+    .map_err(|source| Error::Kafka {
+        action: format!("reading the control topic {topic}"),
+        source,
+    })?;
     let existing = metadata
         .topics()
         .iter()
