@@ -34,6 +34,8 @@ pub struct ServiceConfig {
     pub engine: EngineSection,
     /// The Prometheus endpoint.
     pub metrics: MetricsSection,
+    /// The incident desk: its topics, files and clock.
+    pub incidents: crate::incidents::IncidentsSection,
 }
 
 /// The `[engine]` table.
@@ -110,6 +112,7 @@ impl ServiceConfig {
     /// Every problem of the configuration; empty when it can run.
     pub fn problems(&self) -> Vec<String> {
         let mut out = self.kafka.problems();
+        out.extend(self.incidents.problems());
         let e = &self.engine;
         if e.out_of_orderness_ms < 0 {
             out.push("engine.out_of_orderness_ms: must not be negative".into());

@@ -448,7 +448,14 @@ async fn run_kafka(a: RunArgs, overrides: EngineOverrides) -> anyhow::Result<()>
     let dir = config.engine.rules.clone().unwrap_or_else(builtin_rules);
     let (rules, _watcher, updates) = watched_rules(&dir).await?;
     let (metrics, _) = Metrics::install(&config.metrics.listen)?;
-    let _console = console(&a.console, None).await?;
+    let mut incident_desk = incidents::kafka_desk(&config, &rules).await?;
+    let _console = console(
+        &a.console,
+        incident_desk
+            .as_ref()
+            .map(|d| citybrain_ops::router(std::sync::Arc::clone(&d.desk))),
+    )
+    .await?;
     info!(
         brokers = %config.kafka.brokers,
         group = %config.kafka.group_id,
@@ -465,9 +472,13 @@ async fn run_kafka(a: RunArgs, overrides: EngineOverrides) -> anyhow::Result<()>
         metrics,
         a.kafka.exit_at_end,
         shutdown_signal(),
+        incident_desk
+            .as_mut()
+            .and_then(incidents::KafkaDesk::take_grid),
     )
     .await?;
     eprint!("{}", outcome.stats.summary(started.elapsed()));
+    drop(incident_desk);
     Ok(())
 }
 

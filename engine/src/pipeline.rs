@@ -428,6 +428,10 @@ impl Pipeline {
         acks.next_mark += 1;
         let mut barrier = vec![self.alert_sink.barrier().await.map_err(Error::Sink)?];
         barrier.push(self.dead_sink.barrier().await.map_err(Error::Sink)?);
+        if let Some(grid) = &self.grid {
+            // Incident events too: input is acknowledged only once they are durable.
+            barrier.push(grid.barrier().await?);
+        }
         acks.barriers.push_back((
             mark,
             Box::pin(futures::future::try_join_all(barrier).map(|r| r.map(drop))),

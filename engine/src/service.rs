@@ -59,6 +59,7 @@ pub async fn run(
     metrics: Metrics,
     stop_at_end: bool,
     shutdown: impl Future<Output = ()>,
+    grid: Option<crate::incidents::Grid>,
 ) -> Result<Outcome> {
     let e = &config.engine;
     let latency = Arc::clone(&metrics.latency);
@@ -86,6 +87,9 @@ pub async fn run(
     );
     if let Some(updates) = rule_updates {
         pipeline.watch_rules(updates);
+    }
+    if let Some(grid) = grid {
+        pipeline.set_grid(grid);
     }
     let mut source =
         KafkaSource::new(&config.kafka, e.batch_size, stop_at_end).map_err(Error::Source)?;
