@@ -51,6 +51,10 @@ pub struct Outcome {
 /// # Errors
 /// When Kafka rejects the configuration, a delivery fails for good, a commit at shutdown
 /// fails, or a rule fails to execute. Nothing is committed past unacknowledged output.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the service's parts, each from another place of main; a struct of them is the next restructuring"
+)]
 pub async fn run(
     config: ServiceConfig,
     rules: Vec<CompiledRule>,

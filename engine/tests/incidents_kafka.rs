@@ -249,7 +249,7 @@ fn act_on(events: &[Value], sent: &mut Vec<String>, total: usize) -> Vec<String>
         }
         let n = sent.len();
         let id = format!("action-{n}");
-        let action = if n % 2 == 0 {
+        let action = if n.is_multiple_of(2) {
             json!({"incident_id": e["incident_id"], "action": "ack", "unit": e["unit"], "at": e["at"], "action_id": id})
         } else {
             json!({"incident_id": e["incident_id"], "action": "comment", "unit": "330100000000", "at": e["at"], "comment": "seen", "action_id": id})
