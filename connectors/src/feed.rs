@@ -40,6 +40,9 @@ pub(crate) struct FieldSpec {
     pub kind: Kind,
     /// Personal data: pseudonymised at ingest.
     pub personal: bool,
+    /// The declared range of a `Float` field, both ends included: a value outside it makes
+    /// the record malformed (latitude and longitude; a catalog may declare more).
+    pub range: Option<(f64, f64)>,
 }
 
 /// Number of leading fields every feed shares; they are required and non-null.
@@ -53,6 +56,17 @@ const fn field(name: &'static str, kind: Kind) -> FieldSpec {
         name,
         kind,
         personal: false,
+        range: None,
+    }
+}
+
+/// A `Float` field whose values must lie in `[min, max]`.
+const fn ranged(name: &'static str, min: f64, max: f64) -> FieldSpec {
+    FieldSpec {
+        name,
+        kind: Kind::Float,
+        personal: false,
+        range: Some((min, max)),
     }
 }
 
@@ -61,13 +75,15 @@ const fn personal(name: &'static str) -> FieldSpec {
         name,
         kind: Kind::Str,
         personal: true,
+        range: None,
     }
 }
 
 const EVENT_ID: FieldSpec = field("event_id", Kind::Str);
 const TS: FieldSpec = field("ts", Kind::Ts);
-const LAT: FieldSpec = field("lat", Kind::Float);
-const LON: FieldSpec = field("lon", Kind::Float);
+// WGS 84 degrees: a coordinate outside these ranges is no place on Earth.
+const LAT: FieldSpec = ranged("lat", -90.0, 90.0);
+const LON: FieldSpec = ranged("lon", -180.0, 180.0);
 
 static TRAFFIC: [FieldSpec; 11] = [
     EVENT_ID,

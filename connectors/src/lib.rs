@@ -10,6 +10,8 @@
 //! numbers) by keyed pseudonyms from a [`Pseudonymizer`] so that raw personal data never enters
 //! the engine; records that break the standard become [`DeadLetter`]s with a precise reason.
 //! [`DecodeAhead`] runs decoders on tokio's blocking pool, a few batches ahead of the rules.
+//! The [`EventTimeGuard`] then sets aside records dated too far ahead (a wrong clock), before
+//! they reach any watermark.
 //! A [`Sink`] takes [`SinkRecord`]s (alerts, dead letters) and makes them durable.
 //!
 //! ```text
@@ -38,7 +40,7 @@ pub mod source;
 
 use std::path::PathBuf;
 
-pub use decode::{DecodeAhead, Decoded, DecodedBatch, Decoder};
+pub use decode::{DecodeAhead, Decoded, DecodedBatch, Decoder, EventTimeGuard, GuardConfig};
 pub use feed::Feed;
 pub use privacy::{KeySource, Pseudonymizer};
 pub use record::{DeadLetter, DeadReason, Origin, RawBatch, RawRecord};
@@ -94,6 +96,13 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Moving a finished output file into place failed.
+    #[error("cannot move {from} to {to}")]
+    RenameFile {
+        from: PathBuf,
+        to: PathBuf,
+        source: std::io::Error,
+    },
     /// Flushing or syncing an output file to disk failed.
     #[error("cannot flush {path} to disk")]
     FlushFile {
@@ -103,6 +112,9 @@ pub enum Error {
     /// Writing to standard output failed (e.g. a closed pipe).
     #[error("cannot write to stdout")]
     WriteStdout { source: std::io::Error },
+    /// The pseudonymisation key file cannot be used (a user error).
+    #[error("pseudonymisation key file {path}: {detail}")]
+    KeyFile { path: PathBuf, detail: String },
     /// A Kafka client call failed (configuration, subscription, commit, produce).
     #[error("kafka: {action}")]
     Kafka {

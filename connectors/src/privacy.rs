@@ -4,11 +4,19 @@
 //! hex (35 characters in all). The same value under the same key always gives the same
 //! pseudonym, so rules can still count "the same phone called 5 times"; without the key a
 //! pseudonym cannot be linked back to the value. Raw values are never logged.
+//!
+//! Keys come from a file (`--pseudonym-key-file`, kept out of `ps`), the command line or the
+//! `CITYBRAIN_PSEUDONYM_KEY` environment variable; without one a public development key is used
+//! with a warning, which the engine refuses where output leaves the machine (Kafka).
+//! `docs/privacy.md` says what pseudonyms protect, against whom, and how to handle keys.
 
 use std::fmt;
+use std::path::Path;
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
+
+use crate::{Error, Result};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -18,6 +26,8 @@ pub const PSEUDONYM_LEN: usize = 35;
 /// Where the pseudonymisation key came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeySource {
+    /// Read from a key file (`--pseudonym-key-file`): the way to keep it out of `ps`.
+    File,
     /// Given explicitly (configuration file or command line).
     Config,
     /// Read from the [`Pseudonymizer::ENV_VAR`] environment variable.
@@ -43,6 +53,35 @@ impl Pseudonymizer {
     pub fn new(key: &[u8]) -> Self {
         let keyed = HmacSha256::new_from_slice(key).expect("HMAC accepts keys of any length");
         Self { keyed }
+    }
+
+    /// The key from `key_file` when given (its contents without surrounding whitespace), else
+    /// as [`Pseudonymizer::from_config`] finds it.
+    ///
+    /// # Errors
+    /// [`Error::KeyFile`] when the file cannot be read or holds only whitespace.
+    pub fn load(key: Option<&str>, key_file: Option<&Path>) -> Result<(Self, KeySource)> {
+        let Some(path) = key_file else {
+            return Ok(Self::from_config(key));
+        };
+        let bad = |detail: String| Error::KeyFile {
+            path: path.to_path_buf(),
+            detail,
+        };
+        let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+        let key = bytes.trim_ascii();
+        if key.is_empty() {
+            return Err(bad("the file is empty".into()));
+        }
+        if key.len() < MIN_KEY_BYTES {
+            tracing::warn!(
+                path = %path.display(),
+                bytes = key.len(),
+                "the pseudonymisation key is short: use at least 32 random bytes (docs/privacy.md)"
+            );
+        }
+        warn_if_readable_by_others(path);
+        Ok((Self::new(key), KeySource::File))
     }
 
     /// The key from configuration if `key` is `Some` and not blank, else from the
@@ -93,6 +132,26 @@ impl Pseudonymizer {
         out
     }
 }
+
+/// Keys shorter than this are used with a warning: a key is a secret of at least 128 bits.
+const MIN_KEY_BYTES: usize = 16;
+
+#[cfg(unix)]
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{:o}", meta.permissions().mode() & 0o777),
+            "the pseudonymisation key file is readable by other users: chmod 600 it"
+        );
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_readable_by_others(_: &Path) {}
 
 /// One pseudonym, `ps_` and 32 lowercase hex digits.
 #[derive(Clone, Copy)]
@@ -154,6 +213,28 @@ mod tests {
         let mut out = String::from("x");
         a.pseudonymize_into("v", &mut out);
         assert_eq!(out, format!("x{}", a.pseudonymize("v")));
+    }
+
+    #[test]
+    fn key_files_are_trimmed_and_empty_ones_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("key");
+        std::fs::write(&path, "  0123456789abcdef0123456789abcdef\n").expect("write");
+        let (p, source) = Pseudonymizer::load(Some("ignored"), Some(&path)).expect("key file");
+        assert_eq!(source, KeySource::File);
+        assert_eq!(
+            p.pseudonymize("v"),
+            Pseudonymizer::new(b"0123456789abcdef0123456789abcdef").pseudonymize("v")
+        );
+        std::fs::write(&path, "\n \n").expect("write");
+        let err = Pseudonymizer::load(None, Some(&path)).expect_err("empty key file");
+        assert!(err.to_string().contains("key"), "{err}");
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
+        let missing = dir.path().join("missing");
+        assert!(Pseudonymizer::load(None, Some(&missing)).is_err());
     }
 
     #[test]

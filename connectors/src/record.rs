@@ -46,6 +46,34 @@ pub enum DeadReason {
     Malformed(String),
     /// The record arrived after the watermark passed its event time for these rules.
     Late { rules: Vec<String> },
+    /// The record's event time is too far ahead of the wall clock (live runs) or of its source
+    /// ([`EventTimeGuard`](crate::EventTimeGuard)); the string says of what and by how much.
+    Future(String),
+}
+
+impl DeadReason {
+    /// The reason's name in dead letters: `malformed`, `late` or `future`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DeadReason::Malformed(_) => "malformed",
+            DeadReason::Late { .. } => "late",
+            DeadReason::Future(_) => "future",
+        }
+    }
+}
+
+impl Origin {
+    /// The stream the record came from, for counts and logs: the file's path, `topic/partition`
+    /// or `simulator`.
+    pub fn source(&self) -> String {
+        match self {
+            Origin::File { path, .. } => path.to_string(),
+            Origin::Kafka {
+                topic, partition, ..
+            } => format!("{topic}/{partition}"),
+            Origin::Simulator { .. } => "simulator".to_string(),
+        }
+    }
 }
 
 /// A record set aside instead of being processed, kept exactly as received.
@@ -98,15 +126,15 @@ impl DeadLetter {
     ///  "origin":{"file":"in/traffic.jsonl","line":7},"record":"{\"event_id\":\"t-1\"}"}
     /// ```
     ///
-    /// `reason` is `malformed` or `late`; late letters add `"rules":[...]`. `origin` is
+    /// `reason` is `malformed`, `late` or `future`; late letters add `"rules":[...]`. `origin` is
     /// `{"file","line"}`, `{"topic","partition","offset"}` (plus `"kafka_timestamp_ms"` when known) or `{"simulator_seq"}`. `record` is
     /// the payload as a JSON string: exact if it is UTF-8, otherwise with invalid bytes replaced
     /// by U+FFFD.
     pub fn to_json(&self) -> String {
-        let (reason, detail, rules) = match &self.reason {
-            DeadReason::Malformed(detail) => ("malformed", detail.as_str(), None),
+        let reason = self.reason.name();
+        let (detail, rules) = match &self.reason {
+            DeadReason::Malformed(detail) | DeadReason::Future(detail) => (detail.as_str(), None),
             DeadReason::Late { rules } => (
-                "late",
                 "event time is behind the watermark of every window it belongs to",
                 Some(rules.as_slice()),
             ),

@@ -201,17 +201,90 @@ fn integers_are_accepted_for_floats_and_missing_or_null_fields_are_null() {
 }
 
 #[test]
-fn unknown_fields_are_ignored_and_values_are_not_validated() {
+fn unknown_fields_are_ignored_and_only_coordinates_are_range_checked() {
     let d = decode(
         Feed::Traffic,
         &[
-            r#"{"extra":{"nested":[1,2,{"x":null}]},"event_id":"t-1","ts":0,"lat":999,"lon":-999,"kind":"teleport","firmware":"4.2","speed_kmh":-5}"#,
+            r#"{"extra":{"nested":[1,2,{"x":null}]},"event_id":"t-1","ts":0,"lat":-90,"lon":180,"kind":"teleport","firmware":"4.2","speed_kmh":-5}"#,
         ],
     );
     assert_clean(&d);
     assert_eq!(str_at(&d.batch, "kind", 0).as_deref(), Some("teleport"));
-    assert_eq!(col::<Float64Array>(&d.batch, "lat").value(0), 999.0);
+    assert_eq!(col::<Float64Array>(&d.batch, "lat").value(0), -90.0);
+    assert_eq!(col::<Float64Array>(&d.batch, "lon").value(0), 180.0);
     assert_eq!(col::<Float64Array>(&d.batch, "speed_kmh").value(0), -5.0);
+}
+
+/// Issue 11: lat 91 / lon -181 were accepted (grouped into `cell = null`), 2^70 was "a
+/// non-integer number", and a key given twice silently kept its last value.
+#[test]
+fn impossible_coordinates_huge_integers_and_repeated_keys_are_malformed() {
+    let cases: &[(&str, &str)] = &[
+        (
+            r#"{"event_id":"t-1","ts":0,"lat":91,"lon":0}"#,
+            "field `lat`: out of range (must be within -90 and 90)",
+        ),
+        (
+            r#"{"event_id":"t-1","ts":0,"lat":0,"lon":-181}"#,
+            "field `lon`: out of range (must be within -180 and 180)",
+        ),
+        (
+            r#"{"event_id":"t-1","ts":0,"lat":-90.000001,"lon":0}"#,
+            "field `lat`: out of range",
+        ),
+        (
+            r#"{"event_id":"t-1","ts":0,"lat":0,"lon":1e3}"#,
+            "field `lon`: out of range",
+        ),
+        (
+            r#"{"event_id":"t-1","ts":0,"lat":0,"lon":0,"vehicle_count":1180591620717411303424}"#,
+            "field `vehicle_count`: integer out of range (beyond a signed 64-bit integer)",
+        ),
+        (
+            r#"{"event_id":"t-1","ts":9223372036854775808,"lat":0,"lon":0}"#,
+            "field `ts`: integer out of range (beyond a signed 64-bit integer)",
+        ),
+        (
+            r#"{"event_id":"t-1","ts":-1180591620717411303424,"lat":0,"lon":0}"#,
+            "field `ts`: integer out of range",
+        ),
+        (
+            r#"{"event_id":"t-1","ts":0,"lat":0,"lon":0,"road_id":"R1","road_id":"R2"}"#,
+            "duplicate field `road_id`",
+        ),
+        (
+            r#"{"event_id":"t-1","ts":0,"lat":0,"lon":0,"lat":1}"#,
+            "duplicate field `lat`",
+        ),
+        (
+            r#"{"event_id":"t-1","firmware":"1","ts":0,"lat":0,"lon":0,"firmware":"2"}"#,
+            "duplicate field `firmware`",
+        ),
+        (
+            r#"{"event_id":"t-1","ts":0,"lat":0,"lon":0,"x\u0031":1,"x1":2}"#,
+            "duplicate field `x1`",
+        ),
+    ];
+    let lines: Vec<&str> = cases.iter().map(|(line, _)| *line).collect();
+    let d = decode(Feed::Traffic, &lines);
+    assert_eq!(d.batch.num_rows(), 0, "{:?}", reasons(&d));
+    let got = reasons(&d);
+    assert_eq!(got.len(), cases.len(), "{got:#?}");
+    for ((line, want), reason) in cases.iter().zip(&got) {
+        assert!(
+            reason.starts_with(want),
+            "{line}: reason {reason:?} does not start with {want:?}"
+        );
+    }
+    // Still a double where the field is one: 2^70 is a fine speed, a nested repeat is fine.
+    let d = decode(
+        Feed::Traffic,
+        &[
+            r#"{"event_id":"t-1","ts":0,"lat":0,"lon":0,"speed_kmh":1180591620717411303424}"#,
+            r#"{"event_id":"t-1","ts":0,"lat":0,"lon":0,"extra":{"a":1,"a":2}}"#,
+        ],
+    );
+    assert_clean(&d);
 }
 
 #[test]

@@ -221,9 +221,9 @@ const HeatLayer = L.Layer.extend({
   },
 });
 
-/** 0 → faint yellow, 1 → strong red. */
+/** Little → yellow, the most → red; nearly opaque, as translucent yellow reads brown on a dark map. */
 function heatColour(x) {
-  const g = Math.round(200 * (1 - x));
-  const a = (0.06 + 0.6 * x).toFixed(3);
-  return `rgba(255,${g},40,${a})`;
+  const g = Math.round(214 - 174 * x);
+  const a = (0.7 + 0.25 * x).toFixed(3);
+  return `rgba(255,${g},0,${a})`;
 }

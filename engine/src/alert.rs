@@ -16,9 +16,34 @@
 //! the place belongs to (`citybrain_ops::Jurisdictions::route`): a community, a district's or
 //! the city's queue.
 //!
-//! `alert_id` is the first 128 bits (hex) of SHA-256 over the rule id, the window and the
-//! group's key values (the GROUP BY values; the input `event_id` for per-event rules). The same
-//! rule, window and group always give the same id, so a replayed alert is recognisable.
+//! **`alert_id`** tells apart every two alerts that differ, and gives a replayed alert the id it
+//! had (consumers drop duplicates by it). It is 32 lowercase hex digits, the first 16 bytes of
+//! SHA-256 over these bytes, in order:
+//!
+//! 1. the rule id, UTF-8 (`traffic/congestion`);
+//! 2. the byte `0x1F`;
+//! 3. for a windowed rule, `window_start` then `window_end`, each as epoch milliseconds in 8
+//!    bytes, big-endian two's complement (nothing for a rule without windows);
+//! 4. for each identifying value: the byte `0x1F`, then the value written as in the alert's
+//!    `data` (compact JSON: `"R12"` with quotes and JSON escapes, non-ASCII characters as
+//!    themselves in UTF-8, `42`, `1.5`, `true`, `null`, a timestamp as
+//!    `"2026-03-02T08:00:00.000Z"`).
+//!
+//! The identifying values ([`CompiledRule::id_columns`], by [`citybrain_rules::RowKey`]):
+//!
+//! - a window aggregation: its GROUP BY values, in GROUP BY order (whether selected or not;
+//!   `window_start` and `window_end` among them when grouped by). A group updated by late
+//!   events comes again with the same id and the next `revision`.
+//! - a rule whose rows come from input events (per-event rules, joins, unnest): the `event_id`
+//!   of each input row behind the result, in the order the query reads its inputs, then every
+//!   selected value in the order selected. The rows of one event (an unnest, a join matching
+//!   several rows) differ in what they select; two records reusing one `event_id` differ in
+//!   what the rule selects of them; rows equal in all of it are one alert.
+//! - otherwise (no group or `event_id` reaches the top of the query, e.g. a union): every
+//!   selected value in the order selected.
+//!
+//! So two alerts share an id only when rule, window and every identifying value are equal, and
+//! the id depends on nothing else (not on batches, arrival order or the time of emission).
 
 use std::fmt::Write as _;
 
@@ -133,17 +158,19 @@ pub fn alerts(
     let key_cols: Vec<usize> = (0..schema.fields().len())
         .filter(|i| schema.field(*i).name().starts_with(KEY_PREFIX))
         .collect();
+    let id_cols = rule.id_columns();
     let mut out = Vec::new();
     for batch in &emission.batches {
         let cols: Vec<Cell<'_>> = batch.columns().iter().map(Cell::new).collect();
         for row in 0..batch.num_rows() {
             let data = row_json(schema, &cols, row, rule.data_columns);
+            let id_values: Vec<Value> = id_cols.iter().map(|i| cols[*i].json(row)).collect();
+            let id = alert_id(&rule.meta.id, emission.window, &id_values);
             let key_values: Vec<Value> = if key_cols.is_empty() {
                 data.values().cloned().collect()
             } else {
                 key_cols.iter().map(|i| cols[*i].json(row)).collect()
             };
-            let id = alert_id(&rule.meta.id, emission.window, &key_values);
             let key = key_values
                 .iter()
                 .map(|v| match v {
@@ -295,7 +322,7 @@ fn row_json(
         .collect()
 }
 
-/// The deterministic alert id of a rule, window and group.
+/// The deterministic alert id of a rule, window and identifying values (see the module docs).
 pub fn alert_id(rule: &str, window: Option<citybrain_rules::Window>, key: &[Value]) -> String {
     let mut h = Sha256::new();
     h.update(rule.as_bytes());
@@ -361,7 +388,23 @@ impl<'a> Cell<'a> {
         if a.is_null(row) {
             return Value::Null;
         }
-        let float = |f: f64| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number);
+        // JSON has no NaN or infinity: they are written as the strings "NaN", "Infinity" and
+        // "-Infinity" (as JavaScript and Jackson spell them), never as a misleading null.
+        let float = |f: f64| {
+            serde_json::Number::from_f64(f).map_or_else(
+                || {
+                    Value::String(
+                        match (f.is_nan(), f > 0.0) {
+                            (true, _) => "NaN",
+                            (false, true) => "Infinity",
+                            (false, false) => "-Infinity",
+                        }
+                        .into(),
+                    )
+                },
+                Value::Number,
+            )
+        };
         match a.data_type() {
             DataType::Utf8 => Value::String(a.as_string::<i32>().value(row).to_string()),
             DataType::LargeUtf8 => Value::String(a.as_string::<i64>().value(row).to_string()),
@@ -399,5 +442,39 @@ impl<'a> Cell<'a> {
                 .as_ref()
                 .map_or(Value::Null, |f| Value::String(f.value(row).to_string())),
         }
+    }
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::*;
+
+    /// The scheme of the module docs, computed independently (Python's hashlib over the bytes
+    /// the docs list), so that another implementation (an exported Flink job) can check itself
+    /// against the same vectors.
+    #[test]
+    fn alert_ids_follow_the_documented_scheme() {
+        let window = citybrain_rules::Window {
+            start: 1_772_438_400_000, // 2026-03-02T08:00:00Z
+            end: 1_772_438_700_000,
+        };
+        let values = [
+            Value::from("R12"),
+            Value::from(42),
+            Value::Null,
+            Value::from("2026-03-02T08:00:00.000Z"),
+        ];
+        assert_eq!(
+            alert_id("traffic/congestion", Some(window), &values),
+            "4f14e9457305c3bb20bd853dd867629c"
+        );
+        assert_eq!(
+            alert_id(
+                "market/failed_inspection",
+                None,
+                &[Value::from("m-1"), Value::from("运河")]
+            ),
+            "8b5322e38c1a9d975ddaab01d0170196"
+        );
     }
 }

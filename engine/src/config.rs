@@ -12,7 +12,10 @@
 //! batch_size = 8192
 //!
 //! [metrics]
-//! listen = "0.0.0.0:9464"
+//! listen = "127.0.0.1:9464"
+//!
+//! [http]                        # limits of the HTTP server (crate::http::HttpLimits)
+//! max_head_bytes = 16384
 //! ```
 //!
 //! Command-line flags (`--brokers`, `--group`, `--rules`) override the file.
@@ -23,6 +26,7 @@ use citybrain_connectors::kafka::KafkaConfig;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::http::HttpLimits;
 
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -34,6 +38,8 @@ pub struct ServiceConfig {
     pub engine: EngineSection,
     /// The Prometheus endpoint.
     pub metrics: MetricsSection,
+    /// Limits of the HTTP server(s): request sizes, timeouts, connections.
+    pub http: HttpLimits,
     /// The incident desk: its topics, files and clock.
     pub incidents: crate::incidents::IncidentsSection,
 }
@@ -57,6 +63,10 @@ pub struct EngineSection {
     pub max_in_flight: u64,
     /// How often durable progress is committed, milliseconds. Default 1,000.
     pub commit_interval_ms: u64,
+    /// A record whose event time is further ahead than this of the wall clock, or of its
+    /// partition's time, is set aside as `future` instead of reaching a watermark,
+    /// milliseconds. Default 600,000 (10 minutes; docs/rules.md, event time).
+    pub max_future_ms: i64,
 }
 
 const fn default_batch_size() -> usize {
@@ -72,6 +82,7 @@ impl Default for EngineSection {
             idle_timeout_ms: 30_000,
             max_in_flight: 50_000,
             commit_interval_ms: 1_000,
+            max_future_ms: citybrain_connectors::decode::guard::DEFAULT_MAX_FUTURE_MS,
         }
     }
 }
@@ -81,14 +92,19 @@ impl Default for EngineSection {
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsSection {
     /// Address of the HTTP endpoint serving `/metrics` in Prometheus text format; empty turns
-    /// it off. Default `0.0.0.0:9464` (the port conventionally used by exporters of this kind).
+    /// it off; `--metrics-listen` overrides. Default `127.0.0.1:9464`: the port conventionally
+    /// used by exporters of this kind, on this host only (a container publishing it, or a
+    /// Prometheus elsewhere, needs `0.0.0.0:9464` said on purpose).
     pub listen: String,
 }
+
+/// Default `[metrics] listen`.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
 
 impl Default for MetricsSection {
     fn default() -> Self {
         Self {
-            listen: "0.0.0.0:9464".to_string(),
+            listen: DEFAULT_METRICS_LISTEN.to_string(),
         }
     }
 }
@@ -129,6 +145,9 @@ impl ServiceConfig {
         if e.commit_interval_ms == 0 {
             out.push("engine.commit_interval_ms: must be at least 1".into());
         }
+        if e.max_future_ms <= 0 {
+            out.push("engine.max_future_ms: must be at least 1".into());
+        }
         if let Some(dir) = &e.rules
             && !dir.is_dir()
         {
@@ -142,6 +161,7 @@ impl ServiceConfig {
                 self.metrics.listen
             ));
         }
+        out.extend(self.http.problems());
         out
     }
 
@@ -203,6 +223,19 @@ mod tests {
         let p = c.problems();
         assert_eq!(p.len(), 4, "{p:#?}");
         assert!(matches!(c.validated(), Err(Error::Config { problems }) if problems.len() == 4));
+    }
+
+    /// Issue 11: the endpoint bound 0.0.0.0 by default.
+    #[test]
+    fn metrics_are_served_on_this_host_only_by_default() {
+        let c = ServiceConfig::default();
+        assert_eq!(c.metrics.listen, "127.0.0.1:9464");
+        assert_eq!(c.http, HttpLimits::default());
+        let c: ServiceConfig = toml::from_str(
+            "[kafka]\nbrokers = \"h:1\"\n[http]\nmax_head_bytes = 10\nmax_connections = 0\n",
+        )
+        .expect("parses");
+        assert_eq!(c.problems().len(), 2, "{:?}", c.problems());
     }
 
     #[test]

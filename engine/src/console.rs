@@ -127,15 +127,16 @@ pub async fn start(
         );
     }
     let router = app(config, api);
-    // Plain axum::serve until engine/src/http.rs (request limits, timeouts) is on main: then
-    // this is the one place to switch to `http::serve(listener, router, &limits, shutdown)`.
+    // The engine's HTTP server: request size and time limits, many connections (the
+    // defaults of `[http]`; the service's file may set others once the console reads it).
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            warn!(error = %e, "operations console stopped");
-        }
+        crate::http::serve(
+            listener,
+            router,
+            &crate::http::HttpLimits::default(),
+            shutdown,
+        )
+        .await;
     });
     info!(url = %format!("http://{bound}/"), "operations console");
     Ok(Some(bound))

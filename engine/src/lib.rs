@@ -20,13 +20,15 @@
 //! - [`pipeline::city_catalog`]: the feed standard as the tables rules may read.
 //! - [`service`]: `run --brokers`, the Kafka service with at-least-once delivery (commits only
 //!   durable progress), and `simulate --brokers`; [`config`] its validated TOML file;
-//!   [`metrics`] the Prometheus endpoint and every metric name.
+//!   [`metrics`] the Prometheus endpoint and every metric name, served by [`http::serve`]
+//!   (axum on hyper, size and time limits as layers and connection settings).
 //! - [`console`]: the operations console (page, assets) and the incident API on one address.
 
 pub mod alert;
 pub mod config;
 pub mod console;
 pub mod error;
+pub mod http;
 pub mod incidents;
 pub mod metrics;
 pub mod pipeline;

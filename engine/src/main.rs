@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use citybrain_connectors::{
-    CityConfig, FileSource, JsonlSink, NexmarkConfig, Progress, Pseudonymizer, SimulatorSource,
-    Sink, write_feed_files, write_nexmark_files,
+    CityConfig, FileSource, JsonlSink, KeySource, NexmarkConfig, Progress, Pseudonymizer,
+    SimulatorSource, Sink, write_feed_files, write_nexmark_files,
 };
 use citybrain_engine::console::ConsoleArgs;
 use citybrain_engine::incidents;
@@ -21,6 +21,8 @@ use citybrain_engine::{
 };
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing::info;
+
+mod outputs;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -95,12 +97,21 @@ struct EngineArgs {
     #[arg(long, default_value = "1m", value_parser = parse_duration)]
     idle_timeout: Duration,
     /// Secret for pseudonymising personal fields (default: $CITYBRAIN_PSEUDONYM_KEY, else a
-    /// development key with a warning).
+    /// public development key with a warning, refused by the Kafka service). On the command
+    /// line it shows in `ps`: prefer --pseudonym-key-file.
     #[arg(long, env = "CITYBRAIN_PSEUDONYM_KEY", hide_env_values = true)]
     pseudonym_key: Option<String>,
+    /// A file holding the pseudonymisation secret (surrounding whitespace ignored; chmod 600);
+    /// wins over --pseudonym-key. See docs/privacy.md.
+    #[arg(long, env = "CITYBRAIN_PSEUDONYM_KEY_FILE")]
+    pseudonym_key_file: Option<PathBuf>,
     /// Most records per batch.
     #[arg(long, default_value_t = 8192)]
     batch_size: usize,
+    /// How far ahead of the wall clock (live runs) or of its source's time an event time may
+    /// be; further ahead, the record is dead-lettered as `future` (docs/rules.md).
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    max_future: Duration,
 }
 
 #[derive(Args, Debug)]
@@ -111,10 +122,10 @@ struct ReplayArgs {
     /// The rules folder, or one rule file (back-testing a single rule).
     #[arg(long)]
     rules: PathBuf,
-    /// Where alerts go (JSON lines).
+    /// Where alerts go (JSON lines; replaced at the end of the replay, never an input).
     #[arg(long)]
     out: PathBuf,
-    /// Where dead letters go (JSON lines).
+    /// Where dead letters go (JSON lines; replaced at the end, never an input or --out).
     #[arg(long)]
     dlq: PathBuf,
     #[command(flatten)]
@@ -146,7 +157,7 @@ struct RunArgs {
     /// Print alerts as JSON lines instead of readable lines.
     #[arg(long)]
     json: bool,
-    /// Where dead letters go.
+    /// Where dead letters go (appended: earlier runs' letters stay).
     #[arg(long, default_value = "citybrain-dead-letters.jsonl")]
     dlq: PathBuf,
     /// Bearer tokens of the incident API (TOML, hashed; default: the sample city's demo tokens).
@@ -185,6 +196,14 @@ struct KafkaArgs {
     /// commit, exit (back-tests and tests).
     #[arg(long)]
     exit_at_end: bool,
+    /// Serve /metrics here (IP:PORT, "" for none) instead of the config file's [metrics]
+    /// listen (default 127.0.0.1:9464).
+    #[arg(long)]
+    metrics_listen: Option<String>,
+    /// Run the Kafka service with the PUBLIC development key when no pseudonymisation key is
+    /// configured: its pseudonyms protect nothing. Development only.
+    #[arg(long)]
+    insecure_dev_key: bool,
 }
 
 #[derive(Args, Debug)]
@@ -264,7 +283,17 @@ fn try_main() -> anyhow::Result<ExitCode> {
     let engine_overrides = EngineOverrides {
         batch_size: explicit("batch_size"),
         out_of_orderness: explicit("out_of_orderness"),
+        max_future: explicit("max_future"),
     };
+    if let Some((_, m)) = matches.subcommand()
+        && m.try_get_raw("pseudonym_key").is_ok()
+        && m.value_source("pseudonym_key") == Some(clap::parser::ValueSource::CommandLine)
+    {
+        tracing::warn!(
+            "--pseudonym-key on the command line is visible to every user of this machine \
+             (ps, /proc): use --pseudonym-key-file or CITYBRAIN_PSEUDONYM_KEY"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -426,6 +455,7 @@ async fn simulate_kafka(a: &SimulateArgs) -> anyhow::Result<()> {
 struct EngineOverrides {
     batch_size: bool,
     out_of_orderness: bool,
+    max_future: bool,
 }
 
 async fn run_kafka(a: RunArgs, overrides: EngineOverrides) -> anyhow::Result<()> {
@@ -441,13 +471,30 @@ async fn run_kafka(a: RunArgs, overrides: EngineOverrides) -> anyhow::Result<()>
         config.engine.out_of_orderness_ms = i64::try_from(a.engine.out_of_orderness.as_millis())
             .context("--out-of-orderness is too large")?;
     }
+    if overrides.max_future {
+        config.engine.max_future_ms = positive_millis("--max-future", a.engine.max_future)?;
+    }
     if let Some(dir) = a.rules.clone() {
         config.engine.rules = Some(dir);
     }
+    if let Some(listen) = &a.kafka.metrics_listen {
+        config.metrics.listen.clone_from(listen);
+    }
     let config = config.validated()?;
+    // Pseudonyms leave the machine here (alerts, and the topics others read): a public key
+    // would make them reversible by anyone with the source (docs/privacy.md).
+    let pseudonymizer = pseudonymizer(&a.engine)?;
+    if pseudonymizer.1 == KeySource::DevelopmentDefault && !a.kafka.insecure_dev_key {
+        bail!(
+            "no pseudonymisation key: the Kafka service refuses to publish pseudonyms made with \
+             the public development key. Give --pseudonym-key-file FILE (or \
+             CITYBRAIN_PSEUDONYM_KEY_FILE, or CITYBRAIN_PSEUDONYM_KEY); for a throwaway \
+             development broker only, --insecure-dev-key. See docs/privacy.md"
+        );
+    }
     let dir = config.engine.rules.clone().unwrap_or_else(builtin_rules);
     let (rules, _watcher, updates) = watched_rules(&dir).await?;
-    let (metrics, _) = Metrics::install(&config.metrics.listen)?;
+    let (metrics, _) = Metrics::install(&config.metrics.listen, &config.http).await?;
     let mut incident_desk = incidents::kafka_desk(&config, &rules).await?;
     let _console = console(
         &a.console,
@@ -468,7 +515,7 @@ async fn run_kafka(a: RunArgs, overrides: EngineOverrides) -> anyhow::Result<()>
         config,
         rules,
         Some(updates),
-        pseudonymizer(a.engine.pseudonym_key.as_deref()),
+        pseudonymizer.0,
         metrics,
         a.kafka.exit_at_end,
         shutdown_signal(),
@@ -515,9 +562,12 @@ async fn shutdown_signal() {
     }
 }
 
-/// The pseudonymiser; the connectors crate warns loudly when it falls back to the development key.
-fn pseudonymizer(key: Option<&str>) -> Arc<Pseudonymizer> {
-    Arc::new(Pseudonymizer::from_config(key).0)
+/// The pseudonymiser and where its key came from; the connectors crate warns loudly when it
+/// falls back to the development key.
+fn pseudonymizer(e: &EngineArgs) -> anyhow::Result<(Arc<Pseudonymizer>, KeySource)> {
+    let (p, source) =
+        Pseudonymizer::load(e.pseudonym_key.as_deref(), e.pseudonym_key_file.as_deref())?;
+    Ok((Arc::new(p), source))
 }
 
 fn pipeline_config(e: &EngineArgs, format: AlertFormat) -> anyhow::Result<PipelineConfig> {
@@ -531,7 +581,17 @@ fn pipeline_config(e: &EngineArgs, format: AlertFormat) -> anyhow::Result<Pipeli
             i64::try_from(e.idle_timeout.as_millis()).context("--idle-timeout is too large")?,
         ),
         alert_format: format,
+        max_future_ms: positive_millis("--max-future", e.max_future)?,
     })
+}
+
+/// A duration option as milliseconds, at least 1.
+fn positive_millis(flag: &str, d: Duration) -> anyhow::Result<i64> {
+    match i64::try_from(d.as_millis()) {
+        Ok(ms) if ms >= 1 => Ok(ms),
+        Ok(_) => bail!("{flag} must be at least 1ms"),
+        Err(_) => bail!("{flag} is too large"),
+    }
 }
 
 async fn load_rules(dir: &Path) -> anyhow::Result<Vec<citybrain_rules::CompiledRule>> {
@@ -581,12 +641,19 @@ async fn replay(a: ReplayArgs) -> anyhow::Result<()> {
     let rules = load_rules(&a.rules).await?;
     let grid = incidents::replay_grid(&a.incidents, &rules, config.out_of_orderness_ms).await?;
     let mut source = FileSource::open(&a.input, a.engine.batch_size)?;
+    let mut inputs: Vec<PathBuf> = source.paths();
+    inputs.extend(
+        citybrain_rules::read_dir(&a.rules)?
+            .into_iter()
+            .map(|r| r.path),
+    );
+    outputs::check(&[("--out", &a.out), ("--dlq", &a.dlq)], &inputs)?;
     let alerts = JsonlSink::create(&a.out)?;
     let dead = JsonlSink::create(&a.dlq)?;
     let mut pipeline = Pipeline::new(
         config,
         rules,
-        pseudonymizer(a.engine.pseudonym_key.as_deref()),
+        pseudonymizer(&a.engine)?.0,
         Box::new(alerts),
         Box::new(dead),
     );
@@ -699,11 +766,12 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         a.engine.batch_size.min(1024),
     );
     let alerts: Box<dyn Sink> = Box::new(JsonlSink::stdout());
-    let dead = JsonlSink::create(&a.dlq)?;
+    // Appended: the dead letters of earlier runs are evidence, not scratch.
+    let dead = JsonlSink::append(&a.dlq)?;
     let mut pipeline = Pipeline::new(
         config,
         rules,
-        pseudonymizer(a.engine.pseudonym_key.as_deref()),
+        pseudonymizer(&a.engine)?.0,
         alerts,
         Box::new(dead),
     );

@@ -1,19 +1,23 @@
 //! The service's metrics: every name in one place, a Prometheus endpoint, and the
 //! ingest-to-acknowledged latency kept in an HDR histogram.
 //!
-//! `GET /metrics` on `[metrics] listen` serves Prometheus text format. Metrics are recorded with
-//! the `metrics` crate; the recorder is `metrics-exporter-prometheus`'s, rendered on request by
-//! a small HTTP/1.1 responder on its own thread (no extra runtime features needed).
+//! `GET /metrics` on `[metrics] listen` (default 127.0.0.1:9464) serves Prometheus text format
+//! through the engine's HTTP server ([`crate::http`]: size and time limits, many connections).
+//! Metrics are recorded with the `metrics` crate; the recorder is
+//! `metrics-exporter-prometheus`'s, rendered on request.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::routing::get;
 use hdrhistogram::Histogram;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::error::{Error, Result};
+use crate::http::HttpLimits;
 
 /// Metric names (all prefixed `citybrain_`) and their labels.
 pub mod names {
@@ -21,6 +25,9 @@ pub mod names {
     pub const EVENTS_IN: &str = "citybrain_events_in_total";
     /// Counter, label `feed`: malformed records sent to the dead-letter topic.
     pub const MALFORMED: &str = "citybrain_malformed_total";
+    /// Counter, labels `feed`, `source` (`topic/partition`): records set aside as dated too
+    /// far ahead of the wall clock or of their source (reason `future`).
+    pub const FUTURE: &str = "citybrain_future_total";
     /// Counter, label `rule`: late events (their window was already emitted).
     pub const LATE: &str = "citybrain_late_total";
     /// Counter, label `rule`: alerts produced.
@@ -102,48 +109,60 @@ pub struct Metrics {
 
 impl Metrics {
     /// Installs the global recorder (once per process) and, when `listen` is not empty, serves
-    /// `/metrics` there. Returns the address actually bound (port 0 picks a free port).
+    /// `/metrics` there on the engine's HTTP server ([`crate::http::serve`], within `limits`)
+    /// until the process ends. Returns the address actually bound (port 0 picks a free port).
     ///
     /// # Errors
     /// When the address cannot be bound.
-    pub fn install(listen: &str) -> Result<(Self, Option<SocketAddr>)> {
-        let handle = PrometheusBuilder::new()
-            .install_recorder()
-            .unwrap_or_else(|_| {
-                // Already installed in this process (tests): render a fresh, detached recorder.
-                PrometheusBuilder::new().build_recorder().handle()
-            });
-        let metrics = Self {
-            handle,
-            latency: Arc::new(Latency::default()),
-        };
+    pub async fn install(listen: &str, limits: &HttpLimits) -> Result<(Self, Option<SocketAddr>)> {
+        let metrics = Self::recorder();
         if listen.is_empty() {
             return Ok((metrics, None));
         }
-        let listener = TcpListener::bind(listen).map_err(|source| Error::Metrics {
+        let error = |source| Error::Metrics {
             addr: listen.to_string(),
             source,
-        })?;
-        let addr = listener.local_addr().map_err(|source| Error::Metrics {
-            addr: listen.to_string(),
-            source,
-        })?;
-        let serving = metrics.clone();
-        std::thread::Builder::new()
-            .name("metrics-http".into())
-            .spawn(move || {
-                for stream in listener.incoming().flatten() {
-                    if let Err(e) = serving.answer(stream) {
-                        tracing::debug!(error = %e, "metrics request failed");
-                    }
-                }
-            })
-            .map_err(|source| Error::Metrics {
-                addr: listen.to_string(),
-                source,
-            })?;
+        };
+        let listener = tokio::net::TcpListener::bind(listen).await.map_err(error)?;
+        let addr = listener.local_addr().map_err(error)?;
+        let router = metrics.router();
+        let limits = limits.clone();
+        tokio::spawn(async move {
+            crate::http::serve(listener, router, &limits, std::future::pending()).await;
+        });
         tracing::info!(%addr, "serving Prometheus metrics at /metrics");
         Ok((metrics, Some(addr)))
+    }
+
+    /// The global recorder, installed on first use (a detached one when another recorder is
+    /// installed already, as in tests).
+    pub fn recorder() -> Self {
+        let handle = PrometheusBuilder::new()
+            .install_recorder()
+            .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle());
+        Self {
+            handle,
+            latency: Arc::new(Latency::default()),
+        }
+    }
+
+    /// `GET /metrics` (Prometheus text format); anything else is 404.
+    pub fn router(&self) -> Router {
+        let metrics = self.clone();
+        Router::new()
+            .route(
+                "/metrics",
+                get(move || {
+                    let metrics = metrics.clone();
+                    async move {
+                        (
+                            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                            metrics.render(),
+                        )
+                    }
+                }),
+            )
+            .fallback(|| async { (StatusCode::NOT_FOUND, "only /metrics is served here\n") })
     }
 
     /// The current metrics in Prometheus text format.
@@ -151,33 +170,5 @@ impl Metrics {
         self.latency.publish();
         self.handle.run_upkeep();
         self.handle.render()
-    }
-
-    fn answer(&self, stream: TcpStream) -> std::io::Result<()> {
-        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        let mut reader = BufReader::new(stream);
-        let mut request = String::new();
-        reader.read_line(&mut request)?;
-        // Skip the headers.
-        let mut line = String::new();
-        while reader.read_line(&mut line)? > 2 {
-            line.clear();
-        }
-        let mut stream = reader.into_inner();
-        let path = request.split_whitespace().nth(1).unwrap_or("");
-        let (status, body) = if request.starts_with("GET ") && path == "/metrics" {
-            ("200 OK", self.render())
-        } else {
-            (
-                "404 Not Found",
-                "only /metrics is served here\n".to_string(),
-            )
-        };
-        write!(
-            stream,
-            "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )?;
-        stream.flush()
     }
 }

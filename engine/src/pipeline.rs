@@ -2,10 +2,10 @@
 //! graph, sinks, and the acknowledgement back to the source.
 //!
 //! ```text
-//!  Source ──RawBatch──▶ DecodeAhead(feed) ──RecordBatch──▶ RuleGraph (rules, views)
-//!    ▲                    │ malformed                        │ late rows     │ alerts
-//!    │                    ▼                                  ▼               ▼
-//!    │                  dead-letter Sink ◀──────────────────┘          alert Sink
+//!  Source ──RawBatch──▶ DecodeAhead(feed) ──▶ EventTimeGuard ──RecordBatch──▶ RuleGraph (rules, views)
+//!    ▲                    │ malformed           │ future                       │ late rows     │ alerts
+//!    │                    ▼                     ▼                              ▼               ▼
+//!    │                  dead-letter Sink ◀────────────────────────────────────┘          alert Sink
 //!    │                                                                       │
 //!    └── Source::commit(positions) ◀── every tick: input no rule needs any more and whose
 //!                                     outputs the sinks made durable (Sink::barrier)
@@ -24,8 +24,8 @@ use arrow::array::{Array, TimestampMillisecondArray};
 use chrono::Utc;
 use citybrain_connectors::kafka::{CommitTracker, PartitionWatermarks};
 use citybrain_connectors::{
-    Barrier, DeadLetter, DeadReason, DecodeAhead, Decoded, Feed, Origin, PartitionId,
-    Pseudonymizer, RawBatch, Sink, SinkRecord, Source,
+    Barrier, DeadLetter, DeadReason, DecodeAhead, Decoded, EventTimeGuard, Feed, GuardConfig,
+    Origin, PartitionId, Pseudonymizer, RawBatch, Sink, SinkRecord, Source,
 };
 use citybrain_rules::{
     Catalog, CompiledRule, Emission, Emit, GraphStep, Reloaded, RuleGraph, RunnerConfig,
@@ -52,6 +52,10 @@ pub struct PipelineConfig {
     pub idle_timeout_ms: Option<i64>,
     /// How alerts are written.
     pub alert_format: AlertFormat,
+    /// How far ahead of its reference (the wall clock in live runs, its source's time in any
+    /// run) an event time may be before the record is set aside as `future`, in milliseconds
+    /// (default 10 minutes; see [`EventTimeGuard`]). A run is live when `idle_timeout_ms` is set.
+    pub max_future_ms: i64,
 }
 
 impl Default for PipelineConfig {
@@ -60,6 +64,7 @@ impl Default for PipelineConfig {
             out_of_orderness_ms: citybrain_rules::DEFAULT_OUT_OF_ORDERNESS_MS,
             idle_timeout_ms: None,
             alert_format: AlertFormat::Json,
+            max_future_ms: citybrain_connectors::decode::guard::DEFAULT_MAX_FUTURE_MS,
         }
     }
 }
@@ -80,6 +85,9 @@ pub struct Stats {
     pub events: BTreeMap<&'static str, u64>,
     /// Malformed records per feed.
     pub malformed: BTreeMap<&'static str, u64>,
+    /// Records set aside as dated too far ahead, per feed and source (file, `topic/partition`
+    /// or `simulator`).
+    pub future: BTreeMap<(&'static str, String), u64>,
     /// Late events per rule.
     pub late: BTreeMap<String, u64>,
     /// Alerts per rule (every rule listed, zero included).
@@ -89,9 +97,11 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Every record read, malformed ones included.
+    /// Every record read, malformed and future ones included.
     pub fn records(&self) -> u64 {
-        self.events.values().sum::<u64>() + self.malformed.values().sum::<u64>()
+        self.events.values().sum::<u64>()
+            + self.malformed.values().sum::<u64>()
+            + self.future.values().sum::<u64>()
     }
 
     /// A multi-line summary for a person.
@@ -114,6 +124,13 @@ impl Stats {
             );
             if e + m > 0 {
                 let _ = writeln!(s, "  {:<10} {e:>10} events {m:>8} malformed", f.name());
+            }
+        }
+        let future: u64 = self.future.values().sum();
+        if future > 0 {
+            let _ = writeln!(s, "future events (dated too far ahead): {future}");
+            for ((feed, source), n) in &self.future {
+                let _ = writeln!(s, "  {feed:<10} {source:<30} {n:>8}");
             }
         }
         let late: u64 = self.late.values().sum();
@@ -188,6 +205,7 @@ pub struct RunOutcome {
 pub struct Pipeline {
     config: PipelineConfig,
     decoding: DecodeAhead,
+    guard: EventTimeGuard,
     graph: RuleGraph,
     rule_updates: Option<tokio::sync::mpsc::Receiver<Vec<CompiledRule>>>,
     alert_sink: Box<dyn Sink>,
@@ -231,9 +249,14 @@ impl Pipeline {
                     .map_or(u64::MAX, |t| t.unsigned_abs()),
             ),
         );
+        let guard = EventTimeGuard::new(GuardConfig {
+            max_future_ms: config.max_future_ms,
+            live: config.idle_timeout_ms.is_some(),
+        });
         Self {
             config,
             decoding,
+            guard,
             graph,
             rule_updates: None,
             alert_sink,
@@ -488,12 +511,28 @@ impl Pipeline {
 
     /// Runs the rules of `raw`'s feed on `decoded`, what decoding made of `raw` (see
     /// [`DecodeAhead`]); returns what each raw record became: its event time (ms) when
-    /// well-formed, `None` when it was dead-lettered as malformed. Batches must be applied in
-    /// source order.
+    /// well-formed, `None` when it was dead-lettered as malformed or dated too far ahead.
+    /// Batches must be applied in source order.
+    ///
+    /// Records dated too far ahead are set aside first ([`EventTimeGuard`]). In a replay (no
+    /// idle timeout) the guard may hold a batch's last records until its feed's next batch
+    /// ([`Pipeline::finish`] releases them); the result then covers the records of `raw` up to
+    /// the first held one. Live runs (the Kafka service) never hold.
     ///
     /// # Errors
     /// When a sink fails or a plan fails to execute.
-    pub async fn apply(&mut self, raw: RawBatch, decoded: Decoded) -> Result<Vec<Option<i64>>> {
+    pub async fn apply(
+        &mut self,
+        mut raw: RawBatch,
+        mut decoded: Decoded,
+    ) -> Result<Vec<Option<i64>>> {
+        self.guard
+            .screen(&mut raw, &mut decoded, Utc::now().timestamp_millis());
+        self.run_rules(raw, decoded).await
+    }
+
+    /// [`Pipeline::apply`] after the guard.
+    async fn run_rules(&mut self, raw: RawBatch, decoded: Decoded) -> Result<Vec<Option<i64>>> {
         let feed = raw.feed;
         self.stats.bytes += raw
             .records
@@ -520,7 +559,18 @@ impl Pipeline {
             grid.saw(event_ts.iter().flatten().max().copied());
         }
         if !decoded.dead.is_empty() {
-            *self.stats.malformed.entry(feed.name()).or_default() += decoded.dead.len() as u64;
+            for d in &decoded.dead {
+                match &d.reason {
+                    DeadReason::Future(_) => {
+                        *self
+                            .stats
+                            .future
+                            .entry((feed.name(), d.origin.source()))
+                            .or_default() += 1;
+                    }
+                    _ => *self.stats.malformed.entry(feed.name()).or_default() += 1,
+                }
+            }
             let records: Vec<SinkRecord> = decoded.dead.iter().map(dead_record).collect();
             self.dead_sink.write(&records).await.map_err(Error::Sink)?;
         }
@@ -604,6 +654,9 @@ impl Pipeline {
     /// # Errors
     /// When a sink fails or a plan fails to execute.
     pub async fn finish(&mut self) -> Result<()> {
+        for (raw, decoded) in self.guard.release(Utc::now().timestamp_millis()) {
+            self.run_rules(raw, decoded).await?;
+        }
         let step = self.graph.finish().await?;
         self.record(step, true).await?;
         self.flush().await
@@ -734,17 +787,15 @@ impl Acks {
 
 /// A dead letter as a sink record. Headers follow Kafka Connect's dead-letter convention
 /// (`__connect.errors.*`: origin topic, partition, offset, exception message) for records that
-/// came from Kafka, plus `citybrain.reason` (`malformed` | `late`), `citybrain.feed` and, for
-/// late records, `citybrain.rules` (comma-separated rule ids).
+/// came from Kafka, plus `citybrain.reason` (`malformed` | `late` | `future`), `citybrain.feed`
+/// and, for late records, `citybrain.rules` (comma-separated rule ids).
 fn dead_record(d: &DeadLetter) -> SinkRecord {
-    let (reason, detail) = match &d.reason {
-        DeadReason::Malformed(detail) => ("malformed", detail.clone()),
-        DeadReason::Late { rules } => (
-            "late",
-            format!(
-                "event time behind the watermark of rule(s) {}",
-                rules.join(",")
-            ),
+    let reason = d.reason.name();
+    let detail = match &d.reason {
+        DeadReason::Malformed(detail) | DeadReason::Future(detail) => detail.clone(),
+        DeadReason::Late { rules } => format!(
+            "event time behind the watermark of rule(s) {}",
+            rules.join(",")
         ),
     };
     let mut headers = Vec::with_capacity(8);

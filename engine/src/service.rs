@@ -83,6 +83,7 @@ pub async fn run(
             out_of_orderness_ms: e.out_of_orderness_ms,
             idle_timeout_ms: Some(i64::try_from(e.idle_timeout_ms).unwrap_or(i64::MAX)),
             alert_format: AlertFormat::Json,
+            max_future_ms: e.max_future_ms,
         },
         rules,
         pseudonymizer,
@@ -164,6 +165,9 @@ fn publish_counts(stats: &Stats) {
     }
     for (feed, n) in &stats.malformed {
         metrics::counter!(names::MALFORMED, "feed" => *feed).absolute(*n);
+    }
+    for ((feed, source), n) in &stats.future {
+        metrics::counter!(names::FUTURE, "feed" => *feed, "source" => source.clone()).absolute(*n);
     }
     for (rule, n) in &stats.late {
         metrics::counter!(names::LATE, "rule" => rule.clone()).absolute(*n);

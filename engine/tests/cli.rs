@@ -315,6 +315,173 @@ fn run_picks_up_a_new_rule_without_restart_and_reports_a_broken_one() {
     );
 }
 
+/// Rule files that used to crash or block the engine: `WITH RECURSIVE` (a panic), a window
+/// every millisecond over a day, a self `CROSS JOIN`, an `AND` chain of 3,000 terms (a stack
+/// overflow), a binary file and a link loop (which stopped the folder's reading).
+fn dangerous_rules(dir: &Path) {
+    const H: &str = "-- title: dangerous\n-- severity: info\n";
+    write(
+        &dir.join("recursive.sql"),
+        &format!(
+            "{H}WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3)\nSELECT n FROM r\n"
+        ),
+    );
+    write(
+        &dir.join("hop.sql"),
+        &format!(
+            "{H}SELECT road_id, window_start, window_end, COUNT(*) AS n\n\
+             FROM TABLE(HOP(TABLE traffic, DESCRIPTOR(ts), INTERVAL '1' MILLISECOND, INTERVAL '1' DAY))\n\
+             GROUP BY road_id, window_start, window_end\n"
+        ),
+    );
+    let w = "TABLE(TUMBLE(TABLE traffic, DESCRIPTOR(ts), INTERVAL '10' MINUTES))";
+    write(
+        &dir.join("cross.sql"),
+        &format!(
+            "{H}SELECT a.event_id, b.event_id AS other, a.window_start, a.window_end\n\
+             FROM {w} a\nCROSS JOIN {w} b\n"
+        ),
+    );
+    let terms: Vec<String> = (0..3_000).map(|i| format!("speed_kmh > {i}")).collect();
+    write(
+        &dir.join("deep.sql"),
+        &format!(
+            "{H}SELECT event_id FROM traffic\nWHERE {}\n",
+            terms.join(" AND ")
+        ),
+    );
+    std::fs::write(dir.join("binary.sql"), b"SQLite format 3\0\x10\x00\x01\x01").expect("write");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(".", dir.join("loop")).expect("symlink");
+}
+
+#[test]
+fn rules_check_reports_every_dangerous_rule_and_file_at_its_position() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("rules");
+    write(&dir.join("ok.sql"), PER_MINUTE);
+    dangerous_rules(&dir);
+    let out = citybrain(&["rules", "check", dir.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "exit code 1:\n{stderr}");
+    let at = |file: &str, pos: &str, text: &str| {
+        let want = format!("{}:{pos}: {text}", dir.join(file).display());
+        assert!(stderr.contains(&want), "want `{want}` in:\n{stderr}");
+    };
+    at("recursive.sql", "3:1", "WITH RECURSIVE is not supported");
+    at(
+        "hop.sql",
+        "4:73",
+        "HOP 1d every 1ms puts every row in 86400000 windows",
+    );
+    at("cross.sql", "5:1", "this inner join matches rows on no key");
+    at(
+        "deep.sql",
+        "4:57709",
+        "the rule nests more than 200 levels deep here",
+    );
+    at(
+        "binary.sql",
+        "1:16",
+        "a binary file (a NUL byte), not SQL text",
+    );
+    #[cfg(unix)]
+    {
+        at("loop", "1:1", "leads to");
+        assert!(
+            stderr.contains("6 problem(s) in 6 of 7 rule file(s)"),
+            "every file once, every problem:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn replay_refuses_a_deeply_nested_rule_with_a_message_not_an_abort() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    write(
+        &tmp.path().join("in/traffic.jsonl"),
+        &(traffic("a1", "2026-03-02T08:00:10Z", "R1") + "\n"),
+    );
+    let rules = tmp.path().join("rules");
+    dangerous_rules(&rules);
+    let out = citybrain(&[
+        "replay",
+        "--input",
+        tmp.path().join("in").to_str().unwrap(),
+        "--rules",
+        rules.join("deep.sql").to_str().unwrap(),
+        "--out",
+        tmp.path().join("alerts.jsonl").to_str().unwrap(),
+        "--dlq",
+        tmp.path().join("dead.jsonl").to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an error, not a crash:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("deep.sql:4:") && stderr.contains("nests more than 200 levels"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn run_reports_dangerous_rules_dropped_into_its_folder_and_keeps_reloading() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let rules = tmp.path().join("rules");
+    let per_event = |title: &str| {
+        format!(
+            "-- title: {title}\n-- severity: info\n\
+             SELECT event_id, road_id FROM traffic WHERE kind = 'flow'\n"
+        )
+    };
+    write(&rules.join("first.sql"), &per_event("first"));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_citybrain"))
+        .args([
+            "run", "--json", "--rate", "2000", "--speed", "60", "--rules",
+        ])
+        .arg(&rules)
+        .args(["--dlq"])
+        .arg(tmp.path().join("dead.jsonl"))
+        .env("CITYBRAIN_PSEUDONYM_KEY", "cli-test-key")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("citybrain runs");
+    let out = lines_of(child.stdout.take().expect("stdout"));
+    let err = lines_of(child.stderr.take().expect("stderr"));
+    let rule_is = |id: &'static str| {
+        move |l: &str| serde_json::from_str::<Value>(l).is_ok_and(|v| v["rule"] == id)
+    };
+    let (mut seen, mut logs) = (Vec::new(), Vec::new());
+    let first_runs = wait_for(&out, &mut seen, rule_is("first"));
+    dangerous_rules(&rules);
+    let reported = wait_for(&err, &mut logs, |l| {
+        l.contains("rule change rejected") && l.contains("recursive.sql:3:1")
+    });
+    // Later changes are still taken: the folder is still watched and read.
+    write(&rules.join("second.sql"), &per_event("second"));
+    let second_runs = wait_for(&out, &mut seen, rule_is("second"));
+    let status = child.try_wait().expect("try_wait");
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    assert!(first_runs, "the first rule alerts: {seen:?}");
+    assert!(reported, "the recursive rule is reported: {logs:?}");
+    assert_eq!(status, None, "the engine is still running: {logs:?}");
+    assert!(second_runs, "a rule added after them still loads: {logs:?}");
+    let logs = logs.join("\n");
+    for file in [
+        "hop.sql:4:73",
+        "cross.sql:5:1",
+        "deep.sql:4:",
+        "binary.sql:1:16",
+    ] {
+        assert!(logs.contains(file), "{file} reported:\n{logs}");
+    }
+}
+
 /// The Nexmark expectations in `rules/tests/nexmark/` were made by Flink from exactly the files
 /// `simulate --nexmark --events 2000 --sim-rate 50 --seed 42` writes: a change to the generator
 /// must come with new expectations (rules/tests/nexmark/README.md says how).
@@ -357,4 +524,132 @@ fn simulate_nexmark_writes_the_set_flinks_expectations_were_made_from() {
         files += 1;
     }
     assert_eq!(files, 3, "person, auction and bid");
+}
+
+fn police(id: &str, ts: &str, category: &str) -> String {
+    format!(
+        r#"{{"event_id":"{id}","ts":"{ts}","lat":30.25,"lon":120.17,"incident_id":"I-{id}","category":"{category}","priority":3,"reporter_phone":"13500000000"}}"#
+    )
+}
+
+/// Alerts of a replay: (rule, alert_id, the alert without `alert_id` and `emitted_at`), sorted.
+fn replayed_alerts(tmp: &Path, batch_size: &str) -> Vec<(String, String, String)> {
+    let out_path = tmp.join(format!("alerts-{batch_size}.jsonl"));
+    let out = citybrain(&[
+        "replay",
+        "--input",
+        tmp.join("in").to_str().unwrap(),
+        "--rules",
+        tmp.join("rules").to_str().unwrap(),
+        "--out",
+        out_path.to_str().unwrap(),
+        "--dlq",
+        tmp.join("dead.jsonl").to_str().unwrap(),
+        "--batch-size",
+        batch_size,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut alerts: Vec<(String, String, String)> = std::fs::read_to_string(&out_path)
+        .expect("alerts")
+        .lines()
+        .map(|l| {
+            let mut a: Value = serde_json::from_str(l).expect("json");
+            let o = a.as_object_mut().expect("object");
+            let id = o.remove("alert_id").expect("alert_id");
+            o.remove("emitted_at");
+            (
+                o["rule"].as_str().expect("rule").to_string(),
+                id.as_str().expect("id").to_string(),
+                a.to_string(),
+            )
+        })
+        .collect();
+    alerts.sort();
+    alerts
+}
+
+#[test]
+fn alert_ids_tell_apart_the_rows_of_one_event_and_reused_event_ids_and_survive_a_replay() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut traffic_lines = Vec::new();
+    for i in 0..20 {
+        let ts = format!("2026-03-02T08:{:02}:{:02}Z", i / 4, (i * 13) % 60);
+        traffic_lines.push(traffic(&format!("t{i}"), &ts, &format!("R{}", i % 3)));
+    }
+    // Two records reusing one event_id (a sensor's counter reset), on other roads.
+    traffic_lines.push(traffic("t3", "2026-03-02T08:07:00Z", "R7"));
+    traffic_lines.push(traffic("t3", "2026-03-02T08:08:00Z", "R8"));
+    write(
+        &tmp.path().join("in/traffic.jsonl"),
+        &(traffic_lines.join("\n") + "\n"),
+    );
+    // Three police reports of other kinds in the same cell and 10 minutes.
+    let police_lines = [
+        police("p1", "2026-03-02T08:01:00Z", "fight"),
+        police("p2", "2026-03-02T08:02:00Z", "theft"),
+        police("p3", "2026-03-02T08:03:00Z", "noise"),
+        // Moves the police watermark past the first window.
+        police("p4", "2026-03-02T08:30:00Z", "noise"),
+    ];
+    write(
+        &tmp.path().join("in/police.jsonl"),
+        &(police_lines.join("\n") + "\n"),
+    );
+    let rules = tmp.path().join("rules");
+    const H: &str = "-- severity: info\n";
+    // Several rows per event: one per element.
+    write(
+        &rules.join("unnest.sql"),
+        &format!(
+            "-- title: unnest\n{H}SELECT event_id, road_id, \
+             unnest(make_array('north', 'south', 'east')) AS side FROM traffic\n"
+        ),
+    );
+    // One traffic event joined with each police report of its cell: the police side selects
+    // no event_id, so only the traffic event's reaches the result.
+    let w = |t: &str| format!("TABLE(TUMBLE(TABLE {t}, DESCRIPTOR(ts), INTERVAL '10' MINUTES))");
+    write(
+        &rules.join("join.sql"),
+        &format!(
+            "-- title: join\n{H}SELECT L.event_id, L.road_id, L.window_start, L.window_end, R.category\n\
+             FROM (SELECT event_id, road_id, h3_cell(lat, lon, 8) AS cell, window_start, window_end FROM {}) L\n\
+             JOIN (SELECT category, h3_cell(lat, lon, 8) AS cell, window_start, window_end FROM {}) R\n\
+             ON L.window_start = R.window_start AND L.window_end = R.window_end AND L.cell = R.cell\n",
+            w("traffic"),
+            w("police")
+        ),
+    );
+    write(
+        &rules.join("per_event.sql"),
+        &format!("-- title: per event\n{H}SELECT event_id, road_id FROM traffic\n"),
+    );
+    let alerts = replayed_alerts(tmp.path(), "8192");
+    for rule in ["unnest", "join", "per_event"] {
+        let of_rule: Vec<&(String, String, String)> =
+            alerts.iter().filter(|a| a.0 == rule).collect();
+        let ids: std::collections::BTreeSet<&str> = of_rule.iter().map(|a| a.1.as_str()).collect();
+        let contents: std::collections::BTreeSet<&str> =
+            of_rule.iter().map(|a| a.2.as_str()).collect();
+        assert!(!of_rule.is_empty(), "{rule} alerts");
+        assert_eq!(
+            contents.len(),
+            of_rule.len(),
+            "{rule}: every alert differs from every other"
+        );
+        assert_eq!(
+            ids.len(),
+            of_rule.len(),
+            "{rule}: no two different alerts share an id: {of_rule:#?}"
+        );
+    }
+    assert_eq!(alerts.iter().filter(|a| a.0 == "unnest").count(), 66);
+    assert_eq!(alerts.iter().filter(|a| a.0 == "per_event").count(), 22);
+    assert!(alerts.iter().filter(|a| a.0 == "join").count() >= 3 * 5);
+    // A replay (in batches of one record, so every emission is cut otherwise) gives every
+    // alert the id it had.
+    assert_eq!(replayed_alerts(tmp.path(), "1"), alerts);
 }

@@ -241,6 +241,27 @@ fn compose_stack_matches_the_code() {
             "main.rs does not read {name}"
         );
     }
+    // Issue 11: the key is never given a default here; it comes from a file the user creates
+    // and git ignores.
+    assert!(
+        !env.contains_key("CITYBRAIN_PSEUDONYM_KEY"),
+        "no pseudonymisation key (or default) in the compose file"
+    );
+    let text = std::fs::read_to_string(root().join("docker-compose.yml")).expect("compose file");
+    assert!(
+        !text.contains("CITYBRAIN_PSEUDONYM_KEY:-"),
+        "no default key"
+    );
+    let env_file = doc["services"]["citybrain"]["env_file"]
+        .as_str()
+        .expect("citybrain takes an env_file");
+    let ignored = std::fs::read_to_string(root().join(".gitignore")).expect(".gitignore");
+    assert!(
+        ignored
+            .lines()
+            .any(|l| l.trim_start_matches('/') == env_file.trim_start_matches("./")),
+        "{env_file} must be git-ignored"
+    );
     let brokers = env["CITYBRAIN_BROKERS"].as_str().expect("brokers");
     let kafka_listeners = doc["services"]["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
         .as_str()

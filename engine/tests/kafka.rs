@@ -704,8 +704,100 @@ fn committed_total(brokers: &str, topics: &Topics) -> u64 {
 fn http_get(addr: &str, path: &str) -> String {
     use std::io::Write;
     let mut s = std::net::TcpStream::connect(addr).expect("connect to metrics");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").expect("request");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
     let mut out = String::new();
     s.read_to_string(&mut out).expect("response");
     out
+}
+
+/// Issue 11: on Kafka, one record dated ahead froze a window (and commits) or made later records
+/// late. Live runs compare event time with the wall clock: the city below is simulated up to a
+/// few minutes ago, and records an hour, eight hours and (as the very first record of its
+/// partition) 7,900 years ahead become `future` dead letters while every alert equals the clean
+/// replay's.
+#[test]
+fn poisoned_clocks_on_kafka_change_no_other_records_fate() {
+    let Some(brokers) = brokers() else { return };
+    let tmp = tempfile::tempdir().expect("temp dir");
+    // 12,000 events at 10 per simulated second: 20 simulated minutes ending 5 minutes ago.
+    let now = chrono::Utc::now().timestamp_millis();
+    let dir = tmp.path().join("sim");
+    write_feed_files(
+        &dir,
+        CityConfig {
+            seed: 4,
+            events_per_sim_second: 10.0,
+            start_ms: now - 25 * 60_000,
+            ..CityConfig::default()
+        },
+        12_000,
+    )
+    .expect("simulate");
+    let clean: BTreeMap<Feed, Vec<String>> = Feed::ALL
+        .iter()
+        .map(|f| {
+            let text =
+                std::fs::read_to_string(dir.join(format!("{}.jsonl", f.name()))).expect("feed");
+            (*f, text.lines().map(str::to_string).collect())
+        })
+        .collect();
+    let expected = sorted(replay_alerts(tmp.path(), &clean));
+    assert!(expected.len() >= 5, "too few alerts: {}", expected.len());
+
+    let mut feeds = clean.clone();
+    let poison = |line: &str, id: &str, ts: String| {
+        let mut v: Value = serde_json::from_str(line).expect("record");
+        v["event_id"] = Value::String(id.to_string());
+        v["ts"] = Value::String(ts);
+        v.to_string()
+    };
+    let at = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .expect("in range")
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    let traffic = feeds.get_mut(&Feed::Traffic).expect("traffic");
+    let middle = traffic.len() / 2;
+    let hour = poison(&traffic[middle], "poison-1h", at(now + 3_600_000));
+    let eight = poison(&traffic[middle], "poison-8h", at(now + 8 * 3_600_000));
+    traffic.insert(middle, hour.clone());
+    traffic.insert(middle + 100, eight.clone());
+    let police = feeds.get_mut(&Feed::Police).expect("police");
+    let first = poison(
+        &police[0],
+        "poison-9999",
+        "9999-12-31T23:59:59Z".to_string(),
+    );
+    police.insert(0, first.clone());
+
+    let topics = Topics::new(&brokers, "poison");
+    publish_feeds(&brokers, &topics, &feeds);
+    let config = topics.config(tmp.path(), &brokers, "");
+    let log = run_to_end(&config, &["--batch-size", "500"]);
+    let got = sorted(
+        alerts_of(&brokers, &topics.alerts)
+            .into_iter()
+            .map(comparable)
+            .collect(),
+    );
+    assert_eq!(got.len(), expected.len(), "alert count differs from replay");
+    assert_eq!(got, expected, "alerts differ from the clean replay");
+    let dead: BTreeMap<String, String> = read_all(&brokers, &topics.dlq)
+        .into_iter()
+        .map(|d| (d.payload, d.headers["citybrain.reason"].clone()))
+        .map(|(payload, reason)| {
+            let v: Value = serde_json::from_str(&payload).expect("dead letter JSON");
+            (v["record"].as_str().expect("record").to_string(), reason)
+        })
+        .collect();
+    let want: BTreeMap<String, String> = [hour, eight, first]
+        .into_iter()
+        .map(|r| (r, "future".to_string()))
+        .collect();
+    assert_eq!(dead, want, "exactly the poisoned records, as future");
+    assert!(log.contains("set aside as `future`"), "logged: {log}");
 }

@@ -13,6 +13,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use futures::FutureExt;
+
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
@@ -127,7 +129,23 @@ pub async fn compile_each(
     let mut catalog = catalog.clone();
     let mut compiled: Vec<Option<CompiledRule>> = sources.iter().map(|_| None).collect();
     for &i in &order {
-        match compile(&sources[i], &catalog).await {
+        // A panic while planning (a bug, or a DataFusion one) fails this rule alone: the
+        // others still load, and a live reload keeps watching.
+        let planned = std::panic::AssertUnwindSafe(compile(&sources[i], &catalog))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(vec![at_first_line(
+                    &sources[i],
+                    format!("internal error while planning this rule (please report it): {what}"),
+                )])
+            });
+        match planned {
             Ok(rule) => {
                 if rule.meta.emit == Emit::View
                     && let Some(time) = rule.view_time_column()

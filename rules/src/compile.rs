@@ -45,7 +45,7 @@ use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
-use datafusion::sql::sqlparser::tokenizer::Token;
+use datafusion::sql::sqlparser::tokenizer::{Location, Token};
 
 use crate::error::{Problem, suggest};
 use crate::rule::{Emit, RuleMeta, RuleSource, parse_header};
@@ -170,12 +170,31 @@ pub struct CompiledRule {
     pub output_schema: SchemaRef,
     /// How many leading output columns the analyst selected.
     pub data_columns: usize,
+    /// What tells one result row from another (see [`CompiledRule::id_columns`]).
+    pub row_key: RowKey,
     /// For an interval join, the largest distance in event time between joined rows.
     pub interval_ms: Option<i64>,
     pub(crate) scans: Vec<Scan>,
     pub(crate) plan: Reusable,
     pub(crate) split: Option<Split>,
     pub(crate) task_ctx: Arc<TaskContext>,
+}
+
+/// What tells one result row of a rule from another within a window (or, per event, at all):
+/// the hidden `__cb_key_N` output columns the planner appends, and whether the selected values
+/// count too. The alert id hashes exactly [`CompiledRule::id_columns`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowKey {
+    /// A window aggregation: the GROUP BY values (hidden columns), in GROUP BY order. A group
+    /// re-emitted after late rows with other values keeps its id (the next revision).
+    Group,
+    /// Every input `event_id` behind the row (hidden columns, one per input read), then every
+    /// selected value: the rows one event gives (an unnest, a join matching several rows)
+    /// differ in what they select, and two records reusing one `event_id` differ in what the
+    /// rule selects of them.
+    Events,
+    /// Every selected value: no group or `event_id` reaches the top of the query.
+    Selected,
 }
 
 /// How many runs a plan serves before it is swapped for a fresh copy (see [`Reusable`]). Each
@@ -238,6 +257,20 @@ impl CompiledRule {
     /// aggregate (sliced plans whose operators above it work group by group).
     pub fn closes_windows_together(&self) -> bool {
         self.split.as_ref().is_some_and(|s| s.window_keys.is_some())
+    }
+
+    /// The output columns whose values identify a result row (hashed, with the rule id and
+    /// the window, into the alert id): per [`RowKey`], the hidden key columns, then the
+    /// selected columns when the keys are input events, or the selected columns alone.
+    pub fn id_columns(&self) -> Vec<usize> {
+        let schema = &self.output_schema;
+        let hidden = (self.data_columns..schema.fields().len())
+            .filter(|i| schema.field(*i).name().starts_with(KEY_PREFIX));
+        match self.row_key {
+            RowKey::Group => hidden.collect(),
+            RowKey::Events => hidden.chain(0..self.data_columns).collect(),
+            RowKey::Selected => (0..self.data_columns).collect(),
+        }
     }
 
     /// The schema of this rule's rows as a view: the selected columns.
@@ -366,8 +399,34 @@ pub(crate) fn new_context() -> SessionContext {
     ctx
 }
 
-/// Parses rewritten tokens into exactly one query.
+/// Parses rewritten tokens into exactly one query, and refuses what must not reach
+/// DataFusion ([`crate::check::syntax`]: nesting depth, recursion). Runs on a thread with a
+/// large stack, as dropping a deep syntax tree recurses (see [`crate::check`]).
 pub(crate) fn parse_query(
+    src: &RuleSource,
+    rewritten: window::Rewritten,
+) -> Result<Statement, Vec<Problem>> {
+    std::thread::scope(|scope| {
+        let parser = std::thread::Builder::new()
+            .name("rule-parser".into())
+            .stack_size(crate::check::PARSE_STACK_BYTES)
+            .spawn_scoped(scope, || parse_checked(src, rewritten));
+        match parser {
+            Ok(thread) => thread
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(e) => Err(vec![problem(
+                src,
+                Diag::at(
+                    Location::new(1, 1),
+                    format!("cannot start the rule parser: {e}"),
+                ),
+            )]),
+        }
+    })
+}
+
+fn parse_checked(
     src: &RuleSource,
     rewritten: window::Rewritten,
 ) -> Result<Statement, Vec<Problem>> {
@@ -377,14 +436,20 @@ pub(crate) fn parse_query(
         .filter(|t| !matches!(t.token, Token::Whitespace(_)));
     let first = code.next().map(|t| t.span.start);
     let last = code.next_back().map_or(first, |t| Some(t.span.end));
+    let start = first.unwrap_or(Location::new(1, 1));
     let mut parser = Parser::new(&GenericDialect {}).with_tokens_with_locations(rewritten.tokens);
     let statements = parser
         .parse_statements()
         .map_err(|e| vec![parser_problem(src, &e.to_string(), last)])?;
-    let at = |message: &str| {
-        let loc = first.unwrap_or(datafusion::sql::sqlparser::tokenizer::Location::new(1, 1));
-        vec![problem(src, Diag::at(loc, message))]
-    };
+    let refused: Vec<Problem> = statements
+        .iter()
+        .flat_map(|s| crate::check::syntax(s, start))
+        .map(|d| problem(src, d))
+        .collect();
+    if !refused.is_empty() {
+        return Err(refused);
+    }
+    let at = |message: &str| vec![problem(src, Diag::at(start, message))];
     match <[Statement; 1]>::try_from(statements) {
         Ok([stmt @ Statement::Query(_)]) => Ok(stmt),
         Ok(_) => Err(at("a rule must be one SELECT query")),
@@ -481,6 +546,9 @@ fn row_filter(
 /// # Errors
 /// The rule's mistakes, each with its file, line and column.
 pub async fn compile(src: &RuleSource, catalog: &Catalog) -> Result<CompiledRule, Vec<Problem>> {
+    if let Some(defect) = &src.defect {
+        return Err(vec![defect.clone()]);
+    }
     let meta = parse_header(src);
     let rewritten = window::rewrite(&src.text, Mode::Streaming)
         .map_err(|d| d.into_iter().map(|d| problem(src, d)).collect::<Vec<_>>());
@@ -683,10 +751,25 @@ pub async fn compile(src: &RuleSource, catalog: &Catalog) -> Result<CompiledRule
     };
 
     let data_columns = plan.schema().fields().len();
-    let plan = with_key_columns(plan, !a.aggregates.is_empty());
+    let (plan, row_key) = with_key_columns(plan, !a.aggregates.is_empty());
     let optimized = state
         .optimize(&plan)
         .map_err(|e| vec![planning_problem(src, &e)])?;
+    if let Some(kind) = crate::check::unkeyed_join(&optimized) {
+        return Err(vec![problem(
+            src,
+            Diag::at(
+                keyword_position(&src.text, &["CROSS", "JOIN"], &["FROM"]).unwrap_or(first_line),
+                format!(
+                    "this {} join matches rows on no key (only on the window or nothing): \
+                     every pair of rows is a result, growing with the square of the rows; join \
+                     on a column as well, e.g. `ON L.window_start = R.window_start AND \
+                     L.window_end = R.window_end AND L.cell = R.cell`",
+                    kind.to_string().to_lowercase()
+                ),
+            ),
+        )]);
+    }
     let filters = scan_filters(&optimized);
     let physical = state
         .query_planner()
@@ -699,10 +782,11 @@ pub async fn compile(src: &RuleSource, catalog: &Catalog) -> Result<CompiledRule
     for name in &a.scans {
         let w = windows.iter().find(|w| &w.slot == name).cloned();
         let table = w.as_ref().map_or(name.clone(), |w| w.table.clone());
-        let (input_schema, time) = catalog
-            .tables
-            .get(&table)
-            .expect("scans only name registered tables");
+        let Some((input_schema, time)) = catalog.tables.get(&table) else {
+            return Err(fail(format!(
+                "`{table}` is not a feed or view this rule can read as a stream"
+            )));
+        };
         let input = inputs.iter().position(|i| *i == table).unwrap_or_else(|| {
             inputs.push(table.clone());
             inputs.len() - 1
@@ -746,6 +830,7 @@ pub async fn compile(src: &RuleSource, catalog: &Catalog) -> Result<CompiledRule
         shape,
         output_schema: physical.schema(),
         data_columns,
+        row_key,
         interval_ms,
         scans,
         plan: Reusable::new(physical),
@@ -1039,12 +1124,14 @@ fn interval_literal_ms(e: &Expr) -> Option<i64> {
     }
 }
 
-/// Appends the columns that identify a result row to the query's output, so alerts get an id
-/// that is the same whenever the same rule, window and group come round again: the GROUP BY
-/// values of a window aggregation, otherwise every input `event_id` (one per joined side).
-/// When neither can be reached from the top of the query, no column is added and the alert id
-/// is taken over the selected values.
-fn with_key_columns(plan: LogicalPlan, aggregated: bool) -> LogicalPlan {
+/// Appends the columns that identify a result row to the query's output as hidden
+/// `__cb_key_N` columns, so alerts get an id that is the same whenever the same rule, window
+/// and row come round again (see [`RowKey`]): the GROUP BY values of a window aggregation,
+/// otherwise every input `event_id` (one per joined side). When neither can be reached from
+/// the top of the query (a join or union above the aggregate, a subquery without `event_id`,
+/// an unnest above the aggregate), no column is added and rows are told apart by their
+/// selected values alone.
+fn with_key_columns(plan: LogicalPlan, aggregated: bool) -> (LogicalPlan, RowKey) {
     match plan {
         LogicalPlan::Projection(p) => {
             let input_schema = p.input.schema();
@@ -1059,6 +1146,8 @@ fn with_key_columns(plan: LogicalPlan, aggregated: bool) -> LogicalPlan {
                                 .collect();
                             break;
                         }
+                        // Several rows per group: the group no longer tells them apart.
+                        LogicalPlan::Unnest(_) => break,
                         other => match other.inputs().as_slice() {
                             [one] => node = one,
                             _ => break,
@@ -1076,7 +1165,7 @@ fn with_key_columns(plan: LogicalPlan, aggregated: bool) -> LogicalPlan {
                 _ => false,
             });
             if keys.is_empty() || !resolvable {
-                return LogicalPlan::Projection(p);
+                return (LogicalPlan::Projection(p), RowKey::Selected);
             }
             let mut exprs = p.expr.clone();
             exprs.extend(
@@ -1085,18 +1174,20 @@ fn with_key_columns(plan: LogicalPlan, aggregated: bool) -> LogicalPlan {
                     .map(|(i, e)| e.alias(format!("{KEY_PREFIX}{i}"))),
             );
             match Projection::try_new(exprs, Arc::clone(&p.input)) {
-                Ok(with_keys) => LogicalPlan::Projection(with_keys),
-                Err(_) => LogicalPlan::Projection(p),
+                Ok(with_keys) if aggregated => (LogicalPlan::Projection(with_keys), RowKey::Group),
+                Ok(with_keys) => (LogicalPlan::Projection(with_keys), RowKey::Events),
+                Err(_) => (LogicalPlan::Projection(p), RowKey::Selected),
             }
         }
         other => match other.inputs().as_slice() {
             [one] => {
-                let child = with_key_columns((*one).clone(), aggregated);
-                other
-                    .with_new_exprs(other.expressions(), vec![child])
-                    .unwrap_or_else(|_| other.clone())
+                let (child, key) = with_key_columns((*one).clone(), aggregated);
+                match other.with_new_exprs(other.expressions(), vec![child]) {
+                    Ok(plan) => (plan, key),
+                    Err(_) => (other.clone(), RowKey::Selected),
+                }
             }
-            _ => other,
+            _ => (other, RowKey::Selected),
         },
     }
 }
@@ -1108,6 +1199,25 @@ fn problem(src: &RuleSource, d: Diag) -> Problem {
         column: d.column,
         message: d.message,
     }
+}
+
+/// Where the first of `keywords` appears in the rule's query, else the first of `fallback`.
+fn keyword_position(text: &str, keywords: &[&str], fallback: &[&str]) -> Option<Location> {
+    let tokens = datafusion::sql::sqlparser::tokenizer::Tokenizer::new(&GenericDialect {}, text)
+        .tokenize_with_location()
+        .ok()?;
+    let first = |words: &[&str]| {
+        tokens.iter().find_map(|t| match &t.token {
+            Token::Word(w)
+                if w.quote_style.is_none()
+                    && words.iter().any(|k| w.value.eq_ignore_ascii_case(k)) =>
+            {
+                Some(t.span.start)
+            }
+            _ => None,
+        })
+    };
+    first(keywords).or_else(|| first(fallback))
 }
 
 /// The position of the first line of SQL after the header.

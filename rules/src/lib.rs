@@ -28,10 +28,13 @@
 //! - [`RuleGraph`]: every rule of a library at work, views feeding their readers, reloaded in
 //!   place ([`RuleGraph::reload`]), snapshotted and restored as a whole ([`GraphSnapshot`]).
 //! - [`batch::evaluate`]: the same rule as one batch query, the oracle for tests.
-//! - [`Problem`]: a rule author's mistake with file, line and column.
+//! - [`Problem`]: a rule author's mistake with file, line and column; [`check`] holds what
+//!   planning refuses so that no rule can hurt the engine (nesting depth, recursion, joins on
+//!   no key; window limits sit in [`window`]).
 
 pub mod batch;
 pub mod chain;
+pub mod check;
 pub mod compile;
 pub mod error;
 mod flink;
@@ -42,7 +45,7 @@ pub mod rule;
 pub mod window;
 
 pub use chain::{compile_all, compile_each};
-pub use compile::{Catalog, CompiledRule, KEY_PREFIX, Shape, compile};
+pub use compile::{Catalog, CompiledRule, KEY_PREFIX, RowKey, Shape, compile};
 pub use error::{Error, Problem, Result};
 pub use graph::{GraphSnapshot, GraphStep, Reloaded, Restored, RuleGraph, RuleSnapshot};
 pub use operator::{

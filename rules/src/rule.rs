@@ -67,8 +67,12 @@ pub struct RuleSource {
     pub id: String,
     /// The file, as given (for error messages).
     pub path: PathBuf,
-    /// The whole file.
+    /// The whole file (when it is not UTF-8, with each invalid byte replaced by `U+FFFD`).
     pub text: String,
+    /// Why the file cannot be a rule at all (not UTF-8 text, binary, too large, unreadable, a
+    /// link looping back into the folder): planning reports it as the file's only problem, so
+    /// one such file neither stops `rules check` nor blocks live reloads of the others.
+    pub defect: Option<Problem>,
 }
 
 impl RuleSource {
@@ -78,66 +82,186 @@ impl RuleSource {
             id: id.to_string(),
             path: PathBuf::from(format!("{id}.sql")),
             text: text.to_string(),
+            defect: None,
         }
     }
 }
+
+/// The largest rule file read, in bytes: a rule is one query, and the live reload reads every
+/// file every second.
+pub const MAX_RULE_BYTES: u64 = 1 << 20;
 
 /// Reads every `*.sql` file below the folder `dir`, sorted by id (the path below `dir`
 /// without `.sql`); or, when `dir` is a file, that one rule (its id is the file name without
 /// `.sql`), so an analyst can check or back-test a single rule.
 ///
+/// A file that cannot be a rule (not UTF-8, binary, larger than [`MAX_RULE_BYTES`],
+/// unreadable) and a link to a folder already read (a link loop, whose rules would otherwise be
+/// read again at every level) come back as sources with a [`RuleSource::defect`], so that every
+/// problem is reported with the others and the remaining rules still load.
+///
 /// # Errors
-/// When the folder or a file cannot be read.
+/// When `dir` itself cannot be read.
 pub fn read_dir(dir: &Path) -> Result<Vec<RuleSource>> {
     let mut out = Vec::new();
     if dir.is_file() {
         let root = dir.parent().unwrap_or(Path::new(""));
-        read_rule(root, dir, &mut out)?;
+        out.push(read_rule(root, dir));
         return Ok(out);
     }
-    walk(dir, dir, &mut out)?;
+    let canonical = std::fs::canonicalize(dir).map_err(|source| Error::ReadDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut seen = std::collections::HashSet::from([canonical]);
+    walk(dir, dir, &mut seen, &mut out)?;
     out.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(out)
 }
 
-fn walk(root: &Path, dir: &Path, out: &mut Vec<RuleSource>) -> Result<()> {
+/// Reads the folder `dir` below `root`, each folder (by its canonical path) once.
+fn walk(
+    root: &Path,
+    dir: &Path,
+    seen: &mut std::collections::HashSet<PathBuf>,
+    out: &mut Vec<RuleSource>,
+) -> Result<()> {
     let entries = std::fs::read_dir(dir).map_err(|source| Error::ReadDir {
         path: dir.to_path_buf(),
         source,
     })?;
+    let mut paths = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|source| Error::ReadDir {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let path = entry.path();
+        match entry {
+            Ok(entry) => paths.push(entry.path()),
+            Err(e) => out.push(defective(
+                root,
+                dir,
+                format!("cannot list this folder: {e}"),
+            )),
+        }
+    }
+    // Sorted, so that of two paths to one folder the same one is read every time.
+    paths.sort();
+    for path in paths {
         if path.is_dir() {
-            walk(root, &path, out)?;
+            match std::fs::canonicalize(&path) {
+                Err(e) => out.push(defective(
+                    root,
+                    &path,
+                    format!("cannot read this folder: {e}"),
+                )),
+                Ok(target) if seen.contains(&target) => out.push(defective(
+                    root,
+                    &path,
+                    format!(
+                        "leads to {}, which is already read (a link loop, or a second link to one \
+                         folder): remove the link; its rules are read once",
+                        target.display()
+                    ),
+                )),
+                Ok(target) => {
+                    seen.insert(target);
+                    if let Err(Error::ReadDir { source, .. }) = walk(root, &path, seen, out) {
+                        out.push(defective(
+                            root,
+                            &path,
+                            format!("cannot read this folder: {source}"),
+                        ));
+                    }
+                }
+            }
         } else if path.extension().is_some_and(|e| e == "sql") {
-            read_rule(root, &path, out)?;
+            out.push(read_rule(root, &path));
         }
     }
     Ok(())
 }
 
-/// Reads the rule file `path`; its id is its path below `root` without `.sql`.
-fn read_rule(root: &Path, path: &Path, out: &mut Vec<RuleSource>) -> Result<()> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::ReadRule {
-        path: path.to_path_buf(),
-        source,
-    })?;
+/// The id of the file `path` below `root`: its path there, without `.sql`, `/`-separated.
+fn rule_id(root: &Path, path: &Path) -> String {
     let rel = path.strip_prefix(root).unwrap_or(path).with_extension("");
-    let id = rel
-        .components()
+    rel.components()
         .map(|c| c.as_os_str().to_string_lossy())
         .collect::<Vec<_>>()
-        .join("/");
-    out.push(RuleSource {
-        id,
+        .join("/")
+}
+
+/// A source that is no rule, with why.
+fn defective(root: &Path, path: &Path, message: String) -> RuleSource {
+    RuleSource {
+        id: rule_id(root, path),
         path: path.to_path_buf(),
-        text,
-    });
-    Ok(())
+        text: String::new(),
+        defect: Some(Problem {
+            file: path.to_path_buf(),
+            line: 1,
+            column: 1,
+            message,
+        }),
+    }
+}
+
+/// Reads the rule file `path`; its id is its path below `root` without `.sql`. A file that
+/// cannot be a rule comes back with its defect.
+fn read_rule(root: &Path, path: &Path) -> RuleSource {
+    let bytes = match std::fs::metadata(path) {
+        Ok(m) if m.len() > MAX_RULE_BYTES => {
+            return defective(
+                root,
+                path,
+                format!(
+                    "is {} bytes; a rule file holds one query and must be under {} bytes",
+                    m.len(),
+                    MAX_RULE_BYTES
+                ),
+            );
+        }
+        _ => match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) => return defective(root, path, format!("cannot read this file: {e}")),
+        },
+    };
+    // A byte-order mark, as some editors write, is not part of the text.
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+    RuleSource {
+        id: rule_id(root, path),
+        path: path.to_path_buf(),
+        text: String::from_utf8_lossy(bytes).into_owned(),
+        defect: text_defect(path, bytes),
+    }
+}
+
+/// Why `bytes` are not the text of a rule: the first byte that is not UTF-8, or the first NUL
+/// (a binary file), with its line and column.
+fn text_defect(path: &Path, bytes: &[u8]) -> Option<Problem> {
+    let invalid = std::str::from_utf8(bytes).err().map(|e| e.valid_up_to());
+    let nul = bytes.iter().position(|b| *b == 0);
+    let (at, what) = match (invalid, nul) {
+        (None, None) => return None,
+        (Some(i), Some(n)) if n < i => (n, "a binary file (a NUL byte), not SQL text"),
+        (Some(i), _) => (i, "not UTF-8 text"),
+        (None, Some(n)) => (n, "a binary file (a NUL byte), not SQL text"),
+    };
+    let before = &bytes[..at];
+    let line_start = before
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |p| p + 1);
+    let line = before.iter().filter(|b| **b == b'\n').count() as u64 + 1;
+    let column = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count() as u64
+        + 1;
+    Some(Problem {
+        file: path.to_path_buf(),
+        line,
+        column,
+        message: format!(
+            "{what}: byte 0x{:02x} here; save the rule as UTF-8 text",
+            bytes[at]
+        ),
+    })
 }
 
 /// A rule's metadata, from its header.

@@ -450,6 +450,7 @@ fn parse_call(
             gap_ms: parse_interval(&args[2])?,
         },
     };
+    bounded(kind, &kind_name).map_err(|message| Diag::at(at(args.len() - 1), message))?;
     let tvf = WindowTvf {
         kind,
         table,
@@ -459,6 +460,45 @@ fn parse_call(
         line: tokens[start].span.start.line,
     };
     Ok((tvf, close_outer))
+}
+
+/// The longest window a rule may use (TUMBLE and HOP size, CUMULATE max size, SESSION gap):
+/// 7 days. Window state is rebuilt from input not yet committed (Kafka), so a window must close
+/// well within the feed topics' retention (Kafka keeps 7 days by default); until it closes,
+/// its rows or partial states stay in memory.
+pub const MAX_WINDOW_MS: i64 = 7 * 86_400_000;
+
+/// The most windows one row may belong to, which is also the most slices a window is made of:
+/// HOP size / slide, CUMULATE max size / step. Every slice adds its window ends to the open
+/// windows and every window closing merges that many slices, so HOP with a 1 ms slide and a
+/// 1 day size (86.4 million windows per row) would grow without end and never emit. 10,000
+/// allows, e.g., a 1-hour window every second or a day every 10 seconds.
+pub const MAX_WINDOWS_PER_ROW: i64 = 10_000;
+
+/// Whether `kind` stays within [`MAX_WINDOW_MS`] and [`MAX_WINDOWS_PER_ROW`]; if not, why.
+pub(crate) fn bounded(kind: WindowKind, name: &str) -> Result<(), String> {
+    let size = kind.size_ms();
+    if size > MAX_WINDOW_MS {
+        return Err(format!(
+            "a {name} window of {} is longer than the longest allowed, {}: a window holds its \
+             state until it closes, and must close within the input's retention",
+            human_ms(size),
+            human_ms(MAX_WINDOW_MS)
+        ));
+    }
+    if let Some(slice) = kind.slice_ms() {
+        let per_row = size / slice;
+        if per_row > MAX_WINDOWS_PER_ROW {
+            return Err(format!(
+                "{kind} puts every row in {per_row} windows (size / {}), more than \
+                 {MAX_WINDOWS_PER_ROW}: every window closing merges that many slices; use a \
+                 longer {} or a shorter size",
+                if name == "HOP" { "slide" } else { "step" },
+                if name == "HOP" { "slide" } else { "step" },
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Puts `NAME => value` arguments (Flink's named form) in their positional order.

@@ -284,6 +284,7 @@ async fn run(a: &RunArgs) -> anyhow::Result<Report> {
                 out_of_orderness_ms: a.out_of_orderness_ms,
                 idle_timeout_ms: None,
                 alert_format: AlertFormat::Json,
+                ..PipelineConfig::default()
             };
             let mut decoding = DecodeAhead::new(Arc::clone(&pseudonymizer), DECODE_AHEAD);
             let mut pipeline = Pipeline::new(

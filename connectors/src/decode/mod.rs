@@ -24,9 +24,11 @@ use crate::privacy::Pseudonymizer;
 use crate::record::{DeadLetter, DeadReason, RawBatch};
 
 mod ahead;
+pub mod guard;
 mod scan;
 
 pub use ahead::{DecodeAhead, DecodedBatch};
+pub use guard::{EventTimeGuard, GuardConfig};
 
 /// Decodes raw batches of one feed.
 pub struct Decoder {
@@ -368,12 +370,25 @@ impl<'de> Visitor<'de> for RecordSeed<'_, 'de> {
         // Producers write fields in the standard's order, so the field after the last one
         // found is tried first.
         let mut hint = 0;
-        while let Some(index) = map.next_key_seed(KeySeed {
+        // Keys the standard does not know, kept to find one given twice (rare: few records
+        // carry extra keys at all).
+        let mut unknown: Vec<Cow<'de, str>> = Vec::new();
+        while let Some(key) = map.next_key_seed(KeySeed {
             fields: self.fields,
             hint,
         })? {
+            let index = match key {
+                Key::Known(i) => Some(i),
+                Key::Unknown(name) => {
+                    unknown.push(name);
+                    None
+                }
+            };
             match index {
                 Some(i) => {
+                    if !matches!(self.values[i], Val::Absent) {
+                        return Err(de::Error::duplicate_field(self.fields[i].name));
+                    }
                     self.values[i] = map.next_value_seed(ValueSeed {
                         spec: &self.fields[i],
                         required: i < CORE_FIELDS,
@@ -385,6 +400,9 @@ impl<'de> Visitor<'de> for RecordSeed<'_, 'de> {
                 }
             }
         }
+        if let Some(name) = duplicate(&mut unknown) {
+            return Err(de::Error::custom(format_args!("duplicate field `{name}`")));
+        }
         for (spec, value) in self.fields[..CORE_FIELDS].iter().zip(self.values.iter()) {
             if matches!(value, Val::Absent) {
                 return Err(de::Error::missing_field(spec.name));
@@ -394,7 +412,25 @@ impl<'de> Visitor<'de> for RecordSeed<'_, 'de> {
     }
 }
 
-/// Maps a key to the index of the known field, or `None` for fields to ignore.
+/// The first name `names` holds twice, if any (sorts `names`).
+fn duplicate<'n>(names: &'n mut [Cow<'_, str>]) -> Option<&'n str> {
+    if names.len() < 2 {
+        return None;
+    }
+    names.sort_unstable();
+    names
+        .windows(2)
+        .find(|pair| pair[0] == pair[1])
+        .map(|pair| pair[0].as_ref())
+}
+
+/// A record's key: a field of the standard, or another (ignored, but checked for repeats).
+enum Key<'de> {
+    Known(usize),
+    Unknown(Cow<'de, str>),
+}
+
+/// Maps a key to the index of the known field, or to the key itself for fields to ignore.
 struct KeySeed {
     fields: &'static [FieldSpec],
     /// The index to try first.
@@ -402,7 +438,7 @@ struct KeySeed {
 }
 
 impl<'de> DeserializeSeed<'de> for KeySeed {
-    type Value = Option<usize>;
+    type Value = Key<'de>;
 
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_str(self)
@@ -410,16 +446,26 @@ impl<'de> DeserializeSeed<'de> for KeySeed {
 }
 
 impl<'de> Visitor<'de> for KeySeed {
-    type Value = Option<usize>;
+    type Value = Key<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a field name")
     }
 
+    fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<Self::Value, E> {
+        Ok(field_index(self.fields, self.hint, key)
+            .map_or(Key::Unknown(Cow::Borrowed(key)), Key::Known))
+    }
+
     fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
-        Ok(field_index(self.fields, self.hint, key))
+        Ok(field_index(self.fields, self.hint, key)
+            .map_or_else(|| Key::Unknown(Cow::Owned(key.to_owned())), Key::Known))
     }
 }
+
+/// 2^63: the smallest magnitude no `i64` reaches (`i64::MIN` is -2^63, but a double read as
+/// -2^63 is as likely a rounded larger integer).
+const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
 
 /// Parses the value of one known field, with messages naming the field.
 struct ValueSeed {
@@ -435,6 +481,24 @@ impl ValueSeed {
             Kind::Float => "a number",
             Kind::Ts => "an RFC 3339 string or integer epoch milliseconds",
         }
+    }
+
+    /// A number for a `Float` field, checked against the field's declared range.
+    fn float<E: de::Error>(&self, v: f64) -> Result<Val<'static>, E> {
+        match self.spec.range {
+            Some((min, max)) if !(min..=max).contains(&v) => Err(E::custom(format_args!(
+                "field `{}`: out of range (must be within {min} and {max})",
+                self.spec.name
+            ))),
+            _ => Ok(Val::Float(v)),
+        }
+    }
+
+    fn out_of_range<E: de::Error>(&self) -> E {
+        E::custom(format_args!(
+            "field `{}`: integer out of range (beyond a signed 64-bit integer)",
+            self.spec.name
+        ))
     }
 
     fn wrong_type<E: de::Error>(&self, found: &str) -> E {
@@ -502,28 +566,30 @@ impl<'de> Visitor<'de> for ValueSeed {
         match self.spec.kind {
             Kind::Int | Kind::Ts => Ok(Val::Int(v)),
             #[allow(clippy::cast_precision_loss)] // JSON numbers are doubles anyway
-            Kind::Float => Ok(Val::Float(v as f64)),
+            Kind::Float => self.float(v as f64),
             Kind::Str => Err(self.wrong_type("number")),
         }
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
         match self.spec.kind {
-            Kind::Int | Kind::Ts => i64::try_from(v).map(Val::Int).map_err(|_| {
-                E::custom(format_args!(
-                    "field `{}`: integer out of range",
-                    self.spec.name
-                ))
-            }),
+            Kind::Int | Kind::Ts => i64::try_from(v)
+                .map(Val::Int)
+                .map_err(|_| self.out_of_range()),
             #[allow(clippy::cast_precision_loss)] // JSON numbers are doubles anyway
-            Kind::Float => Ok(Val::Float(v as f64)),
+            Kind::Float => self.float(v as f64),
             Kind::Str => Err(self.wrong_type("number")),
         }
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
         match self.spec.kind {
-            Kind::Float => Ok(Val::Float(v)),
+            Kind::Float => self.float(v),
+            // serde_json reads an integer too large for 64 bits as a double: a whole number
+            // this large was (in all likelihood) written as an integer.
+            Kind::Int | Kind::Ts if v.fract() == 0.0 && v.abs() >= TWO_POW_63 => {
+                Err(self.out_of_range())
+            }
             Kind::Int | Kind::Ts => Err(self.wrong_type("a non-integer number")),
             Kind::Str => Err(self.wrong_type("number")),
         }

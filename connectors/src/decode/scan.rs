@@ -3,8 +3,8 @@
 //! A feed record is one flat JSON object of strings, numbers and nulls. [`scan_record`] reads
 //! exactly that shape in one pass over the bytes, knowing the feed's fields and their types,
 //! and gives up (returns `false`) on anything else: an escape in a string, a nested value, an
-//! exponent or a very long number, a wrong type, a missing or null required field, bad
-//! syntax. The caller then parses the record again with the general `serde_json` path, which
+//! exponent or a very long number, a wrong type, a missing or null required field, a value
+//! outside its field's declared range, a key given twice, bad syntax. The caller then parses the record again with the general `serde_json` path, which
 //! yields the same values or the error message, so the dead-letter reasons do not depend on
 //! which path ran. The module's tests check both paths agree on generated records.
 
@@ -15,6 +15,9 @@ use crate::feed::{CORE_FIELDS, FieldSpec, Kind, MAX_FIELDS};
 
 /// Exact powers of ten: a decimal with a mantissa below 2^53 and at most 22 fraction digits is
 /// `mantissa / 10^k` with one correctly rounded division, the value any JSON parser gives.
+/// Most keys outside the standard a record may carry and still take the fast path.
+const MAX_UNKNOWN: usize = 8;
+
 const POW10: [f64; 23] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
     1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
@@ -44,17 +47,34 @@ fn scan<'a>(
     s.expect(b'{')?;
     s.skip_ws();
     let mut hint = 0;
+    // Keys the standard does not know, to catch one given twice; a record with more of them
+    // goes the general way.
+    let mut unknown: [&str; MAX_UNKNOWN] = [""; MAX_UNKNOWN];
+    let mut unknowns = 0;
     if s.peek() != Some(b'}') {
         loop {
             s.expect(b'"')?;
             let index = match s.key_is(fields, hint) {
                 Some(i) => Some(i),
-                None => field_index(fields, hint, s.string_body()?),
+                None => {
+                    let key = s.string_body()?;
+                    let index = field_index(fields, hint, key);
+                    if index.is_none() {
+                        if unknowns == MAX_UNKNOWN || unknown[..unknowns].contains(&key) {
+                            return None;
+                        }
+                        unknown[unknowns] = key;
+                        unknowns += 1;
+                    }
+                    index
+                }
             };
             s.skip_ws();
             s.expect(b':')?;
             s.skip_ws();
             match index {
+                // A field given twice: the general parser names it.
+                Some(i) if !matches!(values[i], Val::Absent) => return None,
                 Some(i) => {
                     values[i] = s.value(&fields[i], i < CORE_FIELDS)?;
                     hint = i + 1;
@@ -157,8 +177,8 @@ impl<'a> Scanner<'a> {
             b'-' | b'0'..=b'9' => match (self.number()?, spec.kind) {
                 (Number::Int(v), Kind::Int | Kind::Ts) => Some(Val::Int(v)),
                 #[allow(clippy::cast_precision_loss)] // as serde_json: JSON numbers are doubles
-                (Number::Int(v), Kind::Float) => Some(Val::Float(v as f64)),
-                (Number::Float(v), Kind::Float) => Some(Val::Float(v)),
+                (Number::Int(v), Kind::Float) => in_range(spec, v as f64),
+                (Number::Float(v), Kind::Float) => in_range(spec, v),
                 _ => None,
             },
             _ => None,
@@ -238,6 +258,15 @@ impl<'a> Scanner<'a> {
     }
 }
 
+/// `v` when the field declares no range or `v` is within it; `None` lets the general parser
+/// write the reason.
+fn in_range(spec: &FieldSpec, v: f64) -> Option<Val<'static>> {
+    match spec.range {
+        Some((min, max)) if !(min..=max).contains(&v) => None,
+        _ => Some(Val::Float(v)),
+    }
+}
+
 enum Number {
     Int(i64),
     Float(f64),
@@ -298,11 +327,18 @@ mod tests {
             "-",
             "nul",
             "tru",
+            "90",
+            "-90.0",
+            "90.000001",
+            "180",
+            "-180.5",
+            "181",
+            "1e400",
         ];
         let mut fast_answers = 0;
         for feed in Feed::ALL {
             let fields = feed.fields();
-            for _ in 0..4000 {
+            for _ in 0..5000 {
                 let mut text = String::from(if next() % 17 == 0 { " { " } else { "{" });
                 let mut first = true;
                 for (i, f) in fields.iter().enumerate() {
@@ -313,13 +349,21 @@ mod tests {
                         text.push_str(if next() % 19 == 0 { " ,\n" } else { "," });
                     }
                     first = false;
-                    let key = if next() % 41 == 0 { "extra" } else { f.name };
+                    let key = match next() % 41 {
+                        0 => "extra",
+                        1 => "other",
+                        _ => f.name,
+                    };
                     let value = if next() % 12 == 0 {
                         pieces[(next() % pieces.len() as u64) as usize].to_owned()
                     } else {
-                        usual_value(f.kind, i, next())
+                        usual_value(f, i, next())
                     };
                     text.push_str(&format!("\"{key}\":{value}"));
+                    if next() % 97 == 0 {
+                        // The same key again.
+                        text.push_str(&format!(",\"{key}\":{value}"));
+                    }
                 }
                 text.push_str(match next() % 23 {
                     0 => "} ",
@@ -352,6 +396,25 @@ mod tests {
         );
     }
 
+    /// What the fast path leaves to the general parser so that it names the problem.
+    #[test]
+    fn declines_out_of_range_and_repeated_keys() {
+        let fields = Feed::Police.fields();
+        for text in [
+            r#"{"event_id":"p","ts":0,"lat":91,"lon":0}"#,
+            r#"{"event_id":"p","ts":0,"lat":0,"lon":-180.5}"#,
+            r#"{"event_id":"p","ts":0,"lat":0,"lon":0,"lat":1}"#,
+            r#"{"event_id":"p","ts":0,"x":1,"lat":0,"lon":0,"x":2}"#,
+            r#"{"a":0,"b":0,"c":0,"d":0,"e":0,"f":0,"g":0,"h":0,"i":0,"event_id":"p","ts":0,"lat":0,"lon":0}"#,
+        ] {
+            let mut values: [Val<'_>; MAX_FIELDS] = Default::default();
+            assert!(!scan_record(fields, text, &mut values), "{text}");
+        }
+        let mut values: [Val<'_>; MAX_FIELDS] = Default::default();
+        let edge = r#"{"event_id":"p","ts":0,"lat":-90,"lon":180.0,"a":0,"b":0}"#;
+        assert!(scan_record(fields, edge, &mut values), "{edge}");
+    }
+
     /// What producers write (the simulator writes as they do, RFC 3339 and epoch timestamps,
     /// nulls, Chinese text) takes the fast path: the general parser is for the unusual.
     #[test]
@@ -367,10 +430,14 @@ mod tests {
         }
     }
 
-    fn usual_value(kind: Kind, i: usize, r: u64) -> String {
-        match kind {
+    fn usual_value(f: &FieldSpec, i: usize, r: u64) -> String {
+        match f.kind {
             Kind::Str => format!("\"v{i}-{r}\""),
             Kind::Int => format!("{}", (r % 2000) as i64 - 1000),
+            // Coordinates mostly within their range, now and then just outside it.
+            Kind::Float if f.range.is_some() => {
+                format!("{}.{:06}", (r % 182) as i64 - 91, r % 1_000_000)
+            }
             Kind::Float => format!("{}.{:06}", (r % 400) as i64 - 200, r % 1_000_000),
             Kind::Ts if r.is_multiple_of(3) => format!("{}", 1_772_431_198_244u64 + r % 100_000),
             Kind::Ts => format!(

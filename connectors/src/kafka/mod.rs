@@ -14,8 +14,10 @@
 //! - [`source`]: the consumer; [`progress`]: which offsets may be committed.
 //! - [`sink`]: the producer and its delivery tracking.
 //! - [`watermark`]: per-partition watermarks with an idle timeout.
+//! - [`log`]: librdkafka's logs and errors, each kind once (then a summary a minute).
 
 pub mod config;
+pub mod log;
 pub mod progress;
 pub mod sink;
 pub mod source;

@@ -22,6 +22,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use tokio::sync::watch;
 
+use super::log::ClientLog;
 use crate::sink::{Sink, SinkRecord};
 use crate::{Error, Result};
 
@@ -160,9 +161,18 @@ pub struct Pending {
 /// librdkafka context: routes delivery reports to the tracker.
 pub struct TrackingContext {
     tracker: Arc<DeliveryTracker>,
+    log: ClientLog,
 }
 
-impl ClientContext for TrackingContext {}
+impl ClientContext for TrackingContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        self.log.log(level, fac, message);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.log.error(&error, reason);
+    }
+}
 
 impl ProducerContext for TrackingContext {
     type DeliveryOpaque = Box<Pending>;
@@ -217,6 +227,7 @@ impl KafkaProducer {
         let producer = config
             .create_with_context(TrackingContext {
                 tracker: Arc::clone(&tracker),
+                log: ClientLog::new(config.get("bootstrap.servers").unwrap_or_default()),
             })
             .map_err(|source| Error::Kafka {
                 action: "creating the producer".into(),

@@ -22,6 +22,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientContext, Message};
 
 use super::config::KafkaConfig;
+use super::log::ClientLog;
 use super::progress::TopicPartition;
 use crate::feed::Feed;
 use crate::record::{Origin, RawBatch, RawRecord};
@@ -53,9 +54,18 @@ struct Shared {
 /// partition.
 pub struct SourceContext {
     shared: Arc<Shared>,
+    log: ClientLog,
 }
 
 impl ClientContext for SourceContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        self.log.log(level, fac, message);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.log.error(&error, reason);
+    }
+
     fn stats(&self, statistics: Statistics) {
         let mut offsets = self.shared.offsets.lock().expect("offsets lock");
         let known = |o: i64| (o >= 0).then_some(o);
@@ -140,6 +150,7 @@ impl KafkaSource {
             .consumer_config()
             .create_with_context(SourceContext {
                 shared: Arc::clone(&shared),
+                log: ClientLog::new(config.brokers.clone()),
             })
             .map_err(|source| Error::Kafka {
                 action: "creating the consumer".into(),

@@ -1,5 +1,6 @@
 //! Reading feed files: `DIR/{traffic,police,emergency,market}.jsonl`, one JSON event a line.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
@@ -27,6 +28,14 @@ const CHUNK: usize = 1 << 20;
 /// minute's worth of its windows at once.
 const MERGE_SLACK_MS: i64 = 60_000;
 
+/// Records of each feed read ahead to order the feeds: a feed's place in the merge is the
+/// earliest event time of its next this many records, so one record with a clock ahead (a year,
+/// say) does not hold its whole feed back to the end of the replay while the others run on.
+const HEAD_RECORDS: usize = 3;
+
+/// The UTF-8 byte order mark some editors and Windows tools put at the start of a text file.
+const BOM: &[u8] = b"\xef\xbb\xbf";
+
 /// A batch looks at its event time at most every this many lines (reading a time costs about
 /// as much as splitting the line), and more often as it nears its limit (`look_stride`).
 const TIME_CHECK_EVERY: usize = 32;
@@ -35,15 +44,16 @@ const TIME_CHECK_EVERY: usize = 32;
 /// them.
 ///
 /// Each batch holds records of one feed, in file order, with [`Origin::File`] (1-based line
-/// numbers). It is taken from the feed whose next record is oldest, and ends after `max_batch`
-/// records or once its event time passes the other feeds' next record by more than
-/// [`MERGE_SLACK_MS`]. A sparse feed therefore arrives beside the dense one instead of all at
-/// once, and the windows it closes close one at a time, as they would live. The event time is
-/// only peeked at (`"ts":`); a record without a readable one counts as oldest, and decoding
-/// decides its fate. The order within a feed never changes.
+/// numbers). It is taken from the feed whose next records are oldest (the earliest time of its
+/// next [`HEAD_RECORDS`]), and ends after `max_batch` records or once its event time passes the
+/// other feeds' next records by more than [`MERGE_SLACK_MS`]. A sparse feed therefore arrives
+/// beside the dense one instead of all at once, and the windows it closes close one at a time,
+/// as they would live. The event time is only peeked at (`"ts":`); a record without a readable
+/// one at the head of its feed counts as oldest, and decoding decides its fate. The order
+/// within a feed never changes.
 ///
-/// Blank and whitespace-only lines are skipped; `\r\n` line ends and a last line without a
-/// newline are accepted.
+/// Blank and whitespace-only lines are skipped; `\r\n` line ends, a last line without a
+/// newline and a UTF-8 byte order mark at the start of a file are accepted.
 pub struct FileSource {
     readers: Vec<FeedReader>,
     max_batch: usize,
@@ -94,6 +104,11 @@ impl FileSource {
         self.readers.iter().map(|r| r.feed).collect()
     }
 
+    /// The feed files read, in [`Feed::ALL`] order.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.readers.iter().map(|r| r.path.clone()).collect()
+    }
+
     /// The next batch, read synchronously.
     fn read_batch(&mut self) -> Result<Option<RawBatch>> {
         // The feed whose next record is oldest (records without a time first; ties go to
@@ -123,22 +138,22 @@ impl FileSource {
         let mut records = Vec::with_capacity(self.max_batch.min(1024));
         // The position and time of the last line whose time was read.
         let mut last_look = None;
-        if let Some((record, time)) = reader.peeked.take() {
+        if let Some((record, time)) = reader.ahead.pop_front() {
             last_look = time.map(|t| (0, t));
             records.push(record);
         }
         let mut next_look = records.len();
         while records.len() < self.max_batch {
-            let Some(record) = reader.next_line()? else {
+            let Some((record, known)) = reader.next_record()? else {
                 break;
             };
             let position = records.len();
             if let Some(limit) = limit
                 && position >= next_look
             {
-                match peek_event_time(&record.payload) {
+                match known.unwrap_or_else(|| peek_event_time(&record.payload)) {
                     Some(time) if time > limit => {
-                        reader.peeked = Some((record, Some(time)));
+                        reader.ahead.push_front((record, Some(time)));
                         break;
                     }
                     Some(time) => {
@@ -201,8 +216,9 @@ struct FeedReader {
     /// Number of the last line consumed.
     line: u64,
     eof: bool,
-    /// The next record, read ahead to learn its event time, with that time.
-    peeked: Option<(RawRecord, Option<i64>)>,
+    /// The next records (at most [`HEAD_RECORDS`] once [`FeedReader::peek`] ran), read ahead
+    /// to learn their event times, with those times.
+    ahead: VecDeque<(RawRecord, Option<i64>)>,
     read_bytes: u64,
 }
 
@@ -218,26 +234,39 @@ impl FeedReader {
             pos: 0,
             line: 0,
             eof: false,
-            peeked: None,
+            ahead: VecDeque::with_capacity(HEAD_RECORDS),
             read_bytes: 0,
         }
     }
 
-    /// The event time of the next record (`Some(None)` when it has none readable), reading
-    /// it ahead if need be; `None` at the end of the file.
+    /// The feed's place in the merge, reading up to [`HEAD_RECORDS`] ahead: `None` at the end
+    /// of the file, `Some(None)` when the next record has no readable time, else
+    /// `Some(Some(`[`FeedReader::head_time`]`))`.
     fn peek(&mut self) -> Result<Option<Option<i64>>> {
-        if self.peeked.is_none()
+        while self.ahead.len() < HEAD_RECORDS
             && let Some(record) = self.next_line()?
         {
             let time = peek_event_time(&record.payload);
-            self.peeked = Some((record, time));
+            self.ahead.push_back((record, time));
         }
-        Ok(self.peeked.as_ref().map(|(_, time)| *time))
+        Ok(match self.ahead.front() {
+            None => None,
+            Some((_, None)) => Some(None),
+            Some(_) => Some(self.head_time()),
+        })
     }
 
-    /// The event time of the record read ahead, if any and readable.
+    /// The earliest event time of the records read ahead, when any has a readable one.
     fn head_time(&self) -> Option<i64> {
-        self.peeked.as_ref().and_then(|(_, time)| *time)
+        self.ahead.iter().filter_map(|(_, time)| *time).min()
+    }
+
+    /// The next record, from those read ahead (with its time) or from the file (time unknown).
+    fn next_record(&mut self) -> Result<Option<(RawRecord, Option<Option<i64>>)>> {
+        if let Some((record, time)) = self.ahead.pop_front() {
+            return Ok(Some((record, Some(time))));
+        }
+        Ok(self.next_line()?.map(|record| (record, None)))
     }
 
     /// The next non-blank line as a record, `None` at end of file.
@@ -253,9 +282,12 @@ impl FeedReader {
                     continue;
                 }
             };
-            let start = self.pos;
+            let mut start = self.pos;
             self.pos = (end + 1).min(self.buf.len());
             self.line += 1;
+            if self.line == 1 && self.buf[start..end].starts_with(BOM) {
+                start += BOM.len();
+            }
             let mut line_end = end;
             if line_end > start && self.buf[line_end - 1] == b'\r' {
                 line_end -= 1;
@@ -451,6 +483,79 @@ mod tests {
                 (Feed::Traffic, vec![3]),
             ]
         );
+    }
+
+    /// Issue 11: a byte order mark turned a file's first valid record into a dead letter.
+    #[test]
+    fn a_byte_order_mark_starts_no_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("market.jsonl"),
+            b"\xef\xbb\xbf{\"a\":1}\r\n{\"a\":2}\n\xef\xbb\xbf{\"a\":3}\n",
+        )
+        .expect("write");
+        let mut source = FileSource::open(dir.path(), 10).expect("open");
+        let got = lines(&read_all(&mut source)[0]);
+        // Only at the start of the file: elsewhere it is the record's own (malformed) bytes.
+        assert_eq!(
+            got,
+            [
+                ("{\"a\":1}".to_owned(), 1),
+                ("{\"a\":2}".to_owned(), 2),
+                ("\u{feff}{\"a\":3}".to_owned(), 3)
+            ]
+        );
+        std::fs::write(dir.path().join("market.jsonl"), b"\xef\xbb\xbf").expect("write");
+        let mut source = FileSource::open(dir.path(), 10).expect("open");
+        assert!(
+            read_all(&mut source).is_empty(),
+            "a lone mark is a blank file"
+        );
+    }
+
+    /// One record with a wrong clock at the head of a feed (a year ahead) neither holds its
+    /// feed back to the end nor lets the other feed run past the rest of it.
+    #[test]
+    fn one_wrong_clock_does_not_reorder_the_merge() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let year = 365 * 86_400_000;
+        std::fs::write(
+            dir.path().join("traffic.jsonl"),
+            timed((0..600).map(|i| i * 1_000)),
+        )
+        .expect("write");
+        std::fs::write(
+            dir.path().join("police.jsonl"),
+            timed([year, 100_000, 300_000, 500_000]),
+        )
+        .expect("write");
+        let mut source = FileSource::open(dir.path(), 10_000).expect("open");
+        let order: Vec<(Feed, i64)> = read_all(&mut source)
+            .iter()
+            .flat_map(|b| {
+                b.records
+                    .iter()
+                    .map(|r| (b.feed, peek_event_time(&r.payload).expect("timed line")))
+            })
+            .collect();
+        let overshoot = MERGE_SLACK_MS + TIME_CHECK_EVERY as i64 * 1_000;
+        for police in [100_000, 300_000, 500_000] {
+            let at = order
+                .iter()
+                .position(|x| *x == (Feed::Police, police))
+                .expect("report read");
+            let (before, after) = order.split_at(at);
+            assert!(
+                before
+                    .iter()
+                    .all(|(f, t)| *f == Feed::Police || *t <= police + overshoot),
+                "traffic far ahead of the report at {police} ms"
+            );
+            assert!(
+                after.iter().all(|(_, t)| *t >= police),
+                "older traffic after the report at {police} ms"
+            );
+        }
     }
 
     #[test]

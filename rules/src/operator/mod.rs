@@ -165,7 +165,7 @@ fn state_for(rule: &CompiledRule) -> Box<dyn WindowState> {
             if lateness > 0 {
                 Box::new(Revised::new(
                     slices,
-                    Revisions::new(&rule.meta.id, &rule.output_schema, rule.data_columns),
+                    Revisions::new(&rule.meta.id, &rule.output_schema, rule.id_columns()),
                 ))
             } else {
                 Box::new(slices)

@@ -22,7 +22,7 @@ use super::state::{
 };
 use super::{Emission, Window, emission};
 use crate::Result;
-use crate::compile::{CompiledRule, KEY_PREFIX};
+use crate::compile::CompiledRule;
 
 /// What was emitted last of each group of one window: the group's row-encoded key columns →
 /// (the whole row, row-encoded, and its revision).
@@ -32,7 +32,7 @@ pub(crate) struct Revisions {
     rule: String,
     schema: SchemaRef,
     converter: RowConverter,
-    /// Output columns that identify a row's group: the hidden key columns, or all selected.
+    /// Output columns that identify a row's group (as in its alert id).
     key_columns: Vec<usize>,
     key_converter: RowConverter,
     /// Per emitted window still open to late rows, what was emitted of each group.
@@ -40,7 +40,9 @@ pub(crate) struct Revisions {
 }
 
 impl Revisions {
-    pub fn new(rule: &str, schema: &SchemaRef, data_columns: usize) -> Self {
+    /// Revisions of `rule`'s results (`schema`), a row's group told by the values of
+    /// `key_columns` ([`CompiledRule::id_columns`], as the alert id).
+    pub fn new(rule: &str, schema: &SchemaRef, key_columns: Vec<usize>) -> Self {
         let converter = RowConverter::new(
             schema
                 .fields()
@@ -49,14 +51,6 @@ impl Revisions {
                 .collect(),
         )
         .expect("result columns are row-encodable");
-        let hidden: Vec<usize> = (0..schema.fields().len())
-            .filter(|i| schema.field(*i).name().starts_with(KEY_PREFIX))
-            .collect();
-        let key_columns: Vec<usize> = if hidden.is_empty() {
-            (0..data_columns).collect()
-        } else {
-            hidden
-        };
         let key_converter = RowConverter::new(
             key_columns
                 .iter()
