@@ -328,8 +328,8 @@ impl Grid {
         self.watermark
     }
 
-    /// The event time given to alerts whose rows carry none: the clock, before it exists the
-    /// largest event time seen minus the out-of-orderness bound.
+    /// The event time of alerts whose rows carry none: the clock, before it exists the largest
+    /// event time seen minus the out-of-orderness bound.
     pub fn event_clock(&self) -> Option<i64> {
         self.watermark
             .or_else(|| self.max_ts.map(|t| t - self.out_of_orderness_ms))
@@ -371,9 +371,10 @@ impl Grid {
         let Some(desk) = &self.desk else {
             return Ok(Vec::new());
         };
+        let fallback = self.event_clock();
         let alerts: Vec<AlertIn> = alerts
             .iter()
-            .filter_map(|a| match AlertIn::from_json(&a.json) {
+            .filter_map(|a| match AlertIn::from_json(&a.json, fallback) {
                 Ok(a) => Some(a),
                 Err(e) => {
                     tracing::warn!(alert = %a.id, error = %e, "alert not taken by the incident desk");
