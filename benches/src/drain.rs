@@ -38,6 +38,9 @@ pub struct DrainArgs {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout_s: u64,
+    /// Also write every payload to this file, one per line (the soak compares alerts with it).
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
 }
 
 /// Reads the topics to their end (or `--events` messages) and prints the figures.
@@ -65,6 +68,12 @@ pub fn drain(args: &DrainArgs) -> anyhow::Result<()> {
     let topics: Vec<&str> = args.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).context("subscribing")?;
     let deadline = started + Duration::from_secs(args.timeout_s);
+    let mut out = match &args.out {
+        Some(path) => Some(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => None,
+    };
     let mut count = 0u64;
     let mut bytes = 0u64;
     let mut first: Option<Instant> = None;
@@ -83,11 +92,21 @@ pub fn drain(args: &DrainArgs) -> anyhow::Result<()> {
                 last = now;
                 count += 1;
                 bytes += m.payload().map_or(0, |p| p.len() as u64);
+                if let Some(out) = out.as_mut() {
+                    use std::io::Write;
+                    out.write_all(m.payload().unwrap_or_default())
+                        .and_then(|()| out.write_all(b"\n"))
+                        .context("writing --out")?;
+                }
             }
             Some(Err(KafkaError::PartitionEOF(_))) if all_read(&consumer)? => break,
             Some(Err(KafkaError::PartitionEOF(_))) | None => {}
             Some(Err(e)) => eprintln!("consumer error: {e}"),
         }
+    }
+    if let Some(mut out) = out {
+        use std::io::Write;
+        out.flush().context("writing --out")?;
     }
     let wall = last.duration_since(started).as_secs_f64();
     let read = first.map_or(0.0, |f| last.duration_since(f).as_secs_f64());

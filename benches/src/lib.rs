@@ -7,6 +7,7 @@
 //! Kafka baseline of `scripts/bench-kafka.sh` (`citybrain-bench drain`).
 
 pub mod drain;
+pub mod publish;
 
 use std::path::Path;
 

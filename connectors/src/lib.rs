@@ -45,6 +45,7 @@ pub use feed::Feed;
 pub use privacy::{KeySource, Pseudonymizer};
 pub use record::{DeadLetter, DeadReason, Origin, RawBatch, RawRecord};
 pub use sink::{Barrier, JsonlSink, Sink, SinkRecord};
+pub use source::clock::{Alignment, DEFAULT_IDLE_TIMEOUT, EventClock, TableTime};
 pub use source::file::{DEFAULT_MAX_BATCH, FileSource};
 pub use source::nexmark::{NexmarkConfig, NexmarkCounts, NexmarkTable, write_nexmark_files};
 pub use source::simulator::{

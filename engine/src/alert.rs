@@ -10,8 +10,9 @@
 //!
 //! `key` is the alert's group (the GROUP BY values, or the event id of per-event rules)
 //! without the window's bounds, joined by `|`: the same from one window to the next.
-//! `event_time` is the window's end, or for rules without windows the latest timestamp of the
-//! row (an event's `ts`), else the engine's event-time clock when it was emitted. `location`
+//! `event_time` is the window's end, or for rules without windows the latest event time behind
+//! the row (the `ts` of the events it comes from, whether selected or not), else the engine's
+//! event-time clock when it was emitted. `location`
 //! comes from the rule's `-- location:` header (`null` without one); `unit` is the grid unit
 //! the place belongs to (`citybrain_ops::Jurisdictions::route`): a community, a district's or
 //! the city's queue.
@@ -53,7 +54,7 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use chrono::{DateTime, SecondsFormat, Utc};
 use citybrain_connectors::SinkRecord;
 use citybrain_ops::{Jurisdictions, Location};
-use citybrain_rules::{CompiledRule, Emission, KEY_PREFIX};
+use citybrain_rules::{CompiledRule, Emission, KEY_PREFIX, TIME_PREFIX};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -261,7 +262,8 @@ fn locate(rule: &CompiledRule, data: &Map<String, Value>, resolution: u8) -> Opt
     }
 }
 
-/// The latest timestamp among the first `columns` cells of `row`, epoch ms.
+/// The latest timestamp of `row` among its first `columns` cells (what the rule selects) and
+/// the hidden event times behind it ([`TIME_PREFIX`]), epoch ms.
 fn row_time(
     schema: &arrow::datatypes::Schema,
     cols: &[Cell<'_>],
@@ -271,7 +273,7 @@ fn row_time(
     use arrow::datatypes as t;
     cols.iter()
         .enumerate()
-        .take(columns)
+        .filter(|(i, _)| *i < columns || schema.field(*i).name().starts_with(TIME_PREFIX))
         .filter_map(|(i, c)| {
             let a = c.array;
             if a.is_null(row) {

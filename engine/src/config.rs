@@ -55,9 +55,19 @@ pub struct EngineSection {
     /// Most records per batch taken from one poll. Default 8,192: large enough to amortise
     /// planning overhead, small enough to keep a batch's latency low.
     pub batch_size: usize,
-    /// A partition that delivered nothing for this long stops holding its feed's watermark
-    /// back, milliseconds. Default 30,000.
+    /// A partition read to its end (its read position reached the broker's high watermark)
+    /// that delivered nothing for this long stops holding its feed's watermark back, and a
+    /// feed whose partitions all did stops holding back the rules reading several feeds,
+    /// milliseconds. Default 30,000.
     pub idle_timeout_ms: u64,
+    /// Watermark alignment: pause a partition whose event time runs more than
+    /// `max_watermark_drift_ms` ahead of the slowest partition that still has records to read,
+    /// so that catching up after a restart keeps state small. Default true.
+    pub watermark_alignment: bool,
+    /// How far ahead (event time, milliseconds) a partition may run before alignment pauses
+    /// it; it resumes within half of it. Default 60,000: a minute of city time, a fraction of
+    /// the library's windows.
+    pub max_watermark_drift_ms: u64,
     /// Alerts and dead letters produced but not yet acknowledged before consumption pauses.
     /// Default 50,000: a few seconds of a busy city, bounded memory when the broker slows.
     pub max_in_flight: u64,
@@ -80,6 +90,8 @@ impl Default for EngineSection {
             out_of_orderness_ms: citybrain_rules::DEFAULT_OUT_OF_ORDERNESS_MS,
             batch_size: default_batch_size(),
             idle_timeout_ms: 30_000,
+            watermark_alignment: true,
+            max_watermark_drift_ms: 60_000,
             max_in_flight: 50_000,
             commit_interval_ms: 1_000,
             max_future_ms: citybrain_connectors::decode::guard::DEFAULT_MAX_FUTURE_MS,
@@ -138,6 +150,12 @@ impl ServiceConfig {
         }
         if e.idle_timeout_ms == 0 {
             out.push("engine.idle_timeout_ms: must be at least 1".into());
+        }
+        if e.watermark_alignment && e.max_watermark_drift_ms == 0 {
+            out.push(
+                "engine.max_watermark_drift_ms: must be at least 1 (or set watermark_alignment = false)"
+                    .into(),
+            );
         }
         if e.max_in_flight == 0 {
             out.push("engine.max_in_flight: must be at least 1".into());

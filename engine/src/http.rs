@@ -38,8 +38,8 @@ pub struct HttpLimits {
     /// Most bytes of a request body; a larger one is refused with 413. Default 1,048,576 (the
     /// incident API's largest request is a few KB).
     pub max_body_bytes: usize,
-    /// Longest a request may take, reading its body and answering, milliseconds; then 408.
-    /// Default 10,000.
+    /// Longest a handler may take to answer (its response's head), milliseconds; then 408.
+    /// A response streamed after its head (server-sent events) is not cut. Default 10,000.
     pub request_timeout_ms: u64,
     /// Longest a connection may wait for a request head to arrive in full, milliseconds: a
     /// client that sends nothing, trickles its head, or keeps an idle connection open is

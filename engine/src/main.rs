@@ -35,6 +35,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start: the size of the largest variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the built-in city simulator through the rule library, alerts on stdout (no services
@@ -580,6 +582,7 @@ fn pipeline_config(e: &EngineArgs, format: AlertFormat) -> anyhow::Result<Pipeli
         idle_timeout_ms: Some(
             i64::try_from(e.idle_timeout.as_millis()).context("--idle-timeout is too large")?,
         ),
+        max_watermark_drift_ms: None,
         alert_format: format,
         max_future_ms: positive_millis("--max-future", e.max_future)?,
     })

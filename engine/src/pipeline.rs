@@ -22,13 +22,13 @@ use std::time::{Duration, Instant};
 
 use arrow::array::{Array, TimestampMillisecondArray};
 use chrono::Utc;
-use citybrain_connectors::kafka::{CommitTracker, PartitionWatermarks};
+use citybrain_connectors::kafka::CommitTracker;
 use citybrain_connectors::{
-    Barrier, DeadLetter, DeadReason, DecodeAhead, Decoded, EventTimeGuard, Feed, GuardConfig,
-    Origin, PartitionId, Pseudonymizer, RawBatch, Sink, SinkRecord, Source,
+    Barrier, DeadLetter, DeadReason, DecodeAhead, Decoded, EventClock, EventTimeGuard, Feed,
+    GuardConfig, Origin, PartitionId, Pseudonymizer, RawBatch, Sink, SinkRecord, Source,
 };
 use citybrain_rules::{
-    Catalog, CompiledRule, Emission, Emit, GraphStep, Reloaded, RuleGraph, RunnerConfig,
+    Catalog, CompiledRule, Emission, Emit, GraphStep, InputTime, Reloaded, RuleGraph, RunnerConfig,
 };
 use futures::FutureExt;
 
@@ -47,9 +47,14 @@ pub fn city_catalog() -> Catalog {
 pub struct PipelineConfig {
     /// Bounded out-of-orderness of every feed, in milliseconds (default 5,000).
     pub out_of_orderness_ms: i64,
-    /// After how long without input (wall-clock milliseconds) a feed stops holding back the
-    /// rules reading several; `None` for replays, where every feed runs to its end.
+    /// After how long without input (wall-clock milliseconds) a partition read to its end
+    /// stops holding back its feed, and a feed whose partitions all did the rules reading
+    /// several; `None` for replays, where every feed runs to its end.
     pub idle_timeout_ms: Option<i64>,
+    /// Watermark alignment: a partition whose largest event time is more than this many
+    /// milliseconds ahead of the slowest partition with a backlog is paused until it is within
+    /// half of it (sources with partitions only); `None` turns alignment off.
+    pub max_watermark_drift_ms: Option<i64>,
     /// How alerts are written.
     pub alert_format: AlertFormat,
     /// How far ahead of its reference (the wall clock in live runs, its source's time in any
@@ -63,6 +68,7 @@ impl Default for PipelineConfig {
         Self {
             out_of_orderness_ms: citybrain_rules::DEFAULT_OUT_OF_ORDERNESS_MS,
             idle_timeout_ms: None,
+            max_watermark_drift_ms: None,
             alert_format: AlertFormat::Json,
             max_future_ms: citybrain_connectors::decode::guard::DEFAULT_MAX_FUTURE_MS,
         }
@@ -94,6 +100,11 @@ pub struct Stats {
     pub alerts: BTreeMap<String, u64>,
     /// Raw bytes read.
     pub bytes: u64,
+    /// The most rows (or partial aggregate states) all rules held at once, after a batch.
+    pub peak_state_rows: u64,
+    /// How far apart in event time the partitions of one feed were read at most,
+    /// milliseconds (see `EventClock::spread`).
+    pub max_partition_spread_ms: i64,
 }
 
 impl Stats {
@@ -135,6 +146,16 @@ impl Stats {
         }
         let late: u64 = self.late.values().sum();
         let alerts: u64 = self.alerts.values().sum();
+        let _ = writeln!(
+            s,
+            "state: at most {} rows held by the rules at once",
+            self.peak_state_rows
+        );
+        let _ = writeln!(
+            s,
+            "event time: partitions of a feed read at most {:.1} s apart",
+            self.max_partition_spread_ms as f64 / 1000.0
+        );
         let _ = writeln!(s, "late events: {late}");
         for (rule, n) in self.late.iter().filter(|(_, n)| **n > 0) {
             let _ = writeln!(s, "  {rule:<40} {n:>8}");
@@ -171,12 +192,9 @@ pub struct RunOptions<'a> {
     /// open (the service: their input is not acknowledged, so a restart rebuilds them).
     /// Reaching the end of a finite input always emits them.
     pub finish_on_stop: bool,
-    /// How often durable progress is acknowledged to the source and the observer looks.
+    /// How often durable progress is acknowledged to the source, idleness and alignment are
+    /// decided, and the observer looks.
     pub tick: Duration,
-    /// Whether a table may count as idle only while every partition the source reads of it is
-    /// read to its end (sources with partitions: a backlog waiting behind another table's is
-    /// not quiet, just not read yet).
-    pub idle_only_at_end: bool,
     /// Watches the run.
     pub observer: Option<&'a mut dyn Observer>,
 }
@@ -186,7 +204,6 @@ impl Default for RunOptions<'_> {
         Self {
             finish_on_stop: true,
             tick: Duration::from_secs(2),
-            idle_only_at_end: false,
             observer: None,
         }
     }
@@ -211,7 +228,10 @@ pub struct Pipeline {
     alert_sink: Box<dyn Sink>,
     dead_sink: Box<dyn Sink>,
     stats: Stats,
-    watermarks: PartitionWatermarks,
+    /// Event time per partition of every table read.
+    clock: EventClock,
+    /// What the rules were last told of each table: its watermark and idleness.
+    told: BTreeMap<String, (Option<i64>, bool)>,
     /// Routing to the grid and the incident desk (`crate::incidents`), when set.
     grid: Option<crate::incidents::Grid>,
 }
@@ -241,13 +261,11 @@ impl Pipeline {
             stats.alerts.insert(rule.meta.id.clone(), 0);
         }
         let graph = RuleGraph::new(rules, runner_config(&config));
-        let watermarks = PartitionWatermarks::new(
+        let clock = EventClock::new(
             config.out_of_orderness_ms,
-            Duration::from_millis(
-                config
-                    .idle_timeout_ms
-                    .map_or(u64::MAX, |t| t.unsigned_abs()),
-            ),
+            config
+                .idle_timeout_ms
+                .map(|t| Duration::from_millis(t.unsigned_abs())),
         );
         let guard = EventTimeGuard::new(GuardConfig {
             max_future_ms: config.max_future_ms,
@@ -262,7 +280,8 @@ impl Pipeline {
             alert_sink,
             dead_sink,
             stats,
-            watermarks,
+            clock,
+            told: BTreeMap::new(),
             grid: None,
         }
     }
@@ -341,10 +360,10 @@ impl Pipeline {
         &self.stats
     }
 
-    /// The watermark of `feed` as the minimum over the partitions read of it (partitions idle
-    /// longer than the idle timeout left out), for the watermark-delay metric.
+    /// The watermark of `feed`: the minimum over the partitions read of it that are not idle,
+    /// minus the out-of-orderness.
     pub fn feed_watermark(&self, feed: Feed) -> Option<i64> {
-        self.watermarks.feed_watermark(feed, Instant::now())
+        self.clock.table_time(feed.name(), Instant::now()).watermark
     }
 
     /// The smallest event time (epoch ms) of input still needed by any rule, `None` when no
@@ -377,12 +396,6 @@ impl Pipeline {
     ) -> Result<RunOutcome> {
         tokio::pin!(stop);
         let mut acks = Acks::default();
-        if options.idle_only_at_end {
-            for feed in Feed::ALL {
-                // Until the source reports a table read to the end, its silence is not idleness.
-                self.graph.set_may_idle(feed.name(), false);
-            }
-        }
         let mut tick = tokio::time::interval(options.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.reset();
@@ -391,10 +404,8 @@ impl Pipeline {
                 biased;
                 () = &mut stop => break false,
                 _ = tick.tick() => {
+                    self.keep_time(source).await?;
                     self.settle(source, &mut acks, false).await?;
-                    if options.idle_only_at_end {
-                        self.allow_idle_when_read_to_end(source);
-                    }
                     if let Some(o) = options.observer.as_deref_mut() {
                         o.tick(self, source);
                     }
@@ -413,6 +424,11 @@ impl Pipeline {
                 raw.records.iter().map(|r| position(&r.origin)).collect();
             let event_ts = self.apply(raw, decoded).await?;
             acks.processed(table, origins, &event_ts);
+            if self.config.max_watermark_drift_ms.is_some() && source.has_positions() {
+                let now = Instant::now();
+                self.clock.refresh(&source.partitions(), true, now);
+                self.align(source, now)?;
+            }
             self.apply_rule_updates();
         };
         if ended || options.finish_on_stop {
@@ -442,8 +458,8 @@ impl Pipeline {
     async fn settle(&mut self, source: &mut dyn Source, acks: &mut Acks, last: bool) -> Result<()> {
         for tp in source.take_revoked() {
             acks.tracker.revoke(&tp);
-            if let Some(feed) = acks.tables.remove(&tp).and_then(Feed::from_name) {
-                self.watermarks.remove(feed, tp.1);
+            if let Some(table) = acks.tables.remove(&tp) {
+                self.clock.remove(table, tp.1);
             }
         }
         acks.poll_barriers()?;
@@ -487,17 +503,56 @@ impl Pipeline {
         Ok(())
     }
 
-    /// A table may count as idle only while every partition the source reads of it is read to
-    /// its end.
-    fn allow_idle_when_read_to_end(&mut self, source: &dyn Source) {
-        let mut at_end: BTreeMap<Feed, bool> = BTreeMap::new();
-        for p in source.partitions() {
-            *at_end.entry(p.feed).or_insert(true) &= p.at_end();
+    /// Updates event time from what the source says of its partitions: tells the rules of
+    /// tables that went idle (or woke) and of watermarks moved by it, and pauses or resumes
+    /// partitions for alignment.
+    async fn keep_time(&mut self, source: &mut dyn Source) -> Result<()> {
+        let now = Instant::now();
+        self.clock
+            .refresh(&source.partitions(), source.has_positions(), now);
+        let tables: Vec<String> = self.clock.tables().map(str::to_string).collect();
+        for table in tables {
+            let time = self.clock.table_time(&table, now);
+            let (told_wm, told_idle) = self.told.get(&table).copied().unwrap_or((None, false));
+            if time.idle != told_idle {
+                tracing::debug!(table, idle = time.idle, "table idleness");
+                let step = self.graph.set_idle(&table, time.idle).await?;
+                self.record(step, false).await?;
+            }
+            if let Some(wm) = time.watermark.filter(|w| Some(*w) > told_wm && !time.idle) {
+                let step = self.graph.advance(&table, wm).await?;
+                self.record(step, false).await?;
+            }
+            let wm = if time.idle {
+                told_wm
+            } else {
+                time.watermark.max(told_wm)
+            };
+            self.told.insert(table, (wm, time.idle));
         }
-        for feed in Feed::ALL {
-            self.graph
-                .set_may_idle(feed.name(), at_end.get(&feed).copied().unwrap_or(false));
+        self.align(source, now)
+    }
+
+    /// Watermark alignment (sources with positions): pauses partitions running too far ahead
+    /// of the slowest one with records left to read, resumes them once it caught up. Runs
+    /// after every batch, so that a partition read ahead stops within a batch or two.
+    fn align(&mut self, source: &mut dyn Source, now: Instant) -> Result<()> {
+        let Some(drift) = self.config.max_watermark_drift_ms else {
+            return Ok(());
+        };
+        if !source.has_positions() {
+            return Ok(());
         }
+        let a = self.clock.align(drift, now);
+        if !a.pause.is_empty() {
+            tracing::debug!(partitions = ?a.pause, "alignment: pausing partitions ahead");
+            source.pause(&a.pause, true).map_err(Error::Source)?;
+        }
+        if !a.resume.is_empty() {
+            tracing::debug!(partitions = ?a.resume, "alignment: resuming");
+            source.pause(&a.resume, false).map_err(Error::Source)?;
+        }
+        Ok(())
     }
 
     /// Decodes one raw batch and runs the rules of its feed.
@@ -541,19 +596,24 @@ impl Pipeline {
             .sum::<u64>();
         *self.stats.events.entry(feed.name()).or_default() += decoded.batch.num_rows() as u64;
         let mut event_ts = vec![None; raw.records.len()];
-        if let Some(ts) = decoded
+        let ts: &[i64] = decoded
             .batch
             .column_by_name("ts")
             .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
-        {
-            let now = Instant::now();
-            for (row, record) in decoded.rows.iter().enumerate() {
-                let t = ts.value(row);
-                event_ts[*record as usize] = Some(t);
-                if let Origin::Kafka { partition, .. } = &raw.records[*record as usize].origin {
-                    self.watermarks.observe(feed, *partition, t, now);
-                }
-            }
+            .map_or(&[], |a| a.values());
+        let mut partitions = Vec::with_capacity(ts.len());
+        for (record, t) in decoded.rows.iter().zip(ts) {
+            event_ts[*record as usize] = Some(*t);
+            partitions.push(match &raw.records[*record as usize].origin {
+                Origin::Kafka { partition, .. } => *partition,
+                _ => 0,
+            });
+        }
+        let (before, after) = self
+            .clock
+            .observe(feed.name(), &partitions, ts, Instant::now());
+        if let Some(spread) = self.clock.spread(feed.name()) {
+            self.stats.max_partition_spread_ms = self.stats.max_partition_spread_ms.max(spread);
         }
         if let Some(grid) = &mut self.grid {
             grid.saw(event_ts.iter().flatten().max().copied());
@@ -578,7 +638,26 @@ impl Pipeline {
             self.step_grid(Vec::new(), false).await?;
             return Ok(event_ts);
         }
-        let step = self.graph.process(feed.name(), &decoded.batch).await?;
+        let step = self
+            .graph
+            .process_timed(
+                feed.name(),
+                &decoded.batch,
+                InputTime {
+                    before: &before,
+                    after,
+                },
+            )
+            .await?;
+        // The rules now hold this watermark for the table, which delivered (so is not idle).
+        match self.told.get_mut(feed.name()) {
+            Some(told) => *told = (told.0.max(after), false),
+            None => {
+                self.told.insert(feed.name().to_string(), (after, false));
+            }
+        }
+        let held: usize = self.graph.runners().map(|r| r.held_rows()).sum();
+        self.stats.peak_state_rows = self.stats.peak_state_rows.max(held as u64);
         if !step.late_rows.is_empty() {
             let records: Vec<SinkRecord> = step
                 .late_rows
@@ -697,11 +776,12 @@ impl Pipeline {
     }
 }
 
-/// The rules' time settings of a pipeline.
+/// The rules' time settings of a pipeline: idleness is the event clock's to decide (per
+/// partition, from what the source says), not the runners'.
 fn runner_config(config: &PipelineConfig) -> RunnerConfig {
     RunnerConfig {
         out_of_orderness_ms: config.out_of_orderness_ms,
-        idle_timeout_ms: config.idle_timeout_ms,
+        idle_timeout_ms: None,
     }
 }
 

@@ -82,6 +82,9 @@ pub async fn run(
         PipelineConfig {
             out_of_orderness_ms: e.out_of_orderness_ms,
             idle_timeout_ms: Some(i64::try_from(e.idle_timeout_ms).unwrap_or(i64::MAX)),
+            max_watermark_drift_ms: e
+                .watermark_alignment
+                .then(|| i64::try_from(e.max_watermark_drift_ms).unwrap_or(i64::MAX)),
             alert_format: AlertFormat::Json,
             max_future_ms: e.max_future_ms,
         },
@@ -109,7 +112,6 @@ pub async fn run(
             RunOptions {
                 finish_on_stop: false,
                 tick: Duration::from_millis(e.commit_interval_ms),
-                idle_only_at_end: true,
                 observer: Some(&mut observer),
             },
         )

@@ -532,7 +532,8 @@ fn police(id: &str, ts: &str, category: &str) -> String {
     )
 }
 
-/// Alerts of a replay: (rule, alert_id, the alert without `alert_id` and `emitted_at`), sorted.
+/// Alerts of a replay: (rule, alert_id, the alert without `alert_id` and `emitted_at`),
+/// sorted.
 fn replayed_alerts(tmp: &Path, batch_size: &str) -> Vec<(String, String, String)> {
     let out_path = tmp.join(format!("alerts-{batch_size}.jsonl"));
     let out = citybrain(&[
@@ -560,6 +561,8 @@ fn replayed_alerts(tmp: &Path, batch_size: &str) -> Vec<(String, String, String)
             let mut a: Value = serde_json::from_str(l).expect("json");
             let o = a.as_object_mut().expect("object");
             let id = o.remove("alert_id").expect("alert_id");
+            // When emitted, in wall-clock: it depends on how input is batched; nothing else
+            // does (not even the event time of rows that select no time column).
             o.remove("emitted_at");
             (
                 o["rule"].as_str().expect("rule").to_string(),

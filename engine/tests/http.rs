@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::routing::post;
+use axum::routing::{get, post};
 use citybrain_engine::http::{HttpLimits, serve};
 use citybrain_engine::metrics::Metrics;
 
@@ -25,12 +25,35 @@ fn limits() -> HttpLimits {
     }
 }
 
-/// `/metrics`, plus `POST /upload` answering the length of the body it read.
+/// `/metrics`, plus `POST /upload` answering the length of the body it read, `/slow` answering
+/// after 2 s, and `/stream` sending three chunks 300 ms apart (as server-sent events do).
 fn router() -> Router {
-    Metrics::recorder().router().route(
-        "/upload",
-        post(|body: axum::body::Bytes| async move { body.len().to_string() }),
-    )
+    Metrics::recorder()
+        .router()
+        .route(
+            "/upload",
+            post(|body: axum::body::Bytes| async move { body.len().to_string() }),
+        )
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                "late"
+            }),
+        )
+        .route(
+            "/stream",
+            get(|| async {
+                let chunks = futures::stream::unfold(0, |n| async move {
+                    if n == 3 {
+                        return None;
+                    }
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    Some((Ok::<_, std::io::Error>(format!("chunk{n};")), n + 1))
+                });
+                axum::body::Body::from_stream(chunks)
+            }),
+        )
 }
 
 /// Starts a server on its own runtime thread; returns its address.
@@ -229,4 +252,27 @@ fn oversized_request_lines_headers_and_bodies_are_refused_without_growing() {
     );
     // Still serving.
     assert!(scrape(addr).starts_with("HTTP/1.1 200"));
+}
+
+/// A handler that takes too long is answered 408; a response streamed after its head (as the
+/// incident API's server-sent events are) is not cut by the request timeout.
+#[test]
+fn slow_handlers_time_out_but_streams_go_on() {
+    let addr = start(HttpLimits {
+        request_timeout_ms: 500,
+        ..limits()
+    });
+    let slow = exchange(
+        addr,
+        "GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(slow.starts_with("HTTP/1.1 408"), "{slow}");
+    let stream = exchange(
+        addr,
+        "GET /stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(stream.starts_with("HTTP/1.1 200"), "{stream}");
+    for n in 0..3 {
+        assert!(stream.contains(&format!("chunk{n};")), "{stream}");
+    }
 }

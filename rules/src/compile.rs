@@ -56,6 +56,10 @@ use crate::window::{
 /// Prefix of the hidden output columns that identify an alert's group.
 pub const KEY_PREFIX: &str = "__cb_key_";
 
+/// Prefix of the hidden columns carrying the event times behind a result row of a rule without
+/// windows (`__cb_time_0`, ...): an alert's `event_time` is the latest of them.
+pub const TIME_PREFIX: &str = "__cb_time_";
+
 /// The tables rules may read, by name, with the name of each one's event-time column.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
@@ -1164,18 +1168,41 @@ fn with_key_columns(plan: LogicalPlan, aggregated: bool) -> (LogicalPlan, RowKey
                 Expr::Column(c) => input_schema.has_column(c),
                 _ => false,
             });
-            if keys.is_empty() || !resolvable {
+            // Rows without windows: the event times behind each row ride along, so an alert's
+            // `event_time` is the row's own whatever the rule selects (not the engine's clock
+            // when it was emitted, which depends on how input was cut into batches).
+            let (p, times) = if aggregated {
+                (p, Vec::new())
+            } else {
+                let (input, times) = carry_times(Arc::unwrap_or_clone(Arc::clone(&p.input)));
+                match Projection::try_new(p.expr.clone(), Arc::new(input)) {
+                    Ok(carried) if !times.is_empty() => (carried, times),
+                    _ => (p, Vec::new()),
+                }
+            };
+            let keys = if resolvable { keys } else { Vec::new() };
+            if keys.is_empty() && times.is_empty() {
                 return (LogicalPlan::Projection(p), RowKey::Selected);
             }
+            let key = match (keys.is_empty(), aggregated) {
+                (true, _) => RowKey::Selected,
+                (false, true) => RowKey::Group,
+                (false, false) => RowKey::Events,
+            };
             let mut exprs = p.expr.clone();
             exprs.extend(
                 keys.into_iter()
                     .enumerate()
                     .map(|(i, e)| e.alias(format!("{KEY_PREFIX}{i}"))),
             );
+            exprs.extend(
+                times
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, e)| e.alias(format!("{TIME_PREFIX}{i}"))),
+            );
             match Projection::try_new(exprs, Arc::clone(&p.input)) {
-                Ok(with_keys) if aggregated => (LogicalPlan::Projection(with_keys), RowKey::Group),
-                Ok(with_keys) => (LogicalPlan::Projection(with_keys), RowKey::Events),
+                Ok(with_keys) => (LogicalPlan::Projection(with_keys), key),
                 Err(_) => (LogicalPlan::Projection(p), RowKey::Selected),
             }
         }
@@ -1188,6 +1215,66 @@ fn with_key_columns(plan: LogicalPlan, aggregated: bool) -> (LogicalPlan, RowKey
                 }
             }
             _ => (other, RowKey::Selected),
+        },
+    }
+}
+
+/// `plan` made to output the event times behind each of its rows, with those columns: the
+/// timestamp columns of its output when it has any; otherwise, below single-input operators
+/// (an unnest, a filter) and projections that dropped them, the times of their input carried
+/// up as hidden [`TIME_PREFIX`] columns. Plans reading several inputs without a timestamp in
+/// their output carry none.
+fn carry_times(plan: LogicalPlan) -> (LogicalPlan, Vec<Expr>) {
+    let own = |schema: &DFSchema| -> Vec<Expr> {
+        (0..schema.fields().len())
+            .filter(|i| matches!(schema.field(*i).data_type(), DataType::Timestamp(..)))
+            .map(|i| Expr::Column(schema.qualified_field(i).into()))
+            .collect()
+    };
+    let times = own(plan.schema());
+    if !times.is_empty() {
+        return (plan, times);
+    }
+    match plan {
+        LogicalPlan::Projection(p) => {
+            let (input, below) = carry_times(Arc::unwrap_or_clone(Arc::clone(&p.input)));
+            if below.is_empty() {
+                return (LogicalPlan::Projection(p), Vec::new());
+            }
+            let mut exprs = p.expr.clone();
+            let names: Vec<String> = (0..below.len())
+                .map(|i| format!("{TIME_PREFIX}{}", exprs.len() + i))
+                .collect();
+            exprs.extend(below.into_iter().zip(&names).map(|(e, n)| e.alias(n)));
+            match Projection::try_new(exprs, Arc::new(input)) {
+                Ok(carried) => {
+                    let times = names
+                        .iter()
+                        .map(|n| Expr::Column(n.as_str().into()))
+                        .collect();
+                    (LogicalPlan::Projection(carried), times)
+                }
+                Err(_) => (LogicalPlan::Projection(p), Vec::new()),
+            }
+        }
+        LogicalPlan::Aggregate(_) | LogicalPlan::Join(_) | LogicalPlan::Union(_) => {
+            (plan, Vec::new())
+        }
+        other => match other.inputs().as_slice() {
+            [one] => {
+                let (child, below) = carry_times((*one).clone());
+                if below.is_empty() {
+                    return (other, Vec::new());
+                }
+                match other.with_new_exprs(other.expressions(), vec![child]) {
+                    Ok(rebuilt) => {
+                        let times = own(rebuilt.schema());
+                        (rebuilt, times)
+                    }
+                    Err(_) => (other, Vec::new()),
+                }
+            }
+            _ => (other, Vec::new()),
         },
     }
 }

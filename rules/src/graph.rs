@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 
 use crate::compile::CompiledRule;
 use crate::error::Result;
-use crate::operator::{Emission, RuleRunner, RunnerConfig, StateTable};
+use crate::operator::{Emission, InputTime, RuleRunner, RunnerConfig, StateTable};
 use crate::rule::Emit;
 
 /// One rule at work, with where its inputs come from.
@@ -80,6 +80,17 @@ impl Stage {
             .filter(move |(t, _)| t == table)
             .map(|(_, input)| *input)
     }
+}
+
+/// What [`RuleGraph::each_reader`] does to a rule reading the table.
+#[derive(Clone, Copy)]
+enum Op<'a> {
+    /// Rows, with their watermarks when the source gives them.
+    Batch(&'a RecordBatch, Option<InputTime<'a>>),
+    /// A watermark.
+    Advance(i64),
+    /// Idle or not.
+    Idle(bool),
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -294,34 +305,27 @@ impl RuleGraph {
     }
 
     /// Runs the rules reading table `table` on `batch` (and, through views, the rules reading
-    /// those), returning the alerts and late rows. Batches of one table must come in order.
+    /// those), returning the alerts and late rows. The table's watermark comes from its own
+    /// rows. Batches of one table must come in order.
     ///
     /// # Errors
     /// When a plan fails to execute (an engine fault).
     pub async fn process(&mut self, table: &str, batch: &RecordBatch) -> Result<GraphStep> {
-        let mut step = GraphStep::default();
-        let mut view_rows: Vec<Vec<RecordBatch>> = vec![Vec::new(); self.stages.len()];
-        for i in 0..self.stages.len() {
-            let inputs: Vec<usize> = self.stages[i].reads_table(table).collect();
-            for input in inputs {
-                let stage = &mut self.stages[i];
-                let out = stage.runner.process(input, batch).await?;
-                let rule = Arc::clone(stage.runner.rule());
-                if !out.late_rows.is_empty() {
-                    *step.late.entry(rule.meta.id.clone()).or_default() +=
-                        out.late_rows.len() as u64;
-                    for row in out.late_rows {
-                        step.late_rows
-                            .entry(row)
-                            .or_default()
-                            .push(rule.meta.id.clone());
-                    }
-                }
-                route(&rule, out.emissions, &mut view_rows[i], &mut step.alerts);
-            }
-            self.feed_views(i, &mut view_rows, &mut step, false).await?;
-        }
-        Ok(step)
+        self.each_reader(table, Op::Batch(batch, None)).await
+    }
+
+    /// [`RuleGraph::process`] with the table's watermark given row by row by a source that
+    /// keeps event time per partition (see [`RuleRunner::process_timed`]).
+    ///
+    /// # Errors
+    /// When a plan fails to execute (an engine fault).
+    pub async fn process_timed(
+        &mut self,
+        table: &str,
+        batch: &RecordBatch,
+        time: InputTime<'_>,
+    ) -> Result<GraphStep> {
+        self.each_reader(table, Op::Batch(batch, Some(time))).await
     }
 
     /// Sets the watermark of table `table` from outside (a source tracking event time per
@@ -331,14 +335,49 @@ impl RuleGraph {
     /// # Errors
     /// When a plan fails to execute (an engine fault).
     pub async fn advance(&mut self, table: &str, watermark: i64) -> Result<GraphStep> {
+        self.each_reader(table, Op::Advance(watermark)).await
+    }
+
+    /// Says in every rule reading `table` whether it is idle (see [`RuleRunner::set_idle`]),
+    /// and runs what that completes.
+    ///
+    /// # Errors
+    /// When a plan fails to execute (an engine fault).
+    pub async fn set_idle(&mut self, table: &str, idle: bool) -> Result<GraphStep> {
+        self.each_reader(table, Op::Idle(idle)).await
+    }
+
+    /// Applies `op` to every rule reading `table`, views first, handing view rows and
+    /// watermarks on in the same pass.
+    async fn each_reader(&mut self, table: &str, op: Op<'_>) -> Result<GraphStep> {
         let mut step = GraphStep::default();
         let mut view_rows: Vec<Vec<RecordBatch>> = vec![Vec::new(); self.stages.len()];
         for i in 0..self.stages.len() {
             let inputs: Vec<usize> = self.stages[i].reads_table(table).collect();
             for input in inputs {
                 let stage = &mut self.stages[i];
-                let emissions = stage.runner.advance(input, watermark).await?;
                 let rule = Arc::clone(stage.runner.rule());
+                let emissions = match op {
+                    Op::Batch(batch, time) => {
+                        let out = match time {
+                            Some(t) => stage.runner.process_timed(input, batch, t).await?,
+                            None => stage.runner.process(input, batch).await?,
+                        };
+                        if !out.late_rows.is_empty() {
+                            *step.late.entry(rule.meta.id.clone()).or_default() +=
+                                out.late_rows.len() as u64;
+                            for row in out.late_rows {
+                                step.late_rows
+                                    .entry(row)
+                                    .or_default()
+                                    .push(rule.meta.id.clone());
+                            }
+                        }
+                        out.emissions
+                    }
+                    Op::Advance(wm) => stage.runner.advance(input, wm).await?,
+                    Op::Idle(idle) => stage.runner.set_idle(input, idle).await?,
+                };
                 route(&rule, emissions, &mut view_rows[i], &mut step.alerts);
             }
             self.feed_views(i, &mut view_rows, &mut step, false).await?;

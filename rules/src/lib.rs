@@ -45,12 +45,12 @@ pub mod rule;
 pub mod window;
 
 pub use chain::{compile_all, compile_each};
-pub use compile::{Catalog, CompiledRule, KEY_PREFIX, RowKey, Shape, compile};
+pub use compile::{Catalog, CompiledRule, KEY_PREFIX, RowKey, Shape, TIME_PREFIX, compile};
 pub use error::{Error, Problem, Result};
 pub use graph::{GraphSnapshot, GraphStep, Reloaded, Restored, RuleGraph, RuleSnapshot};
 pub use operator::{
-    DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_OUT_OF_ORDERNESS_MS, Emission, RuleRunner, RunnerConfig,
-    StateTable, Step, Window,
+    DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_OUT_OF_ORDERNESS_MS, Emission, InputTime, RuleRunner,
+    RunnerConfig, StateTable, Step, Window,
 };
 pub use rule::{Emit, Location, RuleMeta, RuleSource, Severity, read_dir};
 

@@ -5,6 +5,7 @@
 //! citybrain-bench run --mode read|decode|pipeline --input DIR [--rules PATH]
 //!                     [--batch-size N] [--rate EVENTS_PER_S] [--out DIR]
 //! citybrain-bench drain --brokers HOST:PORT [--topics A,B] [--events N]
+//! citybrain-bench publish --brokers HOST:PORT --input DIR [--rate EVENTS_PER_S]
 //! ```
 //!
 //! `run` reads the feed files of `DIR` with the real [`FileSource`] and, by `--mode`:
@@ -78,6 +79,9 @@ enum Command {
     /// Reads Kafka topics with a plain consumer and nothing else (the consume-only baseline of
     /// `scripts/bench-kafka.sh`).
     Drain(citybrain_benches::drain::DrainArgs),
+    /// Publishes feed files to the feed topics at a steady rate (the soak's load, with
+    /// prepared input: scripts/soak.sh).
+    Publish(citybrain_benches::publish::PublishArgs),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -134,6 +138,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Drain(args) => citybrain_benches::drain::drain(&args),
+        Command::Publish(args) => citybrain_benches::publish::publish(&args),
     }
 }
 
@@ -283,6 +288,7 @@ async fn run(a: &RunArgs) -> anyhow::Result<Report> {
             let config = PipelineConfig {
                 out_of_orderness_ms: a.out_of_orderness_ms,
                 idle_timeout_ms: None,
+                max_watermark_drift_ms: None,
                 alert_format: AlertFormat::Json,
                 ..PipelineConfig::default()
             };

@@ -32,7 +32,10 @@
 //! its feed's next batch (rows keep their order; the feed's watermark only waits). At the end of
 //! input ([`EventTimeGuard::release`]) a held record is decided by the records after it, and
 //! accepted when none follow: nothing is left for it to make late. Live runs never hold: an
-//! undecided record at the end of a batch is accepted, since the wall clock bounds it.
+//! undecided record at the end of a batch is decided by the records after it in the batch, and
+//! with none it is kept unless it is further ahead of its source than [`STEP_FACTOR`] of the
+//! source's usual steps (a dense feed never jumps an hour; a sparse one may). The wall clock
+//! bounds what is kept.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -55,6 +58,51 @@ pub const VOTERS: usize = 4;
 /// Records after a suspicious one looked at for voters of its source (a batch mixing sources,
 /// Kafka partitions of one topic, interleaves them).
 const LOOK_AHEAD: usize = 64;
+
+/// In a live run, a suspicious record with no record of its source after it in its batch is set
+/// aside when it is further ahead of its source than this many of the source's usual steps (and
+/// the bound): a dense feed does not jump an hour between two records, a sparse one may.
+const STEP_FACTOR: f64 = 8.0;
+
+/// What the guard knows of one source's time.
+#[derive(Debug, Clone, Copy, Default)]
+struct Clock {
+    /// The largest event time accepted.
+    latest: Option<i64>,
+    /// How far the source usually moves on from one record that advances it to the next, ms
+    /// (an exponentially weighted mean; 0 until known).
+    step: f64,
+}
+
+impl Clock {
+    fn accept(&mut self, t: i64) {
+        match self.latest {
+            Some(c) if t > c => {
+                #[allow(clippy::cast_precision_loss)] // a step is far below 2^53 ms
+                let gap = (t - c) as f64;
+                self.step = if self.step == 0.0 {
+                    gap
+                } else {
+                    0.9 * self.step + 0.1 * gap
+                };
+                self.latest = Some(t);
+            }
+            Some(_) => {}
+            None => self.latest = Some(t),
+        }
+    }
+
+    /// Whether `t` is further ahead than a dense source's steps explain.
+    fn jumps(&self, t: i64, bound: i64) -> bool {
+        #[allow(clippy::cast_precision_loss)]
+        let ahead = |c: i64| t.saturating_sub(c) as f64;
+        match self.latest {
+            #[allow(clippy::cast_precision_loss)]
+            Some(c) if self.step > 0.0 => ahead(c) > (STEP_FACTOR * self.step).max(bound as f64),
+            _ => false,
+        }
+    }
+}
 
 /// Settings of the guard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,7 +167,7 @@ struct Held {
 pub struct EventTimeGuard {
     config: GuardConfig,
     /// The largest event time each source delivered, by feed and source.
-    clocks: HashMap<(Feed, SourceId), i64>,
+    clocks: HashMap<(Feed, SourceId), Clock>,
     /// Sources whose first `future` record was logged.
     logged: HashSet<(Feed, SourceId)>,
     held: BTreeMap<Feed, Held>,
@@ -232,7 +280,7 @@ impl EventTimeGuard {
             .collect();
         // Fates are written down only once a row is not simply kept (the usual batch).
         let mut fates: Option<Vec<Fate>> = None;
-        let mut current: Option<(SourceId, Option<i64>)> = None;
+        let mut current: Option<(SourceId, Clock)> = None;
         let mut hold_from = None;
         for row in 0..n {
             let t = ts.value(row);
@@ -241,23 +289,27 @@ impl EventTimeGuard {
                 .as_ref()
                 .is_some_and(|(s, _)| s.matches(origins[row]))
             {
-                if let Some((s, Some(c))) = current.take() {
+                if let Some((s, c)) = current.take() {
                     self.clocks.insert((raw.feed, s), c);
                 }
                 let source = SourceId::of(origins[row]);
-                let clock = self.clocks.get(&(raw.feed, source.clone())).copied();
+                let clock = self
+                    .clocks
+                    .get(&(raw.feed, source.clone()))
+                    .copied()
+                    .unwrap_or_default();
                 current = Some((source, clock));
             }
             let (source, clock) = current.as_mut().expect("set above");
             let fate = if wall_limit.is_some_and(|limit| t > limit) {
                 Fate::Future(Why::Wall(now_ms))
-            } else if clock.is_some_and(|c| t <= c.saturating_add(bound)) {
+            } else if clock.latest.is_some_and(|c| t <= c.saturating_add(bound)) {
                 Fate::Keep
             } else {
                 self.vote(&ts, &origins, row, source, at_end, *clock)
             };
             match fate {
-                Fate::Keep => *clock = Some(clock.map_or(t, |c| c.max(t))),
+                Fate::Keep => clock.accept(t),
                 Fate::Hold => {
                     hold_from = Some(row);
                     break;
@@ -270,7 +322,7 @@ impl EventTimeGuard {
                     .push(fate);
             }
         }
-        if let Some((s, Some(c))) = current {
+        if let Some((s, c)) = current {
             self.clocks.insert((raw.feed, s), c);
         }
         if fates.is_none() && hold_from.is_none() {
@@ -290,10 +342,11 @@ impl EventTimeGuard {
         row: usize,
         source: &SourceId,
         at_end: bool,
-        clock: Option<i64>,
+        clock: Clock,
     ) -> Fate {
+        let t = ts.value(row);
         let bound = self.config.max_future_ms;
-        let floor = ts.value(row).saturating_sub(bound);
+        let floor = t.saturating_sub(bound);
         let (mut follow, mut behind) = (0, 0);
         let end = ts.len().min(row + 1 + LOOK_AHEAD);
         let mut only_source = true;
@@ -312,15 +365,17 @@ impl EventTimeGuard {
                 return Fate::Keep;
             }
             if 2 * behind >= VOTERS {
-                return Fate::Future(Why::Source(clock));
+                return Fate::Future(Why::Source(clock.latest));
             }
         }
         let decided_by_what_is_known = self.config.live || at_end || !only_source;
         if !decided_by_what_is_known {
             return Fate::Hold;
         }
-        if behind > follow {
-            Fate::Future(Why::Source(clock))
+        if behind > follow
+            || (self.config.live && follow == 0 && behind == 0 && clock.jumps(t, bound))
+        {
+            Fate::Future(Why::Source(clock.latest))
         } else {
             Fate::Keep
         }
@@ -604,6 +659,27 @@ mod tests {
             1,
         );
         assert_eq!(future(&d), [1]);
+    }
+
+    /// Live, on a backlog (the wall clock far ahead): a record an hour ahead at the end of its
+    /// batch, with nothing after it, goes when its source is dense and stays when it is sparse.
+    #[test]
+    fn live_tails_are_judged_by_the_sources_usual_step() {
+        let old = T0 - 24 * 60 * MIN;
+        let live = GuardConfig {
+            live: true,
+            ..GuardConfig::default()
+        };
+        let mut dense = EventTimeGuard::new(live);
+        let times: Vec<i64> = (0..20).map(|i| old + i * 100).collect();
+        assert!(future(&screen(&mut dense, &times, 1)).is_empty());
+        let d = screen(&mut dense, &[old + 2_000, old + 60 * MIN], 21);
+        assert_eq!(future(&d), [22]);
+        let mut sparse = EventTimeGuard::new(live);
+        let times: Vec<i64> = (0..6).map(|i| old + i * 20 * MIN).collect();
+        assert!(future(&screen(&mut sparse, &times, 1)).is_empty());
+        let d = screen(&mut sparse, &[old + 6 * 20 * MIN + 40 * MIN], 7);
+        assert!(future(&d).is_empty(), "a sparse feed's gap is kept");
     }
 
     #[test]

@@ -191,6 +191,39 @@ fn parse_record<'a>(
     parse_with_serde(fields, payload, values)
 }
 
+/// Where the fast scanner and `serde_json` disagree on `payload` as a record of `feed`: the
+/// scanner accepted what serde rejects, or read other values. `None` when they agree or the
+/// scanner declined. For the fuzz targets (`fuzz/`), which look for such records.
+#[doc(hidden)]
+pub fn fast_path_disagreement(feed: Feed, payload: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let fields = feed.fields();
+    let mut fast: [Val<'_>; MAX_FIELDS] = Default::default();
+    if !scan::scan_record(fields, text, &mut fast) {
+        return None;
+    }
+    let mut slow: [Val<'_>; MAX_FIELDS] = Default::default();
+    match parse_with_serde(fields, payload, &mut slow) {
+        Err(reason) => Some(format!("fast path accepted what serde rejects: {reason}")),
+        Ok(()) if !same_values(&fast, &slow) => {
+            Some(format!("fast path read {fast:?}, serde {slow:?}"))
+        }
+        Ok(()) => None,
+    }
+}
+
+/// Same values, doubles compared bit for bit (so `-0.0` differs from `0.0`).
+fn same_values(a: &[Val<'_>], b: &[Val<'_>]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|pair| match pair {
+            (Val::Absent, Val::Absent) | (Val::Null, Val::Null) => true,
+            (Val::Str(x), Val::Str(y)) => x == y,
+            (Val::Int(x), Val::Int(y)) => x == y,
+            (Val::Float(x), Val::Float(y)) => x.to_bits() == y.to_bits(),
+            _ => false,
+        })
+}
+
 /// The general parser: any JSON, and the reason when the record breaks the standard. A
 /// payload that is not UTF-8 goes the byte-slice way, which reports where the bad bytes are.
 fn parse_with_serde<'a>(
@@ -624,14 +657,7 @@ pub(super) mod tests {
 
     /// Same values, doubles compared bit for bit (so `-0.0` differs from `0.0`).
     pub(in crate::decode) fn values_equal(a: &[Val<'_>], b: &[Val<'_>]) -> bool {
-        a.len() == b.len()
-            && a.iter().zip(b).all(|pair| match pair {
-                (Val::Absent, Val::Absent) | (Val::Null, Val::Null) => true,
-                (Val::Str(x), Val::Str(y)) => x == y,
-                (Val::Int(x), Val::Int(y)) => x == y,
-                (Val::Float(x), Val::Float(y)) => x.to_bits() == y.to_bits(),
-                _ => false,
-            })
+        same_values(a, b)
     }
 
     #[test]

@@ -13,7 +13,6 @@
 //! - [`config`]: the `[kafka]` table of the service's TOML file, validated as a whole.
 //! - [`source`]: the consumer; [`progress`]: which offsets may be committed.
 //! - [`sink`]: the producer and its delivery tracking.
-//! - [`watermark`]: per-partition watermarks with an idle timeout.
 //! - [`log`]: librdkafka's logs and errors, each kind once (then a summary a minute).
 
 pub mod config;
@@ -21,7 +20,6 @@ pub mod log;
 pub mod progress;
 pub mod sink;
 pub mod source;
-pub mod watermark;
 
 pub use config::KafkaConfig;
 pub use progress::{CommitTracker, TopicPartition};
@@ -30,4 +28,3 @@ pub use sink::{
     LatencyObserver,
 };
 pub use source::KafkaSource;
-pub use watermark::{DEFAULT_IDLE_TIMEOUT, PartitionWatermarks};

@@ -105,8 +105,14 @@ impl ConsumerContext for SourceContext {
                 }
             }
             Rebalance::Assign(tpl) => {
+                let mut offsets = self.shared.offsets.lock().expect("offsets lock");
                 for e in tpl.elements() {
                     tracing::info!(topic = e.topic(), partition = e.partition(), "assigned");
+                    // Known from now on (holding its feed's watermark back until it delivers
+                    // or is read to its end); positions come with the next statistics.
+                    offsets
+                        .entry((e.topic().to_string(), e.partition()))
+                        .or_default();
                 }
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance failed"),
@@ -343,6 +349,36 @@ impl Source for KafkaSource {
         KafkaSource::take_revoked(self)
     }
 
+    fn has_positions(&self) -> bool {
+        true
+    }
+
+    /// librdkafka stops fetching a paused partition and drops what it prefetched of it; on
+    /// resume it fetches again from the next offset not yet handed out.
+    fn pause(&mut self, partitions: &[crate::source::PartitionId], paused: bool) -> Result<()> {
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::with_capacity(partitions.len());
+        for (topic, partition) in partitions {
+            tpl.add_partition(topic, *partition);
+        }
+        let done = if paused {
+            self.consumer.pause(&tpl)
+        } else {
+            self.consumer.resume(&tpl)
+        };
+        done.map_err(|source| Error::Kafka {
+            action: format!(
+                "{} {partitions:?}",
+                if paused { "pausing" } else { "resuming" }
+            ),
+            source,
+        })?;
+        tracing::debug!(?partitions, paused, "alignment");
+        Ok(())
+    }
+
     /// Assigned partitions as librdkafka's statistics last described them (every
     /// `statistics.interval.ms`), with the read position of partitions read since.
     fn partitions(&self) -> Vec<crate::source::PartitionStatus> {
@@ -383,8 +419,13 @@ impl Source for KafkaSource {
                 };
                 self.quiet_since = Instant::now();
                 let Some(first) = first else {
-                    if self.at_end()? {
-                        return Ok(None);
+                    match self.at_end() {
+                        Ok(true) => return Ok(None),
+                        Ok(false) => {}
+                        // A slow broker: ask again at the next check.
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot tell whether every partition is read to its end yet")
+                        }
                     }
                     continue;
                 };

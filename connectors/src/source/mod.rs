@@ -10,6 +10,7 @@
 //! simulator is one partition per feed) and reports where each stands
 //! ([`Source::partitions`]), so that the engine can keep event time per partition.
 
+pub mod clock;
 pub mod file;
 pub mod nexmark;
 pub mod simulator;
@@ -92,6 +93,22 @@ pub trait Source: Send {
     /// positions (files, the simulator).
     fn partitions(&self) -> Vec<PartitionStatus> {
         Vec::new()
+    }
+
+    /// Whether the source reads partitions with positions and ends ([`Source::partitions`]);
+    /// a source without (files, the simulator) always counts as read to its end.
+    fn has_positions(&self) -> bool {
+        false
+    }
+
+    /// Stops (`paused`) or resumes reading `partitions` (watermark alignment: a partition far
+    /// ahead of the others waits for them). Records already handed out are not taken back.
+    ///
+    /// # Errors
+    /// When the source cannot pause or resume them.
+    fn pause(&mut self, partitions: &[PartitionId], paused: bool) -> Result<()> {
+        let _ = (partitions, paused);
+        Ok(())
     }
 }
 

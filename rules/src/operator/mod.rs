@@ -112,6 +112,27 @@ pub struct Emission {
     pub revision: u32,
 }
 
+/// Event time of one batch of a table input, given by a source that keeps it per partition
+/// (see [`RuleRunner::process_timed`]).
+#[derive(Debug, Clone, Copy)]
+pub struct InputTime<'a> {
+    /// The input's watermark just before each row (`None`: none yet).
+    pub before: &'a [Option<i64>],
+    /// The input's watermark after the batch.
+    pub after: Option<i64>,
+}
+
+/// Where the event time of a batch's input comes from.
+#[derive(Clone, Copy)]
+enum Own<'a> {
+    /// A table's own rows, largest event time minus the out-of-orderness.
+    Rows,
+    /// A view: its producer sets it.
+    View,
+    /// Given by the source.
+    Given(InputTime<'a>),
+}
+
 /// What one input batch produced.
 #[derive(Debug, Default)]
 pub struct Step {
@@ -131,6 +152,8 @@ struct Clock {
     last_active: Option<Instant>,
     /// Whether it may be left out as idle at all.
     may_idle: bool,
+    /// Idle as its source says (every partition read to its end and quiet): left out.
+    idle: bool,
 }
 
 impl Default for Clock {
@@ -140,6 +163,7 @@ impl Default for Clock {
             explicit: None,
             last_active: None,
             may_idle: true,
+            idle: false,
         }
     }
 }
@@ -261,11 +285,12 @@ impl RuleRunner {
             // Only an input that has delivered before can go quiet; one never heard from yet
             // holds the rule back.
             let idle = !current
-                && c.may_idle
-                && timeout.is_some_and(|t| {
-                    c.last_active
-                        .is_some_and(|at| now.saturating_duration_since(at) >= t)
-                });
+                && (c.idle
+                    || c.may_idle
+                        && timeout.is_some_and(|t| {
+                            c.last_active
+                                .is_some_and(|at| now.saturating_duration_since(at) >= t)
+                        }));
             if idle {
                 continue;
             }
@@ -294,13 +319,48 @@ impl RuleRunner {
         }
     }
 
+    /// Says whether input `input` is idle (its source read every partition of it to the end
+    /// and heard nothing for its idle timeout): an idle input does not hold the rule's
+    /// watermark back. Emits what the change completes.
+    ///
+    /// # Errors
+    /// When the plan fails to execute (an engine fault).
+    pub async fn set_idle(&mut self, input: usize, idle: bool) -> Result<Vec<Emission>> {
+        let Some(c) = self.clocks.get_mut(input) else {
+            return Ok(Vec::new());
+        };
+        if c.idle == idle {
+            return Ok(Vec::new());
+        }
+        c.idle = idle;
+        match self.watermark() {
+            Some(wm) => self.fire(wm).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// Takes one batch of input `input` (a feed: its rows also advance that input's
     /// watermark).
     ///
     /// # Errors
     /// When the plan fails to execute (an engine fault).
     pub async fn process(&mut self, input: usize, batch: &RecordBatch) -> Result<Step> {
-        self.take(input, batch, true).await
+        self.take(input, batch, Own::Rows).await
+    }
+
+    /// Takes one batch of table input `input` whose watermark the source gives, row by row
+    /// (`time`: a source keeping event time per partition). The input's watermark never goes
+    /// back: a row's is the larger of what `time` says and what the input had before.
+    ///
+    /// # Errors
+    /// When the plan fails to execute (an engine fault).
+    pub async fn process_timed(
+        &mut self,
+        input: usize,
+        batch: &RecordBatch,
+        time: InputTime<'_>,
+    ) -> Result<Step> {
+        self.take(input, batch, Own::Given(time)).await
     }
 
     /// Takes rows of a view input: they do not move its watermark, which the producing rule
@@ -309,7 +369,7 @@ impl RuleRunner {
     /// # Errors
     /// When the plan fails to execute (an engine fault).
     pub async fn process_view(&mut self, input: usize, batch: &RecordBatch) -> Result<Step> {
-        self.take(input, batch, false).await
+        self.take(input, batch, Own::View).await
     }
 
     /// Sets the watermark of input `input` from outside (a view's producer, or a source that
@@ -336,7 +396,7 @@ impl RuleRunner {
         self.fire(i64::MAX).await
     }
 
-    async fn take(&mut self, input: usize, batch: &RecordBatch, observe: bool) -> Result<Step> {
+    async fn take(&mut self, input: usize, batch: &RecordBatch, own: Own<'_>) -> Result<Step> {
         let Some(scan) = self.rule.scans.iter().find(|s| s.input == input) else {
             return Ok(Step::default());
         };
@@ -351,49 +411,84 @@ impl RuleRunner {
         // The rule's watermark just before each row.
         self.clocks[input].last_active = Some(now);
         let clock = self.clocks[input];
-        let observe = observe && clock.explicit.is_none();
-        let mut running = clock.max_ts;
         let mut marks = Vec::with_capacity(ts.len());
-        if self.clocks.len() == 1 && observe {
-            // One feed: the rule's watermark is that feed's, row by row.
-            let bound = self.config.out_of_orderness_ms;
-            for t in ts.values() {
-                marks.push(closing(running.map(|m| m.saturating_sub(bound))));
-                running = Some(running.map_or(*t, |m| m.max(*t)));
+        if let Own::Given(time) = own {
+            // A table delivering rows is not idle, whatever its source said before.
+            self.clocks[input].idle = false;
+            let single = self.clocks.len() == 1;
+            for w in time.before {
+                let own = (*w).max(clock.explicit);
+                marks.push(closing(if single {
+                    own
+                } else {
+                    self.combined(Some((input, own)), now)
+                }));
             }
-        }
-        for t in ts.values().iter().skip(marks.len()) {
-            let own = match (observe, running) {
-                (true, Some(m)) => Some(m.saturating_sub(self.config.out_of_orderness_ms)),
-                (true, None) => None,
-                (false, _) => self.input_watermark(&clock),
-            };
-            marks.push(closing(self.combined(Some((input, own)), now)));
+            let c = &mut self.clocks[input];
+            c.explicit = time.after.max(c.explicit);
+        } else {
+            let observe = matches!(own, Own::Rows) && clock.explicit.is_none();
+            let mut running = clock.max_ts;
+            if self.clocks.len() == 1 && observe {
+                // One feed: the rule's watermark is that feed's, row by row.
+                let bound = self.config.out_of_orderness_ms;
+                for t in ts.values() {
+                    marks.push(closing(running.map(|m| m.saturating_sub(bound))));
+                    running = Some(running.map_or(*t, |m| m.max(*t)));
+                }
+            }
+            for t in ts.values().iter().skip(marks.len()) {
+                let own = match (observe, running) {
+                    (true, Some(m)) => Some(m.saturating_sub(self.config.out_of_orderness_ms)),
+                    (true, None) => None,
+                    (false, _) => self.input_watermark(&clock),
+                };
+                marks.push(closing(self.combined(Some((input, own)), now)));
+                if observe {
+                    running = Some(running.map_or(*t, |m| m.max(*t)));
+                }
+            }
             if observe {
-                running = Some(running.map_or(*t, |m| m.max(*t)));
+                self.clocks[input].max_ts = running;
             }
-        }
-        if observe {
-            self.clocks[input].max_ts = running;
         }
         let rule = Arc::clone(&self.rule);
-        let absorbed = self
-            .state
-            .absorb(
-                &rule,
-                input,
-                batch,
-                Times {
-                    ts: ts.values(),
-                    horizons: &marks,
-                    before,
-                },
-            )
-            .await?;
-        let mut step = Step {
-            emissions: absorbed.emissions,
-            late_rows: absorbed.late_rows,
-        };
+        let mut step = Step::default();
+        let segments = segments(&rule, &marks);
+        for (n, range) in segments.iter().enumerate() {
+            let part = if range.len() == batch.num_rows() {
+                batch.clone()
+            } else {
+                batch.slice(range.start, range.len())
+            };
+            let absorbed = self
+                .state
+                .absorb(
+                    &rule,
+                    input,
+                    &part,
+                    Times {
+                        ts: &ts.values()[range.clone()],
+                        horizons: &marks[range.clone()],
+                        before: if n == 0 {
+                            before
+                        } else {
+                            Some(marks[range.start])
+                        },
+                    },
+                )
+                .await?;
+            step.emissions.extend(absorbed.emissions);
+            let offset = u32::try_from(range.start).expect("a batch holds fewer than 2^32 rows");
+            step.late_rows
+                .extend(absorbed.late_rows.into_iter().map(|i| i + offset));
+            if let Some(next) = segments.get(n + 1) {
+                // Windows the watermark closed before the next segment's first row: they must
+                // not take in its rows (results never depend on batch boundaries).
+                step.emissions
+                    .extend(self.state.advance(&rule, marks[next.start]).await?);
+            }
+        }
         self.late += step.late_rows.len() as u64;
         if let Some(wm) = self.watermark() {
             step.emissions.extend(self.fire(wm).await?);
@@ -510,6 +605,35 @@ impl RuleRunner {
         self.state = state;
         Ok(())
     }
+}
+
+/// The runs of rows of one batch between which the watermark closes windows, given the
+/// closing horizon before each row (`marks`). Where a row belongs to several windows (HOP
+/// with a size above its slide, CUMULATE) and its slice is shared by a window that closed
+/// earlier in the same batch, the rows after the closing must not reach that window: the batch
+/// is cut where the horizon passes a window end (a multiple of the slice), and the windows
+/// closed are emitted between the parts, as if the rows had come one by one. Elsewhere (one
+/// window per row, sessions, interval joins) each row's own horizon already decides, and the
+/// batch stays whole.
+fn segments(rule: &CompiledRule, marks: &[i64]) -> Vec<std::ops::Range<usize>> {
+    let slice = match rule.window.as_ref().map(|w| w.kind) {
+        Some(WindowKind::Hop { slide_ms, size_ms }) if size_ms > slide_ms => slide_ms,
+        Some(WindowKind::Cumulate {
+            step_ms,
+            max_size_ms,
+        }) if max_size_ms > step_ms => step_ms,
+        _ => return std::iter::once(0..marks.len()).collect(),
+    };
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..marks.len() {
+        if marks[i].div_euclid(slice) > marks[start].div_euclid(slice) {
+            out.push(start..i);
+            start = i;
+        }
+    }
+    out.push(start..marks.len());
+    out
 }
 
 /// The closing horizon for watermark `wm`: windows ending at or before it are complete. As in

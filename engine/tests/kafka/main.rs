@@ -7,379 +7,20 @@
 //!
 //! Without a broker the tests fail, unless `CITYBRAIN_SKIP_KAFKA_TESTS=1` says to skip them.
 
+#[path = "../common/mod.rs"]
 mod common;
+mod skew;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::io::{BufRead, BufReader};
+use std::process::Command;
+use std::time::Instant;
 
 use citybrain_connectors::{CityConfig, Feed, write_feed_files};
-use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde_json::Value;
 
-const KEY: &str = "kafka-test-key";
-/// Generous bound for anything a test waits for; a healthy run needs a fraction of it.
-const DEADLINE: Duration = Duration::from_secs(180);
-
-fn library() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/library")
-}
-
-/// The broker address, or `None` (after a loud message) when it is absent and skipping is
-/// allowed. Panics when it is absent and skipping is not allowed.
-fn brokers() -> Option<String> {
-    let addr = std::env::var("CITYBRAIN_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".into());
-    let reachable = addr.split(',').any(|a| {
-        a.parse()
-            .ok()
-            .and_then(|sa| std::net::TcpStream::connect_timeout(&sa, Duration::from_secs(2)).ok())
-            .is_some()
-    });
-    if reachable {
-        return Some(addr);
-    }
-    if std::env::var("CITYBRAIN_SKIP_KAFKA_TESTS").is_ok_and(|v| v == "1") {
-        eprintln!(
-            "\n\n!!!!!!!! SKIPPING KAFKA TEST: no broker at {addr} and CITYBRAIN_SKIP_KAFKA_TESTS=1 !!!!!!!!\n\n"
-        );
-        return None;
-    }
-    panic!(
-        "no Kafka broker at {addr}: run scripts/kafka-dev.sh up (or set CITYBRAIN_TEST_BROKERS; \
-         CITYBRAIN_SKIP_KAFKA_TESTS=1 skips these tests)"
-    );
-}
-
-/// Names unique to this process and call.
-fn unique(prefix: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .subsec_nanos();
-    format!(
-        "t-{prefix}-{}-{nanos}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// The topics of one test.
-struct Topics {
-    feeds: BTreeMap<Feed, String>,
-    alerts: String,
-    dlq: String,
-    group: String,
-}
-
-impl Topics {
-    fn new(brokers: &str, name: &str) -> Self {
-        let t = Self {
-            feeds: Feed::ALL
-                .iter()
-                .map(|f| (*f, unique(&format!("{name}-{}", f.name()))))
-                .collect(),
-            alerts: unique(&format!("{name}-alerts")),
-            dlq: unique(&format!("{name}-dlq")),
-            group: unique(&format!("{name}-group")),
-        };
-        let admin: AdminClient<_> = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .create()
-            .expect("admin client");
-        let names: Vec<&String> = t.feeds.values().chain([&t.alerts, &t.dlq]).collect();
-        let new: Vec<NewTopic<'_>> = names
-            .iter()
-            .map(|n| NewTopic::new(n, 1, TopicReplication::Fixed(1)))
-            .collect();
-        let results = futures::executor::block_on(admin.create_topics(&new, &AdminOptions::new()))
-            .expect("create topics");
-        for r in results {
-            r.unwrap_or_else(|(topic, e)| panic!("creating topic {topic}: {e:?}"));
-        }
-        t
-    }
-
-    /// A service config for these topics (`metrics`: the listen address, empty for none).
-    fn config(&self, dir: &Path, brokers: &str, metrics: &str) -> PathBuf {
-        self.config_with(dir, brokers, metrics, "")
-    }
-
-    /// [`Topics::config`] with more consumer properties (TOML lines).
-    fn config_with(
-        &self,
-        dir: &Path,
-        brokers: &str,
-        metrics: &str,
-        consumer_properties: &str,
-    ) -> PathBuf {
-        let mut text = format!(
-            "[kafka]\nbrokers = \"{brokers}\"\ngroup_id = \"{}\"\nalert_topic = \"{}\"\ndlq_topic = \"{}\"\n\
-             [kafka.topics]\n",
-            self.group, self.alerts, self.dlq
-        );
-        for (f, t) in &self.feeds {
-            text.push_str(&format!("{} = \"{t}\"\n", f.name()));
-        }
-        text.push_str(
-            // A killed member leaves the group after 6 s instead of librdkafka's 45 s default,
-            // so a restarted service is assigned its partitions promptly.
-            "[kafka.consumer_properties]\n\"fetch.wait.max.ms\" = \"10\"\n\
-             \"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n",
-        );
-        text.push_str(consumer_properties);
-        text.push_str(
-            "[kafka.producer_properties]\n\"linger.ms\" = \"1\"\n\
-             [engine]\ncommit_interval_ms = 50\n",
-        );
-        text.push_str(&format!("[metrics]\nlisten = \"{metrics}\"\n"));
-        let path = dir.join(format!("{}.toml", self.group));
-        std::fs::write(&path, text).expect("write config");
-        path
-    }
-}
-
-/// Publishes `lines` to `topic` (partition 0, in order) and waits for the broker's acks.
-fn publish(brokers: &str, topic: &str, lines: &[String]) {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .create()
-        .expect("producer");
-    for line in lines {
-        let mut record = BaseRecord::<(), str>::to(topic).payload(line).partition(0);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((rdkafka::error::KafkaError::MessageProduction(_), back)) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(50));
-                }
-                Err((e, _)) => panic!("producing to {topic}: {e}"),
-            }
-        }
-    }
-    producer
-        .flush(Duration::from_secs(60))
-        .unwrap_or_else(|e| panic!("flushing to {topic}: {e}"));
-}
-
-/// A message read back: payload and headers.
-#[derive(Debug, Clone)]
-struct Received {
-    offset: i64,
-    payload: String,
-    headers: BTreeMap<String, String>,
-}
-
-/// Every message of partition 0 of `topic`, from the start up to its current end.
-fn read_all(brokers: &str, topic: &str) -> Vec<Received> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", unique("reader"))
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "10")
-        .create()
-        .expect("consumer");
-    let (_, high) = consumer
-        .fetch_watermarks(topic, 0, Duration::from_secs(10))
-        .expect("watermarks");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .expect("partition");
-    consumer.assign(&tpl).expect("assign");
-    let mut out = Vec::new();
-    let start = Instant::now();
-    while out.last().is_none_or(|r: &Received| r.offset + 1 < high) && high > 0 {
-        assert!(start.elapsed() < DEADLINE, "reading {topic} timed out");
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => out.push(Received {
-                offset: m.offset(),
-                payload: m
-                    .payload_view::<str>()
-                    .and_then(Result::ok)
-                    .unwrap_or("")
-                    .to_string(),
-                headers: m
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|h| {
-                                (
-                                    h.key.to_string(),
-                                    String::from_utf8_lossy(h.value.unwrap_or_default())
-                                        .into_owned(),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            }),
-            Some(Err(e)) => panic!("reading {topic}: {e}"),
-            None => {}
-        }
-    }
-    out
-}
-
-/// The end offset of partition 0 of `topic`.
-fn high_watermark(brokers: &str, topic: &str) -> i64 {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .expect("consumer");
-    consumer
-        .fetch_watermarks(topic, 0, Duration::from_secs(10))
-        .expect("watermarks")
-        .1
-}
-
-/// Simulated feeds as lines per feed.
-fn simulated(dir: &Path, events: u64, sim_rate: f64) -> BTreeMap<Feed, Vec<String>> {
-    write_feed_files(
-        dir,
-        CityConfig {
-            seed: 4,
-            events_per_sim_second: sim_rate,
-            ..CityConfig::default()
-        },
-        events,
-    )
-    .expect("simulate");
-    Feed::ALL
-        .iter()
-        .map(|f| {
-            let text =
-                std::fs::read_to_string(dir.join(format!("{}.jsonl", f.name()))).expect("feed");
-            (*f, text.lines().map(str::to_string).collect())
-        })
-        .collect()
-}
-
-fn write_feeds(dir: &Path, feeds: &BTreeMap<Feed, Vec<String>>) {
-    std::fs::create_dir_all(dir).expect("feed dir");
-    for (f, lines) in feeds {
-        let mut text = lines.join("\n");
-        text.push('\n');
-        std::fs::write(dir.join(format!("{}.jsonl", f.name())), text).expect("write feed");
-    }
-}
-
-/// Alerts of `citybrain replay` over `feeds`, without `emitted_at`.
-fn replay_alerts(dir: &Path, feeds: &BTreeMap<Feed, Vec<String>>) -> Vec<Value> {
-    let input = dir.join("replay-input");
-    write_feeds(&input, feeds);
-    let (out, dead) = (
-        dir.join("replay-alerts.jsonl"),
-        dir.join("replay-dead.jsonl"),
-    );
-    let status = common::replay(&input, &library(), &out, &dead, KEY)
-        .stdout(Stdio::null())
-        .status()
-        .expect("replay runs");
-    assert!(status.success(), "replay failed");
-    std::fs::read_to_string(&out)
-        .expect("replay alerts")
-        .lines()
-        .map(|l| comparable(serde_json::from_str(l).expect("alert JSON")))
-        .collect()
-}
-
-/// An alert without the one field that depends on when it was emitted.
-fn comparable(mut v: Value) -> Value {
-    v.as_object_mut()
-        .expect("alert object")
-        .remove("emitted_at");
-    v
-}
-
-fn sorted(mut v: Vec<Value>) -> Vec<Value> {
-    v.sort_by_key(Value::to_string);
-    v
-}
-
-/// Starts the service on `config`.
-fn spawn_service(config: &Path, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_citybrain"))
-        .arg("run")
-        .arg("--config")
-        .arg(config)
-        .arg("--rules")
-        .arg(library())
-        .args(extra)
-        .env("CITYBRAIN_PSEUDONYM_KEY", KEY)
-        .env("CITYBRAIN_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("citybrain starts")
-}
-
-/// Waits for the service to exit; returns its status and stderr. Kills it and fails after
-/// the deadline.
-fn wait_exit(mut child: Child) -> (ExitStatus, String) {
-    let mut stderr = child.stderr.take().expect("stderr piped");
-    let reader = std::thread::spawn(move || {
-        let mut err = String::new();
-        stderr.read_to_string(&mut err).expect("stderr");
-        err
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if start.elapsed() > DEADLINE {
-            child.kill().expect("kill");
-            child.wait().expect("reap");
-            let err = reader.join().expect("stderr reader");
-            panic!("service did not exit within {DEADLINE:?}: {err}");
-        }
-        // Polling for the exit with a deadline; the process has no other completion signal
-        // that can be waited on with a timeout.
-        std::thread::park_timeout(Duration::from_millis(20));
-    };
-    (status, reader.join().expect("stderr reader"))
-}
-
-/// `--exit-at-end` run to completion; asserts success, returns stderr.
-fn run_to_end(config: &Path, extra: &[&str]) -> String {
-    let mut args = vec!["--exit-at-end"];
-    args.extend_from_slice(extra);
-    let (status, err) = wait_exit(spawn_service(config, &args));
-    assert!(status.success(), "service failed: {err}");
-    err
-}
-
-/// `read N records` from the service's summary.
-fn records_read(stderr: &str) -> u64 {
-    stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("read ")?.split(' ').next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no summary in: {stderr}"))
-}
-
-fn publish_feeds(brokers: &str, topics: &Topics, feeds: &BTreeMap<Feed, Vec<String>>) {
-    for (f, lines) in feeds {
-        publish(brokers, &topics.feeds[f], lines);
-    }
-}
-
-fn alerts_of(brokers: &str, topic: &str) -> Vec<Value> {
-    read_all(brokers, topic)
-        .into_iter()
-        .map(|r| serde_json::from_str(&r.payload).expect("alert JSON"))
-        .collect()
-}
+use support::*;
 
 #[test]
 fn round_trip_equals_replay_and_malformed_reach_the_dead_letter_topic() {
@@ -478,6 +119,7 @@ fn sigkill_three_times_loses_no_alert() {
         &brokers,
         "",
         "\"queued.min.messages\" = \"200\"\n\"max.partition.fetch.bytes\" = \"20000\"\n",
+        "",
     );
 
     let mut killed_mid_stream = 0;
@@ -489,11 +131,12 @@ fn sigkill_three_times_loses_no_alert() {
         std::thread::spawn(move || for _ in BufReader::new(stderr).lines() {});
         // Kill once the service has produced new alerts since the last kill.
         let start = Instant::now();
+        let probe = Probe::new(&brokers);
         loop {
             if child.try_wait().expect("try_wait").is_some() {
                 break;
             }
-            let now = high_watermark(&brokers, &topics.alerts);
+            let now = probe.high(&topics.alerts);
             if now > seen_alerts {
                 seen_alerts = now;
                 child.kill().expect("SIGKILL");
@@ -622,6 +265,7 @@ fn sigterm_delivers_commits_and_exits_zero_while_metrics_are_served() {
     // Keeps running past the malformed record: every event is counted, the dead letter sent.
     let total: u64 = feeds.values().map(|l| l.len() as u64).sum();
     let start = Instant::now();
+    let probe = Probe::new(&brokers);
     let metrics = loop {
         let m = http_get(&addr, "/metrics");
         let events: f64 = m
@@ -629,7 +273,7 @@ fn sigterm_delivers_commits_and_exits_zero_while_metrics_are_served() {
             .filter(|l| l.starts_with("citybrain_events_in_total{"))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum();
-        if events as u64 == total && high_watermark(&brokers, &topics.dlq) == 1 {
+        if events as u64 == total && probe.high(&topics.dlq) == 1 {
             break m;
         }
         assert!(
@@ -674,44 +318,6 @@ fn sigterm_delivers_commits_and_exits_zero_while_metrics_are_served() {
         total + 1 - committed,
         "restart resumes at the committed offsets"
     );
-}
-
-/// The sum over the feed topics (one partition each) of the group's committed offsets.
-fn committed_total(brokers: &str, topics: &Topics) -> u64 {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", &topics.group)
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for t in topics.feeds.values() {
-        tpl.add_partition(t, 0);
-    }
-    let committed = consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .expect("committed offsets");
-    committed
-        .elements()
-        .iter()
-        .map(|e| match e.offset() {
-            Offset::Offset(o) => u64::try_from(o).expect("offset"),
-            _ => 0,
-        })
-        .sum()
-}
-
-/// A GET over plain HTTP/1.1; the whole response.
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::Write;
-    let mut s = std::net::TcpStream::connect(addr).expect("connect to metrics");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("request");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("response");
-    out
 }
 
 /// Issue 11: on Kafka, one record dated ahead froze a window (and commits) or made later records
