@@ -151,14 +151,46 @@ fn events(brokers: &str, topic: &str) -> Vec<Value> {
         .collect()
 }
 
-fn spawn_service(config: &Path, rules: &Path) -> Child {
+/// The feed's pace between two chunks (a rate, not a stand-in for synchronisation).
+#[allow(clippy::disallowed_methods)]
+fn pace(d: Duration) {
+    std::thread::sleep(d);
+}
+
+/// The service under test, SIGKILLed when dropped (a failing test leaves no process behind).
+struct Service(Child);
+
+impl std::ops::Deref for Service {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Service {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_service(config: &Path, rules: &Path) -> Service {
     let mut child = Command::new(env!("CARGO_BIN_EXE_citybrain"))
         .args(["run", "--console", "off", "--batch-size", "20", "--config"])
         .arg(config)
         .arg("--rules")
         .arg(rules)
         .env("CITYBRAIN_PSEUDONYM_KEY", "incident-kafka-test")
-        .env("CITYBRAIN_LOG", "info")
+        .env(
+            "CITYBRAIN_LOG",
+            std::env::var("INC_TEST_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -171,7 +203,7 @@ fn spawn_service(config: &Path, rules: &Path) -> Child {
             }
         }
     });
-    child
+    Service(child)
 }
 
 /// Reads the events topic as it grows.
@@ -303,7 +335,17 @@ fn sigkill_three_times_loses_no_incident_or_action_and_doubles_no_escalation() {
             .to_string()
         })
         .collect();
-    publish(&brokers, &police, &lines);
+    // The reports arrive as a live feed, 20 every half second (25 s in all; pacing the feed,
+    // not waiting for anything), so that the kills below land while the service is reading.
+    let feed = {
+        let (brokers, police) = (brokers.clone(), police.clone());
+        std::thread::spawn(move || {
+            for chunk in lines.chunks(20) {
+                publish(&brokers, &police, chunk);
+                pace(Duration::from_millis(500));
+            }
+        })
+    };
     let config = tmp.path().join("service.toml");
     std::fs::write(
         &config,
@@ -311,7 +353,7 @@ fn sigkill_three_times_loses_no_incident_or_action_and_doubles_no_escalation() {
             "[kafka]\nbrokers = \"{brokers}\"\ngroup_id = \"{group}\"\nalert_topic = \"{alerts}\"\ndlq_topic = \"{dlq}\"\n\
              [kafka.topics]\npolice = \"{police}\"\n\
              [kafka.consumer_properties]\n\"fetch.wait.max.ms\" = \"10\"\n\"session.timeout.ms\" = \"6000\"\n\
-             \"heartbeat.interval.ms\" = \"1000\"\n\"queued.min.messages\" = \"50\"\n\"max.partition.fetch.bytes\" = \"4000\"\n\
+             \"heartbeat.interval.ms\" = \"1000\"\n\"max.poll.interval.ms\" = \"10000\"\n\
              [kafka.producer_properties]\n\"linger.ms\" = \"1\"\n\
              [engine]\ncommit_interval_ms = 50\n[metrics]\nlisten = \"\"\n\
              [incidents]\nevents_topic = \"{events_topic}\"\ntable_topic = \"{table}\"\nactions_topic = \"{actions}\"\nclock = \"event\"\n"
@@ -324,13 +366,14 @@ fn sigkill_three_times_loses_no_incident_or_action_and_doubles_no_escalation() {
     let mut tail = Tail::new(&brokers, &events_topic);
     let mut killed_mid_stream = 0;
     for _ in 0..3 {
-        tail.catch_up(&events_topic);
         let mut child = spawn_service(&config, &rules);
-        // Killed once it has written a good share of new events since the last kill.
-        let target = tail.events.len() + 250;
+        // Killed once it has written new events since the last kill.
+        let target = tail.events.len() + 150;
         tail.until("progress", |e| e.len() >= target || opened(e) == INCIDENTS);
         child.kill().expect("SIGKILL");
         child.wait().expect("reap");
+        // Everything the killed service made durable (the tail lags behind the service).
+        tail.catch_up(&events_topic);
         eprintln!(
             "killed at {} events, {} opened ({target} wanted)",
             tail.events.len(),
@@ -344,6 +387,7 @@ fn sigkill_three_times_loses_no_incident_or_action_and_doubles_no_escalation() {
         // applied before the next kill, some after.
         publish(&brokers, &actions, &act_on(&tail.events, &mut sent, 500));
     }
+    feed.join().expect("feed");
     assert!(
         killed_mid_stream >= 2,
         "killed mid-stream only {killed_mid_stream} times"

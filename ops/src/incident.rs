@@ -352,7 +352,9 @@ impl AlertIn {
         let at = match s("event_time").or_else(|| s("window_end")) {
             Some(text) => crate::time::parse_rfc3339(text)
                 .ok_or(format!("alert: event_time `{text}` is not RFC 3339"))?,
-            None => fallback_at.ok_or("alert: no `event_time` (nor `window_end`) and no clock yet")?,
+            None => {
+                fallback_at.ok_or("alert: no `event_time` (nor `window_end`) and no clock yet")?
+            }
         };
         let location = match v.get("location") {
             None | Some(serde_json::Value::Null) => Location::none(),
