@@ -803,8 +803,9 @@ impl IncidentsSection {
 /// The incident desk of the Kafka service, with its background tasks (actions, the live
 /// clock); dropping it stops them.
 pub struct KafkaDesk {
-    /// The desk (for the API).
-    pub desk: Arc<Desk>,
+    /// The desk (for the API); `None` when `[incidents] enabled = false` (alerts are still
+    /// routed to the grid's units).
+    pub desk: Option<Arc<Desk>>,
     grid: Option<Grid>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -833,19 +834,17 @@ impl KafkaDesk {
 /// The service's incident desk: restored from the events topic, writing events and the
 /// incident table through its own idempotent producer (the pipeline waits for them before it
 /// commits input: `Grid::barrier`), taking actions from the actions topic, and moving the live
-/// clock every second. `None` when `[incidents] enabled = false`.
+/// clock every second. With `[incidents] enabled = false`, no desk: alerts are only routed to
+/// the grid's units (as `run --no-incidents` does).
 ///
 /// # Errors
 /// When a file is invalid, the topics cannot be read, or a Kafka client cannot be created.
 pub async fn kafka_desk(
     config: &crate::config::ServiceConfig,
     rules: &[CompiledRule],
-) -> Result<Option<KafkaDesk>> {
+) -> Result<KafkaDesk> {
     use citybrain_connectors::kafka::{KafkaProducer, KafkaSink};
     let section = &config.incidents;
-    if !section.enabled {
-        return Ok(None);
-    }
     let args = IncidentArgs {
         jurisdictions: section.jurisdictions.clone(),
         policy: section.policy.clone(),
@@ -853,6 +852,16 @@ pub async fn kafka_desk(
         ..IncidentArgs::default()
     };
     let parts = desk_parts(&args, rules)?;
+    if !section.enabled {
+        return Ok(KafkaDesk {
+            desk: None,
+            grid: Some(Grid::routing(
+                Arc::clone(&parts.jurisdictions),
+                config.engine.out_of_orderness_ms,
+            )),
+            tasks: Vec::new(),
+        });
+    }
     let access = access(section.access.as_deref(), &parts.jurisdictions)?;
     let producer =
         Arc::new(KafkaProducer::new(&config.kafka.producer_config(), None).map_err(Error::Sink)?);
@@ -933,7 +942,7 @@ pub async fn kafka_desk(
         incidents = desk.book().len(),
         "incident desk on Kafka"
     );
-    Ok(Some(KafkaDesk {
+    Ok(KafkaDesk {
         grid: Some(Grid::with_desk(
             Arc::clone(&parts.jurisdictions),
             Arc::clone(&desk),
@@ -941,9 +950,9 @@ pub async fn kafka_desk(
             Vec::new(),
             config.engine.out_of_orderness_ms,
         )),
-        desk,
+        desk: Some(desk),
         tasks,
-    }))
+    })
 }
 
 /// Applies the actions topic's records one by one: an action seen before is skipped, a

@@ -500,9 +500,7 @@ async fn run_kafka(a: RunArgs, overrides: EngineOverrides) -> anyhow::Result<()>
     let mut incident_desk = incidents::kafka_desk(&config, &rules).await?;
     let _console = console(
         &a.console,
-        incident_desk
-            .as_ref()
-            .map(|d| citybrain_ops::router(std::sync::Arc::clone(&d.desk))),
+        incident_desk.desk.clone().map(citybrain_ops::router),
     )
     .await?;
     info!(
@@ -521,9 +519,7 @@ async fn run_kafka(a: RunArgs, overrides: EngineOverrides) -> anyhow::Result<()>
         metrics,
         a.kafka.exit_at_end,
         shutdown_signal(),
-        incident_desk
-            .as_mut()
-            .and_then(incidents::KafkaDesk::take_grid),
+        incident_desk.take_grid(),
     )
     .await?;
     eprint!("{}", outcome.stats.summary(started.elapsed()));

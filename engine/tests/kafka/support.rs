@@ -147,6 +147,9 @@ impl Topics {
         );
         text.push_str(engine);
         text.push_str(&format!("[metrics]\nlisten = \"{metrics}\"\n"));
+        // These tests are about alerts: no incident desk (it would share the default
+        // incident topics between tests; engine/tests/incidents_kafka.rs tests it).
+        text.push_str("[incidents]\nenabled = false\n");
         let path = dir.join(format!("{}.toml", self.group));
         std::fs::write(&path, text).expect("write config");
         path
