@@ -6,13 +6,14 @@
 -- Every feed has an event id, an event time `ts` (RFC 3339 with an offset, or epoch milliseconds)
 -- with a watermark 5 seconds behind it, and a WGS 84 position. A column COMMENT may start with a
 -- tag: [personal] marks personal data (citybrain replaces its values by keyed pseudonyms at
--- ingest), [id] the record's id (Flink's kafka connector refuses a PRIMARY KEY on JSON topics).
+-- ingest), [id] the record's id (Flink's kafka connector refuses a PRIMARY KEY on JSON topics),
+-- [range MIN MAX] the values a number may take (outside it, the record is malformed).
 
 CREATE TABLE traffic (
     event_id STRING NOT NULL COMMENT '[id] unique id chosen by the producer',
     ts TIMESTAMP_LTZ(3) NOT NULL COMMENT 'event time',
-    lat DOUBLE NOT NULL COMMENT 'WGS 84 latitude, degrees',
-    lon DOUBLE NOT NULL COMMENT 'WGS 84 longitude, degrees',
+    lat DOUBLE NOT NULL COMMENT '[range -90 90] WGS 84 latitude, degrees',
+    lon DOUBLE NOT NULL COMMENT '[range -180 180] WGS 84 longitude, degrees',
     sensor_id STRING COMMENT 'sensor or camera id',
     road_id STRING COMMENT 'road segment id',
     speed_kmh DOUBLE COMMENT 'mean speed, km/h',
@@ -31,8 +32,8 @@ CREATE TABLE traffic (
 CREATE TABLE police (
     event_id STRING NOT NULL COMMENT '[id] unique id chosen by the producer',
     ts TIMESTAMP_LTZ(3) NOT NULL COMMENT 'event time',
-    lat DOUBLE NOT NULL COMMENT 'WGS 84 latitude, degrees',
-    lon DOUBLE NOT NULL COMMENT 'WGS 84 longitude, degrees',
+    lat DOUBLE NOT NULL COMMENT '[range -90 90] WGS 84 latitude, degrees',
+    lon DOUBLE NOT NULL COMMENT '[range -180 180] WGS 84 longitude, degrees',
     incident_id STRING COMMENT 'incident id',
     category STRING COMMENT 'theft, assault, fight, fraud, traffic_accident, disturbance, ...',
     priority BIGINT COMMENT '1 (most urgent) to 4',
@@ -48,8 +49,8 @@ CREATE TABLE police (
 CREATE TABLE emergency (
     event_id STRING NOT NULL COMMENT '[id] unique id chosen by the producer',
     ts TIMESTAMP_LTZ(3) NOT NULL COMMENT 'event time',
-    lat DOUBLE NOT NULL COMMENT 'WGS 84 latitude, degrees',
-    lon DOUBLE NOT NULL COMMENT 'WGS 84 longitude, degrees',
+    lat DOUBLE NOT NULL COMMENT '[range -90 90] WGS 84 latitude, degrees',
+    lon DOUBLE NOT NULL COMMENT '[range -180 180] WGS 84 longitude, degrees',
     call_id STRING COMMENT 'call id',
     service STRING COMMENT 'medical | fire | rescue | hazmat',
     severity BIGINT COMMENT '1 to 5 (5 worst)',
@@ -67,8 +68,8 @@ CREATE TABLE emergency (
 CREATE TABLE market (
     event_id STRING NOT NULL COMMENT '[id] unique id chosen by the producer',
     ts TIMESTAMP_LTZ(3) NOT NULL COMMENT 'event time',
-    lat DOUBLE NOT NULL COMMENT 'WGS 84 latitude, degrees',
-    lon DOUBLE NOT NULL COMMENT 'WGS 84 longitude, degrees',
+    lat DOUBLE NOT NULL COMMENT '[range -90 90] WGS 84 latitude, degrees',
+    lon DOUBLE NOT NULL COMMENT '[range -180 180] WGS 84 longitude, degrees',
     merchant_id STRING COMMENT 'merchant id, e.g. M0042',
     merchant_name STRING COMMENT 'registered name',
     category STRING COMMENT 'food_safety | price | counterfeit | license | quality',

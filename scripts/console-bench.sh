@@ -10,4 +10,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/console-browser.sh install
 cargo test -p citybrain-engine --test console --locked -- --ignored --exact \
-  live_latency_over_a_500_incident_scene --nocapture 2>&1 | grep -E "console live latency|panicked|test result"
+  live_latency_over_a_500_incident_scene --nocapture 2>&1 | grep -E "console live latency|page's work|panicked|test result"

@@ -29,7 +29,7 @@ use arrow::record_batch::RecordBatch;
 use citybrain_benches::{
     BENCH_KEY, compile_all, rule_sources, simulated_batches, simulated_batches_interleaved,
 };
-use citybrain_connectors::{CityConfig, Decoder, Feed, Pseudonymizer};
+use citybrain_connectors::{Catalog, CityConfig, Decoder, Feed, Pseudonymizer};
 use citybrain_rules::{CompiledRule, RuleRunner, RunnerConfig};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
@@ -50,10 +50,14 @@ fn events() -> u64 {
 }
 
 fn traffic_batches(events: u64) -> Vec<RecordBatch> {
-    let mut decoder = Decoder::new(Feed::Traffic, Arc::new(Pseudonymizer::new(BENCH_KEY)));
+    let traffic = Catalog::city()
+        .table("traffic")
+        .expect("the city's traffic feed")
+        .clone();
+    let mut decoder = Decoder::new(traffic.clone(), Arc::new(Pseudonymizer::new(BENCH_KEY)));
     simulated_batches(CityConfig::default(), events, 8192)
         .iter()
-        .filter(|raw| raw.feed == Feed::Traffic)
+        .filter(|raw| raw.feed == traffic)
         .map(|raw| decoder.decode(raw).batch)
         .collect()
 }
@@ -125,8 +129,8 @@ fn join_input(rule: &CompiledRule, events: u64) -> Vec<(usize, RecordBatch)> {
         .filter_map(|raw| {
             let input = rule.inputs.iter().position(|t| t == raw.feed.name())?;
             let decoder = decoders
-                .entry(raw.feed)
-                .or_insert_with(|| Decoder::new(raw.feed, Arc::clone(&key)));
+                .entry(raw.feed.clone())
+                .or_insert_with(|| Decoder::new(raw.feed.clone(), Arc::clone(&key)));
             Some((input, decoder.decode(raw).batch))
         })
         .collect()

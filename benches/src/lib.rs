@@ -14,7 +14,7 @@ use std::path::Path;
 use anyhow::bail;
 use bytes::Bytes;
 use citybrain_connectors::{
-    CityConfig, CitySimulator, Feed, Origin, RawBatch, RawRecord, Sink, SinkRecord,
+    Catalog, CityConfig, CitySimulator, Feed, Origin, RawBatch, RawRecord, Sink, SinkRecord,
 };
 use citybrain_rules::RuleSource;
 
@@ -30,8 +30,8 @@ pub fn simulated_batches(cfg: CityConfig, events: u64, batch: usize) -> Vec<RawB
 
 /// The first `events` events of the simulated city `cfg`, cut as a source polling every feed
 /// hands them out: each feed's batch is handed out when it holds `batch` records, and after
-/// every `batch` events in all, whatever each other feed holds by then (in [`Feed::ALL`]
-/// order). Sparse feeds so arrive in small batches beside the dense traffic feed and keep up
+/// every `batch` events in all, whatever each other feed holds by then (in the city
+/// catalog's order). Sparse feeds so arrive in small batches beside the dense traffic feed and keep up
 /// with its event time, as a rule reading several feeds (a join) needs to close windows while
 /// the stream runs. Built outside any timed loop.
 pub fn simulated_batches_interleaved(cfg: CityConfig, events: u64, batch: usize) -> Vec<RawBatch> {
@@ -49,13 +49,14 @@ fn cut_batches(
     let batch = batch.max(1);
     let flush_every = flush_every.map(|n| n.max(1) as u64);
     let mut sim = CitySimulator::new(cfg);
-    let mut pending: [Vec<RawRecord>; 4] = Default::default();
+    let feeds: Vec<Feed> = Catalog::city().tables().to_vec();
+    let mut pending: Vec<Vec<RawRecord>> = vec![Vec::new(); feeds.len()];
     let mut out = Vec::new();
     let mut line = Vec::with_capacity(512);
     for seq in 0..events {
         line.clear();
-        let feed = sim.next_event(&mut line);
-        let slot = &mut pending[feed_index(feed)];
+        let feed = sim.next_event(&mut line).clone();
+        let slot = &mut pending[feed_index(&feeds, &feed)];
         slot.push(RawRecord {
             payload: Bytes::copy_from_slice(&line),
             origin: Origin::Simulator { seq },
@@ -67,28 +68,31 @@ fn cut_batches(
             });
         }
         if flush_every.is_some_and(|n| (seq + 1).is_multiple_of(n)) {
-            flush(&mut pending, &mut out);
+            flush(&feeds, &mut pending, &mut out);
         }
     }
-    flush(&mut pending, &mut out);
+    flush(&feeds, &mut pending, &mut out);
     out
 }
 
-/// Hands out every feed's pending records, in [`Feed::ALL`] order.
-fn flush(pending: &mut [Vec<RawRecord>; 4], out: &mut Vec<RawBatch>) {
-    for feed in Feed::ALL {
-        let records = std::mem::take(&mut pending[feed_index(feed)]);
+/// Hands out every feed's pending records, in the city catalog's order.
+fn flush(feeds: &[Feed], pending: &mut [Vec<RawRecord>], out: &mut Vec<RawBatch>) {
+    for (feed, slot) in feeds.iter().zip(pending) {
+        let records = std::mem::take(slot);
         if !records.is_empty() {
-            out.push(RawBatch { feed, records });
+            out.push(RawBatch {
+                feed: feed.clone(),
+                records,
+            });
         }
     }
 }
 
-fn feed_index(feed: Feed) -> usize {
-    Feed::ALL
+fn feed_index(feeds: &[Feed], feed: &Feed) -> usize {
+    feeds
         .iter()
-        .position(|f| *f == feed)
-        .expect("every feed is in Feed::ALL")
+        .position(|f| f == feed)
+        .expect("the simulator writes the city catalog's feeds")
 }
 
 /// The rules at `path`: every `*.sql` below it when it is a folder, else the one file (its id
@@ -172,7 +176,7 @@ mod tests {
         let total: usize = batches.iter().map(|b| b.records.len()).sum();
         assert_eq!(total, 5_000);
         assert!(batches.iter().all(|b| b.records.len() <= 1_000));
-        assert!(batches.iter().any(|b| b.feed == Feed::Traffic));
+        assert!(batches.iter().any(|b| b.feed.name() == "traffic"));
     }
 
     #[test]
@@ -197,7 +201,7 @@ mod tests {
                 "record {seq} at {position}"
             );
         }
-        assert!(batches.iter().any(|b| b.feed == Feed::Police));
+        assert!(batches.iter().any(|b| b.feed.name() == "police"));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use citybrain_connectors::{FileSource, Source};
+use citybrain_connectors::{Catalog, FileSource, Source};
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -47,7 +47,7 @@ pub fn publish(args: &PublishArgs) -> anyhow::Result<()> {
         .set("queue.buffering.max.messages", "500000")
         .create()
         .context("creating the producer")?;
-    let mut source = FileSource::open(&args.input, 1024)?;
+    let mut source = FileSource::open(&Catalog::city(), &args.input, 1024)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()

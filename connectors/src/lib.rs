@@ -1,14 +1,17 @@
-//! The city feed standard, decoding into Arrow with pseudonymisation at ingest, sources and sinks.
+//! The feed catalog, decoding into Arrow with pseudonymisation at ingest, sources and sinks.
 //!
-//! Every city department publishes events as JSON lines in one of four [`Feed`]s (traffic,
-//! police, emergency, market). [`Feed::schema`] is the Arrow schema a feed decodes into and
-//! `docs/feeds.md` is the published standard.
+//! Every department publishes events as JSON lines in a feed declared in the [`Catalog`]: a
+//! table in Flink SQL DDL (`feeds/city.sql` holds the city's four: traffic, police, emergency,
+//! market; a department adds its own with one more file). A [`Feed`] is a handle on one table:
+//! [`Feed::schema`] is the Arrow schema it decodes into, `docs/feeds.md` the city's published
+//! standard.
 //!
 //! A [`Source`] yields [`RawBatch`]es: raw JSON payloads of one feed, each tagged with its
 //! [`Origin`] (file and line, Kafka position, simulator sequence number). A [`Decoder`] turns a
-//! raw batch into an Arrow `RecordBatch`, replacing personal fields (plates, phone numbers, ID
-//! numbers) by keyed pseudonyms from a [`Pseudonymizer`] so that raw personal data never enters
-//! the engine; records that break the standard become [`DeadLetter`]s with a precise reason.
+//! raw batch into an Arrow `RecordBatch` as the feed's table declares it, replacing personal
+//! fields (plates, phone numbers, ID numbers) by keyed pseudonyms from a [`Pseudonymizer`] so
+//! that raw personal data never enters the engine; records that break the declaration become
+//! [`DeadLetter`]s with a precise reason.
 //! [`DecodeAhead`] runs decoders on tokio's blocking pool, a few batches ahead of the rules.
 //! The [`EventTimeGuard`] then sets aside records dated too far ahead (a wrong clock), before
 //! they reach any watermark.
@@ -40,6 +43,7 @@ pub mod source;
 
 use std::path::PathBuf;
 
+pub use catalog::{Catalog, ORIGIN_COLUMN};
 pub use decode::{DecodeAhead, Decoded, DecodedBatch, Decoder, EventTimeGuard, GuardConfig};
 pub use feed::Feed;
 pub use privacy::{KeySource, Pseudonymizer};
@@ -56,12 +60,9 @@ pub use source::{PartitionId, PartitionStatus, Progress, Source};
 /// Errors of sources and sinks. Bad records are not errors: they become [`DeadLetter`]s.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The input directory holds none of the feed files (a user error).
-    #[error(
-        "no feed files in {dir}: expected at least one of traffic.jsonl, police.jsonl, \
-         emergency.jsonl, market.jsonl"
-    )]
-    NoFeedFiles { dir: PathBuf },
+    /// The input directory holds none of the catalog's feed files (a user error).
+    #[error("no feed files in {dir}: expected at least one of {expected}")]
+    NoFeedFiles { dir: PathBuf, expected: String },
     /// Catalog files with mistakes: every problem of every file, each with file, line and column.
     #[error("{}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Catalog {

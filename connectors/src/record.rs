@@ -32,7 +32,7 @@ pub struct RawRecord {
     pub origin: Origin,
 }
 
-/// Raw records of a single feed, in arrival order.
+/// Raw records of a single feed (a catalog table), in arrival order.
 #[derive(Debug, Clone)]
 pub struct RawBatch {
     pub feed: Feed,
@@ -94,7 +94,7 @@ struct DeadLetterJson<'a> {
     detail: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     rules: Option<&'a [String]>,
-    feed: &'static str,
+    feed: &'a str,
     origin: OriginJson<'a>,
     record: Cow<'a, str>,
 }
@@ -174,12 +174,17 @@ impl DeadLetter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::Catalog;
     use serde_json::{Value, json};
+
+    fn feed(name: &str) -> Feed {
+        Catalog::city().table(name).expect("a city feed").clone()
+    }
 
     #[test]
     fn malformed_round_trips() {
         let letter = DeadLetter {
-            feed: Feed::Traffic,
+            feed: feed("traffic"),
             origin: Origin::File {
                 path: "in/traffic.jsonl".into(),
                 line: 7,
@@ -205,7 +210,7 @@ mod tests {
     #[test]
     fn late_and_other_origins() {
         let letter = DeadLetter {
-            feed: Feed::Police,
+            feed: feed("police"),
             origin: Origin::Kafka {
                 topic: "city.police".into(),
                 partition: 3,

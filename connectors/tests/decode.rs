@@ -14,6 +14,7 @@ use citybrain_connectors::{
 const KEY: &[u8] = b"test-key";
 
 fn raw(feed: Feed, lines: &[&str]) -> RawBatch {
+    let name = feed.name().to_string();
     RawBatch {
         feed,
         records: lines
@@ -22,7 +23,7 @@ fn raw(feed: Feed, lines: &[&str]) -> RawBatch {
             .map(|(i, line)| RawRecord {
                 payload: Bytes::copy_from_slice(line.as_bytes()),
                 origin: Origin::File {
-                    path: format!("{}.jsonl", feed.name()).into(),
+                    path: format!("{name}.jsonl").into(),
                     line: i as u64 + 1,
                 },
             })
@@ -31,7 +32,7 @@ fn raw(feed: Feed, lines: &[&str]) -> RawBatch {
 }
 
 fn decode(feed: Feed, lines: &[&str]) -> Decoded {
-    let mut decoder = Decoder::new(feed, Arc::new(Pseudonymizer::new(KEY)));
+    let mut decoder = Decoder::new(feed.clone(), Arc::new(Pseudonymizer::new(KEY)));
     decoder.decode(&raw(feed, lines))
 }
 
@@ -78,14 +79,14 @@ const T0: i64 = 1_772_431_200_000;
 #[test]
 fn traffic_record_decodes_into_typed_columns() {
     let d = decode(
-        Feed::Traffic,
+        city("traffic"),
         &[
             r#"{"event_id":"t-1","ts":"2026-03-02T06:00:00Z","lat":30.25,"lon":120.17,"sensor_id":"S0001","road_id":"R001","speed_kmh":42.5,"vehicle_count":17,"occupancy":0.31,"plate":"浙A12345","kind":"flow"}"#,
         ],
     );
     assert_clean(&d);
     let b = &d.batch;
-    assert_eq!(b.schema(), Feed::Traffic.schema());
+    assert_eq!(b.schema(), city("traffic").schema());
     assert_eq!(b.num_rows(), 1);
     assert_eq!(d.rows, [0]);
     assert_eq!(str_at(b, "event_id", 0).as_deref(), Some("t-1"));
@@ -104,7 +105,7 @@ fn traffic_record_decodes_into_typed_columns() {
 #[test]
 fn police_emergency_market_records_decode() {
     let p = decode(
-        Feed::Police,
+        city("police"),
         &[
             r#"{"event_id":"p-1","ts":1772431200000,"lat":30.2,"lon":120.1,"incident_id":"INC1","category":"fight","priority":1,"reporter_phone":"13800138000"}"#,
         ],
@@ -119,7 +120,7 @@ fn police_emergency_market_records_decode() {
     );
 
     let e = decode(
-        Feed::Emergency,
+        city("emergency"),
         &[
             r#"{"event_id":"e-1","ts":"2026-03-02T06:00:00Z","lat":30.2,"lon":120.1,"call_id":"C1","service":"medical","severity":5,"caller_phone":"13900000000","caller_id_no":"33010619900101123X","response_s":960.5}"#,
         ],
@@ -137,7 +138,7 @@ fn police_emergency_market_records_decode() {
     assert_eq!(col::<Float64Array>(b, "response_s").value(0), 960.5);
 
     let m = decode(
-        Feed::Market,
+        city("market"),
         &[
             r#"{"event_id":"m-1","ts":"2026-03-02T06:00:00Z","lat":30.2,"lon":120.1,"merchant_id":"M0042","merchant_name":"运河海鲜大排档","category":"food_safety","kind":"inspection","complainant_phone":null,"amount_cny":12,"result":"fail"}"#,
         ],
@@ -159,7 +160,7 @@ fn police_emergency_market_records_decode() {
 #[test]
 fn event_time_accepts_offsets_and_epoch_millis() {
     let d = decode(
-        Feed::Police,
+        city("police"),
         &[
             r#"{"event_id":"a","ts":"2026-03-02T14:00:00+08:00","lat":0,"lon":0}"#,
             r#"{"event_id":"b","ts":"2026-03-02T06:00:00.250Z","lat":0,"lon":0}"#,
@@ -179,7 +180,7 @@ fn event_time_accepts_offsets_and_epoch_millis() {
 #[test]
 fn integers_are_accepted_for_floats_and_missing_or_null_fields_are_null() {
     let d = decode(
-        Feed::Traffic,
+        city("traffic"),
         &[
             r#"{"event_id":"t-1","ts":1772431200000,"lat":30,"lon":120,"speed_kmh":50,"occupancy":null}"#,
         ],
@@ -203,7 +204,7 @@ fn integers_are_accepted_for_floats_and_missing_or_null_fields_are_null() {
 #[test]
 fn unknown_fields_are_ignored_and_only_coordinates_are_range_checked() {
     let d = decode(
-        Feed::Traffic,
+        city("traffic"),
         &[
             r#"{"extra":{"nested":[1,2,{"x":null}]},"event_id":"t-1","ts":0,"lat":-90,"lon":180,"kind":"teleport","firmware":"4.2","speed_kmh":-5}"#,
         ],
@@ -266,7 +267,7 @@ fn impossible_coordinates_huge_integers_and_repeated_keys_are_malformed() {
         ),
     ];
     let lines: Vec<&str> = cases.iter().map(|(line, _)| *line).collect();
-    let d = decode(Feed::Traffic, &lines);
+    let d = decode(city("traffic"), &lines);
     assert_eq!(d.batch.num_rows(), 0, "{:?}", reasons(&d));
     let got = reasons(&d);
     assert_eq!(got.len(), cases.len(), "{got:#?}");
@@ -278,7 +279,7 @@ fn impossible_coordinates_huge_integers_and_repeated_keys_are_malformed() {
     }
     // Still a double where the field is one: 2^70 is a fine speed, a nested repeat is fine.
     let d = decode(
-        Feed::Traffic,
+        city("traffic"),
         &[
             r#"{"event_id":"t-1","ts":0,"lat":0,"lon":0,"speed_kmh":1180591620717411303424}"#,
             r#"{"event_id":"t-1","ts":0,"lat":0,"lon":0,"extra":{"a":1,"a":2}}"#,
@@ -290,7 +291,7 @@ fn impossible_coordinates_huge_integers_and_repeated_keys_are_malformed() {
 #[test]
 fn escaped_strings_decode() {
     let d = decode(
-        Feed::Traffic,
+        city("traffic"),
         &[
             r#"{"event_id":"t-\"1\"","ts":0,"lat":0,"lon":0,"road_id":"R\u0030\u00301","plate":"\u6d59A12345"}"#,
         ],
@@ -360,7 +361,7 @@ fn malformed_records_become_dead_letters_with_precise_reasons() {
         ),
     ];
     let lines: Vec<&str> = cases.iter().map(|(line, _)| *line).collect();
-    let d = decode(Feed::Traffic, &lines);
+    let d = decode(city("traffic"), &lines);
     assert_eq!(d.batch.num_rows(), 0);
     assert!(d.rows.is_empty());
     let got = reasons(&d);
@@ -375,7 +376,7 @@ fn malformed_records_become_dead_letters_with_precise_reasons() {
             "position leaked into a data error: {reason:?}"
         );
         let letter = &d.dead[i];
-        assert_eq!(letter.feed, Feed::Traffic);
+        assert_eq!(letter.feed, city("traffic"));
         assert_eq!(
             letter.origin,
             Origin::File {
@@ -390,7 +391,7 @@ fn malformed_records_become_dead_letters_with_precise_reasons() {
 #[test]
 fn wrong_type_reasons_do_not_quote_values() {
     let d = decode(
-        Feed::Emergency,
+        city("emergency"),
         &[r#"{"event_id":"e","ts":0,"lat":0,"lon":0,"severity":"13912345678"}"#],
     );
     let got = reasons(&d);
@@ -400,7 +401,7 @@ fn wrong_type_reasons_do_not_quote_values() {
 
 #[test]
 fn invalid_utf8_and_arbitrary_bytes_never_panic() {
-    let mut decoder = Decoder::new(Feed::Market, Arc::new(Pseudonymizer::new(KEY)));
+    let mut decoder = Decoder::new(city("market"), Arc::new(Pseudonymizer::new(KEY)));
     let payloads: Vec<Vec<u8>> = vec![
         b"{\"event_id\":\"\xff\xfe\",\"ts\":0,\"lat\":0,\"lon\":0}".to_vec(),
         vec![0u8; 10],
@@ -411,7 +412,7 @@ fn invalid_utf8_and_arbitrary_bytes_never_panic() {
         [b"{\"x\":".repeat(200), b"1".to_vec(), b"}".repeat(200)].concat(),
     ];
     let batch = RawBatch {
-        feed: Feed::Market,
+        feed: city("market"),
         records: payloads
             .into_iter()
             .enumerate()
@@ -438,8 +439,8 @@ fn rows_map_back_to_input_positions() {
         "[]".to_owned(),
     ];
     let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
-    let mut decoder = Decoder::new(Feed::Police, Arc::new(Pseudonymizer::new(KEY)));
-    let d = decoder.decode(&raw(Feed::Police, &lines));
+    let mut decoder = Decoder::new(city("police"), Arc::new(Pseudonymizer::new(KEY)));
+    let d = decoder.decode(&raw(city("police"), &lines));
     assert_eq!(d.rows, [1, 2, 4]);
     let ids: Vec<&str> = col::<StringArray>(&d.batch, "event_id")
         .iter()
@@ -457,7 +458,7 @@ fn rows_map_back_to_input_positions() {
     assert_eq!(dead_lines, [1, 4, 6]);
 
     // The decoder is reusable: a second batch starts from empty builders.
-    let d2 = decoder.decode(&raw(Feed::Police, &lines[1..3]));
+    let d2 = decoder.decode(&raw(city("police"), &lines[1..3]));
     assert_eq!(d2.batch.num_rows(), 2);
     assert_eq!(d2.rows, [0, 1]);
 }
@@ -476,7 +477,7 @@ fn personal_values_never_reach_the_batch() {
         line(3, secrets[0], secrets[1]),
     ];
     let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
-    let d = decode(Feed::Emergency, &lines);
+    let d = decode(city("emergency"), &lines);
     assert_clean(&d);
     for column in d.batch.columns() {
         if let Some(strings) = column.as_string_opt::<i32>() {
@@ -497,4 +498,12 @@ fn personal_values_never_reach_the_batch() {
     let ids = col::<StringArray>(&d.batch, "caller_id_no");
     assert_eq!(ids.value(0), ids.value(1));
     assert!(phones.value(0).starts_with("ps_") && phones.value(0).len() == 35);
+}
+
+/// The city feed called `name`.
+fn city(name: &str) -> Feed {
+    citybrain_connectors::Catalog::city()
+        .table(name)
+        .expect("a city feed")
+        .clone()
 }

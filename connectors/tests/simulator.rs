@@ -17,7 +17,7 @@ fn generate(cfg: CityConfig, n: usize) -> Vec<(Feed, Vec<u8>)> {
     (0..n)
         .map(|_| {
             let mut out = Vec::new();
-            let feed = sim.next_event(&mut out);
+            let feed = sim.next_event(&mut out).clone();
             (feed, out)
         })
         .collect()
@@ -26,7 +26,7 @@ fn generate(cfg: CityConfig, n: usize) -> Vec<(Feed, Vec<u8>)> {
 /// Decodes every event per feed, asserting there is no dead letter.
 fn decode_all(events: &[(Feed, Vec<u8>)]) -> HashMap<Feed, Decoded> {
     let pseudonymizer = Arc::new(Pseudonymizer::new(b"sim-test"));
-    Feed::ALL
+    city_feeds()
         .into_iter()
         .map(|feed| {
             let records = events
@@ -39,7 +39,10 @@ fn decode_all(events: &[(Feed, Vec<u8>)]) -> HashMap<Feed, Decoded> {
                 })
                 .collect();
             let decoded =
-                Decoder::new(feed, Arc::clone(&pseudonymizer)).decode(&RawBatch { feed, records });
+                Decoder::new(feed.clone(), Arc::clone(&pseudonymizer)).decode(&RawBatch {
+                    feed: feed.clone(),
+                    records,
+                });
             if let Some(letter) = decoded.dead.first() {
                 panic!(
                     "{} dead letters in {feed}, first: {}",
@@ -76,7 +79,7 @@ fn events_conform_and_show_the_staged_city() {
     // background plus the staged incidents, which weigh a lot in 25 minutes).
     let count = |feed: Feed| decoded[&feed].batch.num_rows();
     let total = events.len() as f64;
-    let traffic_share = count(Feed::Traffic) as f64 / total;
+    let traffic_share = count(city("traffic")) as f64 / total;
     assert!(traffic_share > 0.99, "traffic share {traffic_share}");
     let last_ms = decoded
         .values()
@@ -89,11 +92,11 @@ fn events_conform_and_show_the_staged_city() {
         .expect("events");
     let hours = (last_ms - cfg.start_ms) as f64 / 3_600_000.0;
     for (feed, per_hour) in [
-        (Feed::Police, 15.0..120.0),
-        (Feed::Emergency, 10.0..100.0),
-        (Feed::Market, 5.0..60.0),
+        (city("police"), 15.0..120.0),
+        (city("emergency"), 10.0..100.0),
+        (city("market"), 5.0..60.0),
     ] {
-        let rate = count(feed) as f64 / hours;
+        let rate = count(feed.clone()) as f64 / hours;
         assert!(
             per_hour.contains(&rate),
             "{feed}: {rate:.1} events per simulated hour"
@@ -112,7 +115,7 @@ fn events_conform_and_show_the_staged_city() {
     // Time runs forward with at most 2 s of disorder, at about the configured events per
     // simulated second.
     let mut times: Vec<(usize, i64)> = Vec::new();
-    for feed in Feed::ALL {
+    for feed in city_feeds() {
         let ts = decoded[&feed].batch.column_by_name("ts").expect("ts");
         let ts = ts.as_primitive::<TimestampMillisecondType>();
         let seqs = events
@@ -154,7 +157,7 @@ fn events_conform_and_show_the_staged_city() {
     }
 
     // The food-safety merchant gets repeated complaints and a failed inspection.
-    let market = &decoded[&Feed::Market].batch;
+    let market = &decoded[&city("market")].batch;
     let strings =
         |name: &str| -> &StringArray { market.column_by_name(name).expect(name).as_string() };
     let (merchant, category, kind, result) = (
@@ -184,7 +187,7 @@ fn events_conform_and_show_the_staged_city() {
     );
 
     // Accident burst: several traffic accidents and police traffic_accident reports.
-    let traffic = &decoded[&Feed::Traffic].batch;
+    let traffic = &decoded[&city("traffic")].batch;
     let accidents = traffic
         .column_by_name("kind")
         .expect("kind")
@@ -195,7 +198,7 @@ fn events_conform_and_show_the_staged_city() {
     assert!(accidents >= 3, "{accidents} accidents");
 
     // Fight burst and the repeated caller.
-    let police = &decoded[&Feed::Police].batch;
+    let police = &decoded[&city("police")].batch;
     let fights = police
         .column_by_name("category")
         .expect("category")
@@ -204,7 +207,7 @@ fn events_conform_and_show_the_staged_city() {
         .filter(|c| *c == Some("fight"))
         .count();
     assert!(fights >= 4, "{fights} fights");
-    let phones = decoded[&Feed::Emergency]
+    let phones = decoded[&city("emergency")]
         .batch
         .column_by_name("caller_phone")
         .expect("caller_phone")
@@ -242,7 +245,7 @@ fn counts_over(cfg: CityConfig, hours: f64) -> HashMap<Feed, usize> {
     let mut out = Vec::new();
     while sim.clock_ms() < end {
         out.clear();
-        *counts.entry(sim.next_event(&mut out)).or_default() += 1;
+        *counts.entry(sim.next_event(&mut out).clone()).or_default() += 1;
     }
     counts
 }
@@ -265,7 +268,7 @@ fn department_rates_are_per_simulated_hour_whatever_the_event_rate() {
         },
         hours,
     );
-    let traffic_ratio = dense[&Feed::Traffic] as f64 / sparse[&Feed::Traffic] as f64;
+    let traffic_ratio = dense[&city("traffic")] as f64 / sparse[&city("traffic")] as f64;
     assert!(
         (3.6..4.4).contains(&traffic_ratio),
         "traffic scales with the rate: {traffic_ratio}"
@@ -274,9 +277,9 @@ fn department_rates_are_per_simulated_hour_whatever_the_event_rate() {
     // plus the staged incidents, which make market counts (a burst of complaints now and then)
     // vary most between runs.
     for (feed, per_hour, tolerance) in [
-        (Feed::Police, 30.0..70.0, 0.25),
-        (Feed::Emergency, 20.0..50.0, 0.25),
-        (Feed::Market, 5.0..25.0, 0.5),
+        (city("police"), 30.0..70.0, 0.25),
+        (city("emergency"), 20.0..50.0, 0.25),
+        (city("market"), 5.0..25.0, 0.5),
     ] {
         let (a, b) = (sparse[&feed] as f64, dense[&feed] as f64);
         for n in [a, b] {
@@ -299,7 +302,8 @@ fn feed_files_read_back_through_the_file_source() {
     let out = dir.path().join("feeds");
     let counts = write_feed_files(&out, CityConfig::default(), 3000).expect("write feed files");
     assert_eq!(counts.total(), 3000);
-    let mut source = FileSource::open(&out, 500).expect("open");
+    let mut source =
+        FileSource::open(&citybrain_connectors::Catalog::city(), &out, 500).expect("open");
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
@@ -307,14 +311,14 @@ fn feed_files_read_back_through_the_file_source() {
     let pseudonymizer = Arc::new(Pseudonymizer::new(b"k"));
     while let Some(batch) = rt.block_on(source.next_batch()).expect("next batch") {
         assert!(batch.records.len() <= 500);
-        let decoded = Decoder::new(batch.feed, Arc::clone(&pseudonymizer)).decode(&batch);
+        let decoded = Decoder::new(batch.feed.clone(), Arc::clone(&pseudonymizer)).decode(&batch);
         assert!(decoded.dead.is_empty(), "dead letters in {}", batch.feed);
-        *per_feed.entry(batch.feed).or_default() += batch.records.len() as u64;
+        *per_feed.entry(batch.feed.clone()).or_default() += batch.records.len() as u64;
     }
-    for feed in Feed::ALL {
+    for feed in city_feeds() {
         assert_eq!(
             per_feed.get(&feed).copied().unwrap_or(0),
-            counts.get(feed),
+            counts.get(&feed),
             "{feed}"
         );
     }
@@ -395,4 +399,17 @@ fn paced_simulator_source_flushes_partial_batches_promptly() {
             "{elapsed:?}"
         );
     });
+}
+
+/// The city's feeds, in the shipped catalog's order.
+fn city_feeds() -> Vec<Feed> {
+    citybrain_connectors::Catalog::city().tables().to_vec()
+}
+
+/// The city feed called `name`.
+fn city(name: &str) -> Feed {
+    citybrain_connectors::Catalog::city()
+        .table(name)
+        .expect("a city feed")
+        .clone()
 }

@@ -17,6 +17,9 @@ export class CityMap {
       L.tileLayer(config.tile_url, { attribution: config.tile_attribution || "" }).addTo(this.map);
     }
     this.heat = new HeatLayer().addTo(this.map);
+    this.map.createPane("late").style.zIndex = 610;
+    this.map.getPane("late").style.pointerEvents = "none";
+    this.late = new LateLayer().addTo(this.map);
     this.markers = new Map(); // incident_id → { marker, signature }
     this.markerLayer = L.layerGroup().addTo(this.map);
     this.selected = null;
@@ -57,16 +60,18 @@ export class CityMap {
   /** Shows exactly these incidents (already filtered); `now` (ms) times their deadlines. */
   setIncidents(incidents, now) {
     const keep = new Set();
+    const late = [];
     for (const inc of incidents) {
       if (!inc.location || !Number.isFinite(inc.location.lat) || !Number.isFinite(inc.location.lon)) continue;
       keep.add(inc.incident_id);
       const due = dueClass(inc, now);
+      if (due === "overdue") late.push([inc.location.lat, inc.location.lon]);
       const signature = [inc.severity, inc.level, due, inc.state, inc.location.lat, inc.location.lon, this.selected === inc.incident_id].join("|");
       const existing = this.markers.get(inc.incident_id);
       if (existing && existing.signature === signature) continue;
       const icon = L.divIcon({
         className: "inc-icon",
-        iconSize: [22, 22],
+        iconSize: [16, 16], // the .inc dot: its centre is the point
         html: `<div class="inc sev-${esc(inc.severity)} lvl-${esc(inc.level)} ${due}${this.selected === inc.incident_id ? " selected" : ""}" data-incident-id="${esc(inc.incident_id)}" data-unit="${esc(inc.unit)}"></div>`,
       });
       if (existing) {
@@ -88,6 +93,12 @@ export class CityMap {
         this.markers.delete(id);
       }
     }
+    this.late.setPoints(late);
+  }
+
+  /** Overdue rings on or off (app.js flips them twice a second). */
+  blink(on) {
+    this.late.show(on);
   }
 
   select(id) {
@@ -218,6 +229,61 @@ const HeatLayer = L.Layer.extend({
     }
     this.drawn = drawn;
     map.getContainer().dataset.cellsDrawn = String(drawn);
+  },
+});
+
+/**
+ * The blinking rings of overdue incidents, all on one canvas above the markers: blinking shows
+ * and hides that one element. Blinking each marker redrew every overdue marker twice a second,
+ * which took most of the page's time on a busy city (BENCHMARKS.md, the console).
+ */
+const LateLayer = L.Layer.extend({
+  initialize() {
+    this.points = [];
+    this.key = "";
+  },
+  onAdd(map) {
+    this.canvas = L.DomUtil.create("canvas", "late-rings leaflet-zoom-hide");
+    map.getPane("late").appendChild(this.canvas);
+    map.on("moveend zoomend resize viewreset", this.redraw, this);
+    this.redraw();
+  },
+  onRemove(map) {
+    this.canvas.remove();
+    map.off("moveend zoomend resize viewreset", this.redraw, this);
+  },
+  setPoints(points) {
+    const key = points.join(";");
+    if (key === this.key) return;
+    this.key = key;
+    this.points = points;
+    this.redraw();
+  },
+  show(on) {
+    if (this.canvas) this.canvas.style.visibility = on ? "visible" : "hidden";
+  },
+  redraw() {
+    if (!this._map || !this.canvas) return;
+    const map = this._map;
+    const size = map.getSize();
+    const ratio = window.devicePixelRatio || 1;
+    this.canvas.width = size.x * ratio;
+    this.canvas.height = size.y * ratio;
+    this.canvas.style.width = `${size.x}px`;
+    this.canvas.style.height = `${size.y}px`;
+    L.DomUtil.setPosition(this.canvas, map.containerPointToLayerPoint([0, 0]));
+    const ctx = this.canvas.getContext("2d");
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    ctx.clearRect(0, 0, size.x, size.y);
+    ctx.strokeStyle = "#ffffff";
+    ctx.lineWidth = 3;
+    for (const p of this.points) {
+      const c = map.latLngToContainerPoint(p);
+      ctx.beginPath();
+      ctx.arc(c.x, c.y, 9.5, 0, 2 * Math.PI);
+      ctx.stroke();
+    }
+    map.getContainer().dataset.overdueRings = String(this.points.length);
   },
 });
 

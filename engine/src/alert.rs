@@ -320,6 +320,9 @@ fn row_json(
     cols.iter()
         .enumerate()
         .take(columns)
+        // Where a record of a table without an id came from: part of the alert's id, not its
+        // data (`SELECT *` reads it).
+        .filter(|(i, _)| schema.field(*i).name() != citybrain_connectors::ORIGIN_COLUMN)
         .map(|(i, c)| (schema.field(i).name().clone(), c.json(row)))
         .collect()
 }

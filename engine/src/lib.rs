@@ -40,6 +40,6 @@ pub use config::ServiceConfig;
 pub use error::{Error, Result};
 pub use pipeline::{
     AlertFormat, DECODE_AHEAD, Observer, Pipeline, PipelineConfig, RunOptions, RunOutcome, Stats,
-    city_catalog,
+    city_catalog, rules_catalog,
 };
 pub use reload::RuleWatcher;

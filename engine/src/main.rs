@@ -9,16 +9,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use citybrain_connectors::{
-    CityConfig, FileSource, JsonlSink, KeySource, NexmarkConfig, Progress, Pseudonymizer,
-    SimulatorSource, Sink, write_feed_files, write_nexmark_files,
+    Catalog as FeedCatalog, CityConfig, FileSource, JsonlSink, KeySource, NexmarkConfig, Progress,
+    Pseudonymizer, SimulatorSource, Sink, write_feed_files, write_nexmark_files,
 };
 use citybrain_engine::console::ConsoleArgs;
 use citybrain_engine::incidents;
 use citybrain_engine::metrics::Metrics;
 use citybrain_engine::{
     AlertFormat, Observer, Pipeline, PipelineConfig, RuleWatcher, RunOptions, ServiceConfig,
-    city_catalog, service,
+    city_catalog, rules_catalog, service,
 };
+use citybrain_rules::Catalog;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing::info;
 
@@ -86,6 +87,10 @@ enum RulesCommand {
     Check {
         /// The rules folder, or one rule file.
         dir: PathBuf,
+        /// The feed catalog the rules read: Flink SQL `CREATE TABLE` files or folders of them
+        /// (repeatable; default: the shipped city feeds, feeds/city.sql).
+        #[arg(long, value_name = "CATALOG")]
+        feeds: Vec<PathBuf>,
     },
 }
 
@@ -118,9 +123,14 @@ struct EngineArgs {
 
 #[derive(Args, Debug)]
 struct ReplayArgs {
-    /// Folder holding traffic.jsonl, police.jsonl, emergency.jsonl and/or market.jsonl.
+    /// Folder holding a JSON-lines file per feed of the catalog (`<table>.jsonl`, or the
+    /// file name of its `'path'`): traffic.jsonl, police.jsonl, ... for the city feeds.
     #[arg(long)]
     input: PathBuf,
+    /// The feed catalog: Flink SQL `CREATE TABLE` files or folders of them (repeatable;
+    /// default: the shipped city feeds, feeds/city.sql).
+    #[arg(long, value_name = "CATALOG")]
+    feeds: Vec<PathBuf>,
     /// The rules folder, or one rule file (back-testing a single rule).
     #[arg(long)]
     rules: PathBuf,
@@ -141,6 +151,11 @@ struct RunArgs {
     /// The rules folder (default: the built-in library).
     #[arg(long)]
     rules: Option<PathBuf>,
+    /// The feed catalog of the Kafka service (`--brokers`): Flink SQL `CREATE TABLE` files or
+    /// folders of them, each table read from its topic (repeatable; default: the shipped city
+    /// feeds, feeds/city.sql). The simulator demo always plays the city feeds.
+    #[arg(long, value_name = "CATALOG")]
+    feeds: Vec<PathBuf>,
     /// Simulated events per wall-clock second.
     #[arg(long, default_value_t = 2000.0)]
     rate: f64,
@@ -302,8 +317,8 @@ fn try_main() -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     match cli.command {
         Command::Rules {
-            command: RulesCommand::Check { dir },
-        } => runtime.block_on(rules_check(&dir)),
+            command: RulesCommand::Check { dir, feeds },
+        } => runtime.block_on(rules_check(&dir, &feeds)),
         Command::Incidents {
             command:
                 IncidentsCommand::Report {
@@ -338,12 +353,23 @@ fn try_main() -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn rules_check(dir: &Path) -> anyhow::Result<ExitCode> {
+/// The feed catalog read from `paths` (`--feeds`), or the shipped city catalog when none.
+fn feed_catalog(paths: &[PathBuf]) -> anyhow::Result<FeedCatalog> {
+    if paths.is_empty() {
+        return Ok(FeedCatalog::city());
+    }
+    let catalog = FeedCatalog::load(paths)?;
+    info!(tables = ?catalog.tables().iter().map(|t| t.name()).collect::<Vec<_>>(), "feed catalog loaded");
+    Ok(catalog)
+}
+
+async fn rules_check(dir: &Path, feeds: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let catalog = rules_catalog(&feed_catalog(feeds)?);
     let sources = citybrain_rules::read_dir(dir)?;
     if sources.is_empty() {
         bail!("no .sql rules found below {}", dir.display());
     }
-    match citybrain_rules::compile_all(&sources, &city_catalog()).await {
+    match citybrain_rules::compile_all(&sources, &catalog).await {
         Ok(rules) => {
             for rule in &rules {
                 let kind = match rule.meta.emit {
@@ -494,8 +520,9 @@ async fn run_kafka(a: RunArgs, overrides: EngineOverrides) -> anyhow::Result<()>
              development broker only, --insecure-dev-key. See docs/privacy.md"
         );
     }
+    let feeds = feed_catalog(&a.feeds)?;
     let dir = config.engine.rules.clone().unwrap_or_else(builtin_rules);
-    let (rules, _watcher, updates) = watched_rules(&dir).await?;
+    let (rules, _watcher, updates) = watched_rules(&dir, rules_catalog(&feeds)).await?;
     let (metrics, _) = Metrics::install(&config.metrics.listen, &config.http).await?;
     let mut incident_desk = incidents::kafka_desk(&config, &rules).await?;
     let _console = console(
@@ -513,6 +540,7 @@ async fn run_kafka(a: RunArgs, overrides: EngineOverrides) -> anyhow::Result<()>
     let started = Instant::now();
     let outcome = service::run(
         config,
+        &feeds,
         rules,
         Some(updates),
         pseudonymizer.0,
@@ -593,13 +621,17 @@ fn positive_millis(flag: &str, d: Duration) -> anyhow::Result<i64> {
     }
 }
 
-async fn load_rules(dir: &Path) -> anyhow::Result<Vec<citybrain_rules::CompiledRule>> {
-    Ok(read_and_plan(dir).await?.0)
+async fn load_rules(
+    dir: &Path,
+    catalog: &Catalog,
+) -> anyhow::Result<Vec<citybrain_rules::CompiledRule>> {
+    Ok(read_and_plan(dir, catalog).await?.0)
 }
 
 /// Reads and plans the rules below `dir` (views first), with the sources they came from.
 async fn read_and_plan(
     dir: &Path,
+    catalog: &Catalog,
 ) -> anyhow::Result<(
     Vec<citybrain_rules::CompiledRule>,
     Vec<citybrain_rules::RuleSource>,
@@ -608,7 +640,7 @@ async fn read_and_plan(
     if sources.is_empty() {
         bail!("no .sql rules found below {}", dir.display());
     }
-    let rules = citybrain_rules::compile_all(&sources, &city_catalog()).await?;
+    let rules = citybrain_rules::compile_all(&sources, catalog).await?;
     info!(rules = rules.len(), dir = %dir.display(), "rules loaded");
     Ok((rules, sources))
 }
@@ -617,18 +649,15 @@ async fn read_and_plan(
 /// added, changed or removed while running take effect without a restart.
 async fn watched_rules(
     dir: &Path,
+    catalog: Catalog,
 ) -> anyhow::Result<(
     Vec<citybrain_rules::CompiledRule>,
     RuleWatcher,
     tokio::sync::mpsc::Receiver<Vec<citybrain_rules::CompiledRule>>,
 )> {
-    let (rules, sources) = read_and_plan(dir).await?;
-    let (watcher, updates) = RuleWatcher::spawn(
-        dir.to_path_buf(),
-        city_catalog(),
-        sources,
-        Duration::from_secs(1),
-    );
+    let (rules, sources) = read_and_plan(dir, &catalog).await?;
+    let (watcher, updates) =
+        RuleWatcher::spawn(dir.to_path_buf(), catalog, sources, Duration::from_secs(1));
     Ok((rules, watcher, updates))
 }
 
@@ -637,9 +666,10 @@ async fn replay(a: ReplayArgs) -> anyhow::Result<()> {
         idle_timeout_ms: None,
         ..pipeline_config(&a.engine, AlertFormat::Json)?
     };
-    let rules = load_rules(&a.rules).await?;
+    let feeds = feed_catalog(&a.feeds)?;
+    let rules = load_rules(&a.rules, &rules_catalog(&feeds)).await?;
     let grid = incidents::replay_grid(&a.incidents, &rules, config.out_of_orderness_ms).await?;
-    let mut source = FileSource::open(&a.input, a.engine.batch_size)?;
+    let mut source = FileSource::open(&feeds, &a.input, a.engine.batch_size)?;
     let mut inputs: Vec<PathBuf> = source.paths();
     inputs.extend(
         citybrain_rules::read_dir(&a.rules)?
@@ -728,8 +758,11 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
     let config = pipeline_config(&a.engine, format)?;
     ensure_positive("--rate", a.rate)?;
     ensure_positive("--speed", a.speed)?;
+    if !a.feeds.is_empty() {
+        bail!("--feeds is for the Kafka service (--brokers): the simulator plays the city feeds");
+    }
     let dir = a.rules.clone().unwrap_or_else(builtin_rules);
-    let (rules, _watcher, updates) = watched_rules(&dir).await?;
+    let (rules, _watcher, updates) = watched_rules(&dir, city_catalog()).await?;
     if a.incidents.actions.is_some() {
         bail!("--actions is for replay; live actions come through the incident API");
     }

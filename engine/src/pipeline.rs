@@ -24,8 +24,9 @@ use arrow::array::{Array, TimestampMillisecondArray};
 use chrono::Utc;
 use citybrain_connectors::kafka::CommitTracker;
 use citybrain_connectors::{
-    Barrier, DeadLetter, DeadReason, DecodeAhead, Decoded, EventClock, EventTimeGuard, Feed,
-    GuardConfig, Origin, PartitionId, Pseudonymizer, RawBatch, Sink, SinkRecord, Source,
+    Barrier, Catalog as FeedCatalog, DeadLetter, DeadReason, DecodeAhead, Decoded, EventClock,
+    EventTimeGuard, Feed, GuardConfig, Origin, PartitionId, Pseudonymizer, RawBatch, Sink,
+    SinkRecord, Source,
 };
 use citybrain_rules::{
     Catalog, CompiledRule, Emission, Emit, GraphStep, InputTime, Reloaded, RuleGraph, RunnerConfig,
@@ -35,11 +36,23 @@ use futures::FutureExt;
 use crate::alert::{self, Alert};
 use crate::error::{Error, Result};
 
-/// The rules catalog of the city feed standard: one table per feed, event time in `ts`.
-pub fn city_catalog() -> Catalog {
-    Feed::ALL.iter().fold(Catalog::new(), |c, f| {
-        c.with_table(f.name(), f.schema(), "ts")
+/// The tables rules may read, from the feed catalog: per table its schema, event-time column,
+/// watermark bound and the columns identifying a record (per-event alert ids).
+pub fn rules_catalog(feeds: &FeedCatalog) -> Catalog {
+    feeds.tables().iter().fold(Catalog::new(), |c, f| {
+        c.with_feed(
+            f.name(),
+            f.schema(),
+            f.time_column(),
+            f.out_of_orderness_ms(),
+            &f.key_columns(),
+        )
     })
+}
+
+/// [`rules_catalog`] of the shipped city catalog (`feeds/city.sql`).
+pub fn city_catalog() -> Catalog {
+    rules_catalog(&FeedCatalog::city())
 }
 
 /// Settings of a pipeline, validated before anything runs.
@@ -88,12 +101,12 @@ pub enum AlertFormat {
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
     /// Well-formed events per feed.
-    pub events: BTreeMap<&'static str, u64>,
+    pub events: BTreeMap<String, u64>,
     /// Malformed records per feed.
-    pub malformed: BTreeMap<&'static str, u64>,
+    pub malformed: BTreeMap<String, u64>,
     /// Records set aside as dated too far ahead, per feed and source (file, `topic/partition`
     /// or `simulator`).
-    pub future: BTreeMap<(&'static str, String), u64>,
+    pub future: BTreeMap<(String, String), u64>,
     /// Late events per rule.
     pub late: BTreeMap<String, u64>,
     /// Alerts per rule (every rule listed, zero included).
@@ -128,13 +141,15 @@ impl Stats {
             secs,
             self.records() as f64 / secs
         );
-        for f in Feed::ALL {
+        let names: std::collections::BTreeSet<&String> =
+            self.events.keys().chain(self.malformed.keys()).collect();
+        for name in names {
             let (e, m) = (
-                self.events.get(f.name()).copied().unwrap_or(0),
-                self.malformed.get(f.name()).copied().unwrap_or(0),
+                self.events.get(name).copied().unwrap_or(0),
+                self.malformed.get(name).copied().unwrap_or(0),
             );
             if e + m > 0 {
-                let _ = writeln!(s, "  {:<10} {e:>10} events {m:>8} malformed", f.name());
+                let _ = writeln!(s, "  {name:<10} {e:>10} events {m:>8} malformed");
             }
         }
         let future: u64 = self.future.values().sum();
@@ -362,7 +377,7 @@ impl Pipeline {
 
     /// The watermark of `feed`: the minimum over the partitions read of it that are not idle,
     /// minus the out-of-orderness.
-    pub fn feed_watermark(&self, feed: Feed) -> Option<i64> {
+    pub fn feed_watermark(&self, feed: &Feed) -> Option<i64> {
         self.clock.table_time(feed.name(), Instant::now()).watermark
     }
 
@@ -419,11 +434,11 @@ impl Pipeline {
             if let Some(o) = options.observer.as_deref_mut() {
                 o.batch_read(&raw);
             }
-            let table = raw.feed.name();
+            let table = raw.feed.clone();
             let origins: Vec<Option<(PartitionId, i64)>> =
                 raw.records.iter().map(|r| position(&r.origin)).collect();
             let event_ts = self.apply(raw, decoded).await?;
-            acks.processed(table, origins, &event_ts);
+            acks.processed(table.name(), origins, &event_ts);
             if self.config.max_watermark_drift_ms.is_some() && source.has_positions() {
                 let now = Instant::now();
                 self.clock.refresh(&source.partitions(), true, now);
@@ -459,7 +474,7 @@ impl Pipeline {
         for tp in source.take_revoked() {
             acks.tracker.revoke(&tp);
             if let Some(table) = acks.tables.remove(&tp) {
-                self.clock.remove(table, tp.1);
+                self.clock.remove(&table, tp.1);
             }
         }
         acks.poll_barriers()?;
@@ -594,11 +609,16 @@ impl Pipeline {
             .iter()
             .map(|r| r.payload.len() as u64)
             .sum::<u64>();
-        *self.stats.events.entry(feed.name()).or_default() += decoded.batch.num_rows() as u64;
+        *self
+            .stats
+            .events
+            .entry(feed.name().to_string())
+            .or_default() += decoded.batch.num_rows() as u64;
         let mut event_ts = vec![None; raw.records.len()];
         let ts: &[i64] = decoded
             .batch
-            .column_by_name("ts")
+            .columns()
+            .get(feed.time_index())
             .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
             .map_or(&[], |a| a.values());
         let mut partitions = Vec::with_capacity(ts.len());
@@ -625,10 +645,16 @@ impl Pipeline {
                         *self
                             .stats
                             .future
-                            .entry((feed.name(), d.origin.source()))
+                            .entry((feed.name().to_string(), d.origin.source()))
                             .or_default() += 1;
                     }
-                    _ => *self.stats.malformed.entry(feed.name()).or_default() += 1,
+                    _ => {
+                        *self
+                            .stats
+                            .malformed
+                            .entry(feed.name().to_string())
+                            .or_default() += 1;
+                    }
                 }
             }
             let records: Vec<SinkRecord> = decoded.dead.iter().map(dead_record).collect();
@@ -665,7 +691,7 @@ impl Pipeline {
                 .map(|(row, rules)| {
                     let rec = &raw.records[decoded.rows[*row as usize] as usize];
                     dead_record(&DeadLetter {
-                        feed,
+                        feed: feed.clone(),
                         origin: rec.origin.clone(),
                         payload: rec.payload.clone(),
                         reason: DeadReason::Late {
@@ -803,7 +829,7 @@ fn position(origin: &Origin) -> Option<(PartitionId, i64)> {
 struct Acks {
     tracker: CommitTracker,
     /// The table each partition feeds.
-    tables: HashMap<PartitionId, &'static str>,
+    tables: HashMap<PartitionId, String>,
     /// Barriers requested and not yet resolved, with their mark.
     barriers: VecDeque<(u64, Barrier)>,
     /// The mark of the next barrier (from 1).
@@ -830,7 +856,7 @@ impl Acks {
     /// Records one applied batch of `table`: each record's position and what it became.
     fn processed(
         &mut self,
-        table: &'static str,
+        table: &str,
         origins: Vec<Option<(PartitionId, i64)>>,
         event_ts: &[Option<i64>],
     ) {
@@ -844,7 +870,9 @@ impl Acks {
             }
         }
         for (tp, (last, max_ts)) in chunks {
-            self.tables.entry(tp.clone()).or_insert(table);
+            self.tables
+                .entry(tp.clone())
+                .or_insert_with(|| table.to_string());
             self.tracker.processed(tp, last, max_ts);
         }
     }

@@ -22,8 +22,8 @@ use citybrain_connectors::kafka::{
     DeliveryTracker, KafkaConfig, KafkaProducer, KafkaSink, KafkaSource, TopicPartition,
 };
 use citybrain_connectors::{
-    CityConfig, Feed, FeedCounts, Pseudonymizer, RawBatch, SimulatorSource, Sink, SinkRecord,
-    Source,
+    Catalog, CityConfig, Feed, FeedCounts, Pseudonymizer, RawBatch, SimulatorSource, Sink,
+    SinkRecord, Source,
 };
 use citybrain_rules::CompiledRule;
 use tracing::{info, warn};
@@ -51,12 +51,13 @@ pub struct Outcome {
 /// # Errors
 /// When Kafka rejects the configuration, a delivery fails for good, a commit at shutdown
 /// fails, or a rule fails to execute. Nothing is committed past unacknowledged output.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "the service's parts, each from another place of main; a struct of them is the next restructuring"
-)]
+// Each argument is a separate part handed in by `main` (config, catalog, rules and their updates,
+// key, metrics, stop conditions, the incident grid); a struct grouping them would only be
+// unpacked again here.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     config: ServiceConfig,
+    catalog: &Catalog,
     rules: Vec<CompiledRule>,
     rule_updates: Option<tokio::sync::mpsc::Receiver<Vec<CompiledRule>>>,
     pseudonymizer: Arc<Pseudonymizer>,
@@ -99,9 +100,14 @@ pub async fn run(
     if let Some(grid) = grid {
         pipeline.set_grid(grid);
     }
-    let mut source =
-        KafkaSource::new(&config.kafka, e.batch_size, stop_at_end).map_err(Error::Source)?;
-    let mut observer = KafkaObserver { tracker };
+    let topics = config
+        .kafka
+        .feed_topics(catalog)
+        .map_err(|problems| Error::Config { problems })?;
+    let feeds = topics.iter().map(|(f, _)| f.clone()).collect();
+    let mut source = KafkaSource::new(&config.kafka, &topics, e.batch_size, stop_at_end)
+        .map_err(Error::Source)?;
+    let mut observer = KafkaObserver { tracker, feeds };
     let outcome = pipeline
         .run(
             &mut source,
@@ -129,6 +135,8 @@ pub async fn run(
 /// Publishes the service's metrics from what the loop shows it.
 struct KafkaObserver {
     tracker: Arc<DeliveryTracker>,
+    /// The tables read.
+    feeds: Vec<Feed>,
 }
 
 impl Observer for KafkaObserver {
@@ -149,9 +157,9 @@ impl Observer for KafkaObserver {
             }
         }
         let wall_ms = chrono::Utc::now().timestamp_millis();
-        for feed in Feed::ALL {
+        for feed in &self.feeds {
             if let Some(wm) = pipeline.feed_watermark(feed) {
-                metrics::gauge!(names::WATERMARK_DELAY, "feed" => feed.name())
+                metrics::gauge!(names::WATERMARK_DELAY, "feed" => feed.name().to_string())
                     .set((wall_ms - wm) as f64 / 1000.0);
             }
         }
@@ -163,13 +171,14 @@ impl Observer for KafkaObserver {
 
 fn publish_counts(stats: &Stats) {
     for (feed, n) in &stats.events {
-        metrics::counter!(names::EVENTS_IN, "feed" => *feed).absolute(*n);
+        metrics::counter!(names::EVENTS_IN, "feed" => feed.clone()).absolute(*n);
     }
     for (feed, n) in &stats.malformed {
-        metrics::counter!(names::MALFORMED, "feed" => *feed).absolute(*n);
+        metrics::counter!(names::MALFORMED, "feed" => feed.clone()).absolute(*n);
     }
     for ((feed, source), n) in &stats.future {
-        metrics::counter!(names::FUTURE, "feed" => *feed, "source" => source.clone()).absolute(*n);
+        metrics::counter!(names::FUTURE, "feed" => feed.clone(), "source" => source.clone())
+            .absolute(*n);
     }
     for (rule, n) in &stats.late {
         metrics::counter!(names::LATE, "rule" => rule.clone()).absolute(*n);
@@ -193,8 +202,12 @@ pub async fn publish_simulation(
 ) -> Result<FeedCounts> {
     let producer =
         Arc::new(KafkaProducer::new(&kafka.producer_config(), None).map_err(Error::Sink)?);
-    let mut sinks: BTreeMap<Feed, KafkaSink> = kafka
-        .feed_topics()
+    // The simulator writes the city's feeds: their topics as `kafka.topics` or the city
+    // catalog declares them.
+    let topics = kafka
+        .feed_topics(&Catalog::city())
+        .map_err(|problems| Error::Config { problems })?;
+    let mut sinks: BTreeMap<Feed, KafkaSink> = topics
         .into_iter()
         .map(|(f, t)| (f, KafkaSink::new(Arc::clone(&producer), t, false)))
         .collect();
@@ -218,12 +231,7 @@ pub async fn publish_simulation(
             .map(|r| SinkRecord::new(String::from_utf8_lossy(&r.payload)))
             .collect();
         let n = records.len() as u64;
-        match batch.feed {
-            Feed::Traffic => counts.traffic += n,
-            Feed::Police => counts.police += n,
-            Feed::Emergency => counts.emergency += n,
-            Feed::Market => counts.market += n,
-        }
+        counts.add_n(&batch.feed, n);
         sink.write(&records).await.map_err(Error::Sink)?;
     }
     producer.wait_all_delivered().await.map_err(Error::Sink)?;

@@ -97,7 +97,7 @@ fn decode_file(path: &Path, feed: Feed) -> Vec<arrow::array::RecordBatch> {
             origin: Origin::Simulator { seq: i as u64 },
         })
         .collect();
-    let mut decoder = Decoder::new(feed, Arc::new(Pseudonymizer::new(KEY.as_bytes())));
+    let mut decoder = Decoder::new(feed.clone(), Arc::new(Pseudonymizer::new(KEY.as_bytes())));
     let decoded = decoder.decode(&RawBatch { feed, records });
     vec![decoded.batch]
 }
@@ -105,14 +105,14 @@ fn decode_file(path: &Path, feed: Feed) -> Vec<arrow::array::RecordBatch> {
 /// Every raw personal value in the input files.
 fn personal_values(input: &Path) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    for feed in Feed::ALL {
+    for feed in city_feeds() {
         let path = input.join(format!("{}.jsonl", feed.name()));
         for line in std::fs::read_to_string(&path).unwrap_or_default().lines() {
             let Ok(Value::Object(o)) = serde_json::from_str::<Value>(line) else {
                 continue;
             };
-            for field in feed.personal_fields() {
-                if let Some(Value::String(s)) = o.get(*field) {
+            for field in feed.personal_columns() {
+                if let Some(Value::String(s)) = o.get(field) {
                     out.insert(s.clone());
                 }
             }
@@ -135,10 +135,10 @@ async fn replay_equals_batch_evaluation_and_dead_letters_hold_exactly_the_malfor
     )
     .expect("simulate");
     let mut injected: BTreeMap<(String, u64), String> = BTreeMap::new();
-    for feed in Feed::ALL {
+    for feed in city_feeds() {
         let path = input.join(format!("{}.jsonl", feed.name()));
-        let every = (counts.get(feed) as usize / 8).max(2);
-        for (line, text) in inject(&path, &malformed_lines(feed), every) {
+        let every = (counts.get(&feed) as usize / 8).max(2);
+        for (line, text) in inject(&path, &malformed_lines(feed.clone()), every) {
             injected.insert((path.display().to_string(), line), text);
         }
     }
@@ -180,12 +180,12 @@ async fn replay_equals_batch_evaluation_and_dead_letters_hold_exactly_the_malfor
     // Every rule's alerts equal the batch evaluation of its SQL, row for row.
     let alerts = read_jsonl(&alerts_path);
     let mut catalog = city_catalog();
-    let mut tables: Vec<(String, Vec<arrow::array::RecordBatch>)> = Feed::ALL
+    let mut tables: Vec<(String, Vec<arrow::array::RecordBatch>)> = city_feeds()
         .iter()
         .map(|f| {
             (
                 f.name().to_string(),
-                decode_file(&input.join(format!("{}.jsonl", f.name())), *f),
+                decode_file(&input.join(format!("{}.jsonl", f.name())), f.clone()),
             )
         })
         .collect();
@@ -304,4 +304,9 @@ async fn replay_is_deterministic_across_batch_sizes() {
         runs[0], runs[1],
         "same alerts (and ids) whatever the batch size"
     );
+}
+
+/// The city's feeds, in the shipped catalog's order.
+fn city_feeds() -> Vec<Feed> {
+    citybrain_connectors::Catalog::city().tables().to_vec()
 }

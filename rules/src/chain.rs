@@ -36,11 +36,8 @@ pub(crate) fn reads(text: &str, names: &BTreeSet<String>) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for (i, t) in code.iter().enumerate() {
         let Token::Word(w) = t else { continue };
-        let name = if w.quote_style.is_some() {
-            w.value.clone()
-        } else {
-            w.value.to_ascii_lowercase()
-        };
+        // Names are case-sensitive, quoted or not (as in Flink).
+        let name = w.value.clone();
         if !names.contains(&name) {
             continue;
         }
@@ -150,7 +147,12 @@ pub async fn compile_each(
                 if rule.meta.emit == Emit::View
                     && let Some(time) = rule.view_time_column()
                 {
-                    catalog = catalog.with_table(rule.meta.view_name(), rule.view_schema(), time);
+                    catalog = catalog.with_view(
+                        rule.meta.view_name(),
+                        rule.view_schema(),
+                        time,
+                        &rule.view_key_columns(),
+                    );
                 }
                 compiled[i] = Some(rule);
             }

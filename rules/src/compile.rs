@@ -60,10 +60,23 @@ pub const KEY_PREFIX: &str = "__cb_key_";
 /// windows (`__cb_time_0`, ...): an alert's `event_time` is the latest of them.
 pub const TIME_PREFIX: &str = "__cb_time_";
 
-/// The tables rules may read, by name, with the name of each one's event-time column.
+/// The tables rules may read, by name: each one's schema, event-time column, watermark bound
+/// and the columns that identify a row (for per-event alert ids).
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
-    tables: BTreeMap<String, (SchemaRef, String)>,
+    tables: BTreeMap<String, TableDef>,
+}
+
+/// One table of a [`Catalog`].
+#[derive(Debug, Clone)]
+struct TableDef {
+    schema: SchemaRef,
+    time_column: String,
+    /// How far its watermark stays behind its largest event time, when the table says (a
+    /// feed's `WATERMARK`); otherwise the runner's default.
+    out_of_orderness_ms: Option<i64>,
+    /// Columns that identify a row: a per-event alert's id is taken over them.
+    key_columns: Vec<String>,
 }
 
 impl Catalog {
@@ -72,16 +85,75 @@ impl Catalog {
         Self::default()
     }
 
-    /// Adds a table whose event time is the timestamp column `time_column`.
+    /// Adds a table whose event time is the timestamp column `time_column`, with no key
+    /// columns and the runner's default watermark bound.
     pub fn with_table(mut self, name: &str, schema: SchemaRef, time_column: &str) -> Self {
-        self.tables
-            .insert(name.to_string(), (schema, time_column.to_string()));
+        self.tables.insert(
+            name.to_string(),
+            TableDef {
+                schema,
+                time_column: time_column.to_string(),
+                out_of_orderness_ms: None,
+                key_columns: Vec::new(),
+            },
+        );
         self
+    }
+
+    /// Adds a feed: [`Catalog::with_table`] with its watermark bound (milliseconds) and the
+    /// columns that identify a row (its record id, or where the record came from).
+    pub fn with_feed(
+        self,
+        name: &str,
+        schema: SchemaRef,
+        time_column: &str,
+        out_of_orderness_ms: i64,
+        key_columns: &[&str],
+    ) -> Self {
+        let mut c = self.with_table(name, schema, time_column);
+        if let Some(t) = c.tables.get_mut(name) {
+            t.out_of_orderness_ms = Some(out_of_orderness_ms);
+            t.key_columns = key_columns.iter().map(|k| (*k).to_string()).collect();
+        }
+        c
+    }
+
+    /// Adds a view's rows as a table: its watermark is its producer's, and its key columns
+    /// those of its inputs it selects.
+    pub(crate) fn with_view(
+        self,
+        name: &str,
+        schema: SchemaRef,
+        time_column: &str,
+        key_columns: &[&str],
+    ) -> Self {
+        let mut c = self.with_table(name, schema, time_column);
+        if let Some(t) = c.tables.get_mut(name) {
+            t.key_columns = key_columns.iter().map(|k| (*k).to_string()).collect();
+        }
+        c
     }
 
     /// The schema of table `name`.
     pub fn schema(&self, name: &str) -> Option<&SchemaRef> {
-        self.tables.get(name).map(|(s, _)| s)
+        self.tables.get(name).map(|t| &t.schema)
+    }
+
+    /// The event-time column of table `name`.
+    pub fn time_column(&self, name: &str) -> Option<&str> {
+        self.tables.get(name).map(|t| t.time_column.as_str())
+    }
+
+    /// The watermark bound of table `name`, when it declares one.
+    pub fn out_of_orderness_ms(&self, name: &str) -> Option<i64> {
+        self.tables.get(name).and_then(|t| t.out_of_orderness_ms)
+    }
+
+    /// The columns that identify a row of table `name`.
+    pub fn key_columns(&self, name: &str) -> &[String] {
+        self.tables
+            .get(name)
+            .map_or(&[][..], |t| t.key_columns.as_slice())
     }
 
     /// The table names, sorted.
@@ -178,6 +250,12 @@ pub struct CompiledRule {
     pub row_key: RowKey,
     /// For an interval join, the largest distance in event time between joined rows.
     pub interval_ms: Option<i64>,
+    /// Per input, its declared watermark bound (a feed's `WATERMARK`), if any.
+    pub input_bounds: Vec<Option<i64>>,
+    /// Names of its inputs' row-identifying columns (a view keeps those it selects).
+    pub(crate) key_names: Vec<String>,
+    /// Names of its inputs' event-time columns.
+    pub(crate) time_names: Vec<String>,
     pub(crate) scans: Vec<Scan>,
     pub(crate) plan: Reusable,
     pub(crate) split: Option<Split>,
@@ -284,15 +362,32 @@ impl CompiledRule {
         ))
     }
 
-    /// The event-time column of this rule's rows as a view: `window_time`, `rowtime` or `ts`,
-    /// whichever it selects first in that order of preference.
+    /// The event-time column of this rule's rows as a view: `window_time`, `rowtime` or the
+    /// event-time column of an input it reads, whichever it selects first in that order of
+    /// preference.
     pub fn view_time_column(&self) -> Option<&str> {
         let schema = self.view_schema();
-        [WINDOW_TIME, "rowtime", "ts"].into_iter().find(|name| {
-            schema.field_with_name(name).is_ok_and(|f| {
-                matches!(f.data_type(), DataType::Timestamp(TimeUnit::Millisecond, _))
+        [WINDOW_TIME, "rowtime"]
+            .into_iter()
+            .chain(self.time_names.iter().map(String::as_str))
+            .find(|name| {
+                schema.field_with_name(name).is_ok_and(|f| {
+                    matches!(f.data_type(), DataType::Timestamp(TimeUnit::Millisecond, _))
+                })
             })
-        })
+    }
+
+    /// The columns of this rule's rows as a view that identify a row: those of its inputs'
+    /// key columns it selects.
+    pub fn view_key_columns(&self) -> Vec<&str> {
+        let schema = self.view_schema();
+        let mut keys: Vec<&str> = Vec::new();
+        for k in &self.key_names {
+            if schema.index_of(k).is_ok() && !keys.contains(&k.as_str()) {
+                keys.push(k);
+            }
+        }
+        keys
     }
 
     /// Runs `plan` once with each slot holding its batches.
@@ -385,6 +480,8 @@ pub(crate) fn new_context() -> SessionContext {
         .with_target_partitions(1)
         .with_information_schema(false);
     config.options_mut().sql_parser.collect_spans = true;
+    // Identifiers keep their case, quoted or not, as in Flink (`bidTime`, not `bidtime`).
+    config.options_mut().sql_parser.enable_ident_normalization = false;
     let state = SessionStateBuilder::new()
         .with_config(config)
         .with_default_features()
@@ -579,8 +676,8 @@ pub async fn compile(src: &RuleSource, catalog: &Catalog) -> Result<CompiledRule
             .expect("fresh context accepts tables");
         slots.insert(name.to_string(), (slot, schema));
     };
-    for (name, (schema, _)) in &catalog.tables {
-        register(name, Arc::clone(schema));
+    for (name, table) in &catalog.tables {
+        register(name, Arc::clone(&table.schema));
     }
     let mut problems = Vec::new();
     for w in &windows {
@@ -600,7 +697,11 @@ pub async fn compile(src: &RuleSource, catalog: &Catalog) -> Result<CompiledRule
                     Diag::at(loc, format!("unknown feed `{}`{hint}", w.table)),
                 ));
             }
-            Some((schema, time)) => {
+            Some(TableDef {
+                schema,
+                time_column: time,
+                ..
+            }) => {
                 if &w.time_column != time {
                     problems.push(problem(
                         src,
@@ -710,9 +811,10 @@ pub async fn compile(src: &RuleSource, catalog: &Catalog) -> Result<CompiledRule
     } else {
         let input = plain[0];
         if !a.aggregates.is_empty() {
+            let time = catalog.time_column(input).unwrap_or("<time>");
             return Err(fail(format!(
                 "aggregation over an endless feed needs a window: read FROM TABLE(TUMBLE(TABLE {input}, \
-                 DESCRIPTOR(ts), INTERVAL '5' MINUTES)) and GROUP BY {WINDOW_START}, {WINDOW_END}"
+                 DESCRIPTOR({time}), INTERVAL '5' MINUTES)) and GROUP BY {WINDOW_START}, {WINDOW_END}"
             )));
         }
         if a.over {
@@ -731,7 +833,7 @@ pub async fn compile(src: &RuleSource, catalog: &Catalog) -> Result<CompiledRule
             (2, _) => {
                 let times: Vec<String> = plain
                     .iter()
-                    .filter_map(|t| catalog.tables.get(*t).map(|(_, time)| time.clone()))
+                    .filter_map(|t| catalog.tables.get(*t).map(|t| t.time_column.clone()))
                     .collect();
                 match interval_bounds(&plan, &times) {
                     Some(span) => interval_ms = Some(span),
@@ -755,7 +857,18 @@ pub async fn compile(src: &RuleSource, catalog: &Catalog) -> Result<CompiledRule
     };
 
     let data_columns = plan.schema().fields().len();
-    let (plan, row_key) = with_key_columns(plan, !a.aggregates.is_empty());
+    let keys: Vec<&str> = a
+        .scans
+        .iter()
+        .map(|s| {
+            windows
+                .iter()
+                .find(|w| &w.slot == s)
+                .map_or(s.as_str(), |w| w.table.as_str())
+        })
+        .flat_map(|t| catalog.key_columns(t).iter().map(String::as_str))
+        .collect();
+    let (plan, row_key) = with_key_columns(plan, !a.aggregates.is_empty(), &keys);
     let optimized = state
         .optimize(&plan)
         .map_err(|e| vec![planning_problem(src, &e)])?;
@@ -786,7 +899,12 @@ pub async fn compile(src: &RuleSource, catalog: &Catalog) -> Result<CompiledRule
     for name in &a.scans {
         let w = windows.iter().find(|w| &w.slot == name).cloned();
         let table = w.as_ref().map_or(name.clone(), |w| w.table.clone());
-        let Some((input_schema, time)) = catalog.tables.get(&table) else {
+        let Some(TableDef {
+            schema: input_schema,
+            time_column: time,
+            ..
+        }) = catalog.tables.get(&table)
+        else {
             return Err(fail(format!(
                 "`{table}` is not a feed or view this rule can read as a stream"
             )));
@@ -829,13 +947,22 @@ pub async fn compile(src: &RuleSource, catalog: &Catalog) -> Result<CompiledRule
     };
     let rule = CompiledRule {
         meta,
-        inputs,
+        inputs: inputs.clone(),
         window,
         shape,
         output_schema: physical.schema(),
         data_columns,
         row_key,
         interval_ms,
+        input_bounds: inputs
+            .iter()
+            .map(|i| catalog.out_of_orderness_ms(i))
+            .collect(),
+        key_names: keys.iter().map(|k| (*k).to_string()).collect(),
+        time_names: inputs
+            .iter()
+            .filter_map(|i| catalog.time_column(i).map(str::to_string))
+            .collect(),
         scans,
         plan: Reusable::new(physical),
         split,
@@ -849,7 +976,9 @@ pub async fn compile(src: &RuleSource, catalog: &Catalog) -> Result<CompiledRule
     if rule.meta.emit == Emit::View && rule.view_time_column().is_none() {
         return Err(fail(format!(
             "a view must select its event time for the rules reading it: select {WINDOW_TIME} \
-             (and GROUP BY it, as in Flink), `... AS rowtime`, or ts"
+             (and GROUP BY it, as in Flink), `... AS rowtime`, or its input's event-time column \
+             ({})",
+            rule.time_names.join(", ")
         )));
     }
     Ok(rule)
@@ -1131,11 +1260,15 @@ fn interval_literal_ms(e: &Expr) -> Option<i64> {
 /// Appends the columns that identify a result row to the query's output as hidden
 /// `__cb_key_N` columns, so alerts get an id that is the same whenever the same rule, window
 /// and row come round again (see [`RowKey`]): the GROUP BY values of a window aggregation,
-/// otherwise every input `event_id` (one per joined side). When neither can be reached from
-/// the top of the query (a join or union above the aggregate, a subquery without `event_id`,
-/// an unnest above the aggregate), no column is added and rows are told apart by their
-/// selected values alone.
-fn with_key_columns(plan: LogicalPlan, aggregated: bool) -> (LogicalPlan, RowKey) {
+/// otherwise every input column named in `key_names` (the catalog's record ids or record
+/// origins, one per joined side). When neither can be reached from the top of the query (a join
+/// or union above the aggregate, a subquery without them, an unnest above the aggregate), no
+/// column is added and rows are told apart by their selected values alone.
+fn with_key_columns(
+    plan: LogicalPlan,
+    aggregated: bool,
+    key_names: &[&str],
+) -> (LogicalPlan, RowKey) {
     match plan {
         LogicalPlan::Projection(p) => {
             let input_schema = p.input.schema();
@@ -1160,7 +1293,7 @@ fn with_key_columns(plan: LogicalPlan, aggregated: bool) -> (LogicalPlan, RowKey
                 }
             } else {
                 keys = (0..input_schema.fields().len())
-                    .filter(|i| input_schema.field(*i).name() == "event_id")
+                    .filter(|i| key_names.contains(&input_schema.field(*i).name().as_str()))
                     .map(|i| Expr::Column(input_schema.qualified_field(i).into()))
                     .collect();
             }
@@ -1208,7 +1341,7 @@ fn with_key_columns(plan: LogicalPlan, aggregated: bool) -> (LogicalPlan, RowKey
         }
         other => match other.inputs().as_slice() {
             [one] => {
-                let (child, key) = with_key_columns((*one).clone(), aggregated);
+                let (child, key) = with_key_columns((*one).clone(), aggregated, key_names);
                 match other.with_new_exprs(other.expressions(), vec![child]) {
                     Ok(plan) => (plan, key),
                     Err(_) => (other.clone(), RowKey::Selected),

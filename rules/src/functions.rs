@@ -15,10 +15,12 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::SessionContext;
 
-/// Registers every city function on `ctx`.
+/// Registers every city function on `ctx`, and Flink's built-ins DataFusion lacks
+/// ([`crate::flink_functions`]).
 pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::from(H3Cell::new()));
     ctx.register_udf(ScalarUDF::from(DistanceM::new()));
+    crate::flink_functions::register(ctx);
 }
 
 /// Coerces every argument to the given types, naming the function in the error.

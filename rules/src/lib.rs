@@ -38,10 +38,12 @@ pub mod check;
 pub mod compile;
 pub mod error;
 mod flink;
+mod flink_functions;
 pub mod functions;
 pub mod graph;
 pub mod operator;
 pub mod rule;
+mod script;
 pub mod window;
 
 pub use chain::{compile_all, compile_each};
@@ -52,7 +54,8 @@ pub use operator::{
     DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_OUT_OF_ORDERNESS_MS, Emission, InputTime, RuleRunner,
     RunnerConfig, StateTable, Step, Window,
 };
-pub use rule::{Emit, Location, RuleMeta, RuleSource, Severity, read_dir};
+pub use rule::{DEFAULT_SEVERITY, Emit, Location, RuleMeta, RuleSource, Severity, read_dir};
+pub use script::split_script;
 
 /// Reads and plans every rule below `dir` (views before the rules reading them), reporting the
 /// problems of all files at once.

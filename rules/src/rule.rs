@@ -1,27 +1,38 @@
-//! Rule files: one `SELECT` per `.sql` file, with `-- key: value` metadata in the header.
+//! Rule files: one `SELECT` per `.sql` file, with `-- key: value` metadata in the header, or a
+//! whole Flink SQL script.
 //!
 //! A rule's id is its path relative to the rules folder, without `.sql`
 //! (`traffic/congestion.sql` is `traffic/congestion`). The header is the run of comment lines
-//! before the query; these keys are read from it:
+//! before the query; these keys are read from it, none required (a query copied from Flink runs
+//! as it is):
 //!
-//! | key           | required | meaning                                                     |
-//! |---------------|----------|-------------------------------------------------------------|
-//! | `title`       | yes      | one line shown to the operations centre                     |
-//! | `severity`    | yes      | `info`, `low`, `medium`, `high` or `critical`               |
-//! | `description` | no       | what the rule detects and why its thresholds (may repeat)   |
-//! | `owner`       | no       | the department or analyst answering for the rule           |
-//! | `location`    | no       | where an alert is: `cell` (a column holding an H3 cell) or `lat, lon` (two columns) |
-//! | `level`       | no       | the level its incidents start at: `community`, `street`, `district`, `city` |
-//! | `ack_within`  | no       | time to acknowledge its incidents at every level (`10m`, `2 minutes`) |
+//! | key           | default        | meaning                                                     |
+//! |---------------|----------------|-------------------------------------------------------------|
+//! | `title`       | the rule's id  | one line shown to the operations centre                     |
+//! | `severity`    | `medium`       | `info`, `low`, `medium`, `high` or `critical`               |
+//! | `description` |                | what the rule detects and why its thresholds (may repeat)   |
+//! | `owner`       |                | the department or analyst answering for the rule           |
+//! | `location`    |                | where an alert is: `cell` (a column holding an H3 cell) or `lat, lon` (two columns) |
+//! | `level`       |                | the level its incidents start at: `community`, `street`, `district`, `city` |
+//! | `ack_within`  |                | time to acknowledge its incidents at every level (`10m`, `2 minutes`) |
 //!
 //! Other comment lines are free prose. A `-- word: ...` line whose word is a near miss of a key
 //! (`-- severty: high`) is an error, so typos never silently drop metadata.
+//!
+//! **Flink SQL scripts.** A file may hold several statements separated by `;`, as a script for
+//! Flink's SQL client does ([`split_script`]): `CREATE TABLE`s (the catalog reads them, rules
+//! pass over them), `SET`/`USE`/... (passed over), queries (`SELECT`, or `INSERT INTO <table>
+//! SELECT ...`: the query is the rule, its alerts are what would go into the table), and
+//! `CREATE VIEW <name> AS <query>` (a view, `-- emit: view`, read by the others as `<name>`).
+//! Each query is one rule, its header the comments just before it; the rules of a file with
+//! several are `<id>/1`, `<id>/2`, ... (views `<id>/<name>`).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Problem, Result, suggest};
+use crate::script::split_script;
 
 /// How urgent an alert from a rule is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -73,6 +84,8 @@ pub struct RuleSource {
     /// link looping back into the folder): planning reports it as the file's only problem, so
     /// one such file neither stops `rules check` nor blocks live reloads of the others.
     pub defect: Option<Problem>,
+    /// A `CREATE VIEW` of a script: a view whatever its header says.
+    pub view: bool,
 }
 
 impl RuleSource {
@@ -83,6 +96,7 @@ impl RuleSource {
             path: PathBuf::from(format!("{id}.sql")),
             text: text.to_string(),
             defect: None,
+            view: false,
         }
     }
 }
@@ -106,7 +120,7 @@ pub fn read_dir(dir: &Path) -> Result<Vec<RuleSource>> {
     let mut out = Vec::new();
     if dir.is_file() {
         let root = dir.parent().unwrap_or(Path::new(""));
-        out.push(read_rule(root, dir));
+        out.extend(split_script(read_rule(root, dir)));
         return Ok(out);
     }
     let canonical = std::fs::canonicalize(dir).map_err(|source| Error::ReadDir {
@@ -172,7 +186,7 @@ fn walk(
                 }
             }
         } else if path.extension().is_some_and(|e| e == "sql") {
-            out.push(read_rule(root, &path));
+            out.extend(split_script(read_rule(root, &path)));
         }
     }
     Ok(())
@@ -193,6 +207,7 @@ fn defective(root: &Path, path: &Path, message: String) -> RuleSource {
         id: rule_id(root, path),
         path: path.to_path_buf(),
         text: String::new(),
+        view: false,
         defect: Some(Problem {
             file: path.to_path_buf(),
             line: 1,
@@ -229,6 +244,7 @@ fn read_rule(root: &Path, path: &Path) -> RuleSource {
         path: path.to_path_buf(),
         text: String::from_utf8_lossy(bytes).into_owned(),
         defect: text_defect(path, bytes),
+        view: false,
     }
 }
 
@@ -441,6 +457,9 @@ pub enum Emit {
     View,
 }
 
+/// The severity of a rule whose header says none.
+pub const DEFAULT_SEVERITY: Severity = Severity::Medium;
+
 const KEYS: [&str; 9] = [
     "title",
     "severity",
@@ -528,24 +547,14 @@ pub(crate) fn parse_header(src: &RuleSource) -> std::result::Result<RuleMeta, Ve
             ));
         }
     }
-    let title = headers.get("title").cloned().unwrap_or_default();
-    if title.is_empty() {
-        problems.push(problem(
-            0,
-            "missing header `-- title: <one line for the operations centre>`".into(),
-        ));
-    }
+    // A query copied from Flink has no header: its id stands for its title.
+    let title = headers
+        .get("title")
+        .filter(|t| !t.is_empty())
+        .cloned()
+        .unwrap_or_else(|| src.id.clone());
     let severity = match headers.get("severity") {
-        None => {
-            problems.push(problem(
-                0,
-                format!(
-                    "missing header `-- severity: <{}>`",
-                    Severity::NAMES.join("|")
-                ),
-            ));
-            None
-        }
+        None => Some(DEFAULT_SEVERITY),
         Some(s) => {
             let parsed = Severity::parse(s);
             if parsed.is_none() {
@@ -572,6 +581,7 @@ pub(crate) fn parse_header(src: &RuleSource) -> std::result::Result<RuleMeta, Ve
             .unwrap_or(0)
     };
     let emit = match headers.get("emit").map(|v| v.to_ascii_lowercase()) {
+        _ if src.view => Emit::View,
         None => Emit::Alert,
         Some(v) if v == "alert" || v == "alerts" => Emit::Alert,
         Some(v) if v == "view" => Emit::View,
@@ -660,17 +670,23 @@ mod tests {
     }
 
     #[test]
+    fn no_header_means_the_id_as_title_and_the_default_severity() {
+        let src = RuleSource::inline("nexmark/q5", "SELECT 1");
+        let meta = parse_header(&src).expect("no header is fine");
+        assert_eq!(meta.title, "nexmark/q5");
+        assert_eq!(meta.severity, DEFAULT_SEVERITY);
+        assert_eq!(meta.emit, Emit::Alert);
+    }
+
+    #[test]
     fn header_problems_are_all_reported_with_lines() {
         let src = RuleSource::inline("x", "-- titel: typo\n-- severity: urgent\nSELECT 1");
         let problems = parse_header(&src).expect_err("invalid header");
         let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(text.len(), 2, "{text:?}");
         assert!(
             text.iter()
                 .any(|t| t.starts_with("x.sql:1:") && t.contains("did you mean `title`")),
-            "{text:?}"
-        );
-        assert!(
-            text.iter().any(|t| t.contains("missing header `-- title")),
             "{text:?}"
         );
         assert!(

@@ -542,10 +542,10 @@ fn named_args<'a>(
     Ok(out)
 }
 
+/// An identifier as written: names are case-sensitive, quoted or not (as in Flink).
 fn ident(t: &Token) -> Option<String> {
     match t {
-        Token::Word(w) if w.quote_style.is_some() => Some(w.value.clone()),
-        Token::Word(w) => Some(w.value.to_ascii_lowercase()),
+        Token::Word(w) => Some(w.value.clone()),
         _ => None,
     }
 }

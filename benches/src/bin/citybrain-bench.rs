@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use citybrain_benches::{BENCH_KEY, compile_all, cpu_seconds, peak_rss_bytes, rule_sources};
 use citybrain_connectors::{
-    CityConfig, DecodeAhead, Feed, FileSource, JsonlSink, Pseudonymizer, RawBatch, Sink,
+    Catalog, CityConfig, DecodeAhead, FileSource, JsonlSink, Pseudonymizer, RawBatch, Sink,
     SinkRecord, Source, write_feed_files,
 };
 use citybrain_engine::{AlertFormat, DECODE_AHEAD, Pipeline, PipelineConfig};
@@ -145,7 +145,8 @@ fn main() -> anyhow::Result<()> {
 fn generate(out: &Path, events: u64, seed: u64, traffic_only: bool) -> anyhow::Result<()> {
     let counts = write_feed_files(out, CityConfig::with_seed(seed), events)?;
     if traffic_only {
-        for feed in Feed::ALL.into_iter().filter(|f| *f != Feed::Traffic) {
+        let city = Catalog::city();
+        for feed in city.tables().iter().filter(|f| f.name() != "traffic") {
             let path = out.join(format!("{}.jsonl", feed.name()));
             std::fs::remove_file(&path)
                 .with_context(|| format!("cannot remove {}", path.display()))?;
@@ -240,7 +241,7 @@ async fn run(a: &RunArgs) -> anyhow::Result<Report> {
         bail!("--rate must be a positive number of events per second");
     }
     let setup_started = Instant::now();
-    let source = FileSource::open(&a.input, a.batch_size)?;
+    let source = FileSource::open(&Catalog::city(), &a.input, a.batch_size)?;
     let bytes = source.progress().and_then(|p| p.total_bytes).unwrap_or(0);
     let pseudonymizer = Arc::new(Pseudonymizer::new(BENCH_KEY));
     match a.mode {

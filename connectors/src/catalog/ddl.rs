@@ -142,16 +142,13 @@ fn tokenize(text: &str) -> Result<Vec<Token>, SyntaxError> {
                 },
                 pos,
             });
-        } else if "()<>,;=-+.*".contains(c) {
+        } else {
+            // Punctuation: ( ) < > , ; = - + . * and, in the queries of a Flink script that a
+            // catalog skips, anything else (`/`, `%`, `!`, `"`, ...).
             bump!();
             out.push(Token {
                 tok: Tok::Punct(c),
                 pos,
-            });
-        } else {
-            return Err(SyntaxError {
-                pos,
-                message: format!("unexpected character `{c}`"),
             });
         }
     }
@@ -193,7 +190,19 @@ pub struct CreateTable {
     pub options: Vec<(String, String, Pos)>,
 }
 
-/// Parses a file of `CREATE TABLE` statements separated by `;`.
+/// Statements of a Flink SQL script that a catalog passes over: the queries (`SELECT`,
+/// `INSERT INTO`, ... are rules) and the client's commands.
+const SCRIPT_STATEMENTS: [&str; 24] = [
+    "SELECT", "INSERT", "WITH", "VALUES", "SET", "RESET", "USE", "EXECUTE", "EXPLAIN", "BEGIN",
+    "END", "SHOW", "DESCRIBE", "DESC", "LOAD", "UNLOAD", "ADD", "REMOVE", "DROP", "ALTER",
+    "ANALYZE", "TRUNCATE", "DELETE", "UPDATE",
+];
+
+/// What may follow `CREATE [TEMPORARY] [SYSTEM]` in a script besides `TABLE`: passed over.
+const SCRIPT_CREATES: [&str; 4] = ["VIEW", "FUNCTION", "CATALOG", "DATABASE"];
+
+/// Parses a file of `CREATE TABLE` statements separated by `;`: a catalog file, or a whole
+/// Flink SQL script whose other statements (queries, `SET`, `CREATE VIEW`, ...) are passed over.
 ///
 /// # Errors
 /// The first syntax error, with its position.
@@ -205,6 +214,12 @@ pub fn parse(text: &str) -> Result<Vec<CreateTable>, SyntaxError> {
         while p.eat_punct(';') {}
         if p.peek().is_none() {
             return Ok(tables);
+        }
+        if p.is_script_statement() {
+            while p.peek().is_some() && !p.eat_punct(';') {
+                p.at += 1;
+            }
+            continue;
         }
         tables.push(p.create_table()?);
         if p.peek().is_some() && !p.eat_punct(';') {
@@ -242,6 +257,38 @@ impl Parser {
         SyntaxError {
             pos: self.pos(),
             message: format!("{}, found {found}", message.into()),
+        }
+    }
+
+    /// Whether the statement starting here is one a catalog passes over.
+    fn is_script_statement(&self) -> bool {
+        let word = |i: usize| match self.tokens.get(self.at + i) {
+            Some(Token {
+                tok: Tok::Word(w), ..
+            }) => Some(w.to_ascii_uppercase()),
+            _ => None,
+        };
+        match word(0).as_deref() {
+            Some("CREATE") => {
+                let mut i = 1;
+                while matches!(
+                    word(i).as_deref(),
+                    Some("TEMPORARY" | "SYSTEM" | "OR" | "REPLACE")
+                ) {
+                    i += 1;
+                }
+                word(i).is_some_and(|w| SCRIPT_CREATES.contains(&w.as_str()))
+            }
+            Some(w) => SCRIPT_STATEMENTS.contains(&w),
+            None => {
+                matches!(
+                    self.peek(),
+                    Some(Token {
+                        tok: Tok::Punct('('),
+                        ..
+                    })
+                ) && word(1).as_deref() == Some("SELECT")
+            }
         }
     }
 
@@ -769,7 +816,7 @@ mod tests {
     #[test]
     fn syntax_errors_say_where_and_what() {
         let cases = [
-            ("CREATE VIEW v AS SELECT 1", 1, 8, "expected TABLE"),
+            ("CREATE INDEX i ON t (a)", 1, 8, "expected TABLE"),
             (
                 "CREATE TABLE t (a STRNG) WITH ()",
                 1,

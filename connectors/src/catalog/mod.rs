@@ -51,8 +51,14 @@ pub const CITY_SQL: &str = include_str!("../../../feeds/city.sql");
 /// The Nexmark benchmark's tables, `feeds/nexmark.sql`.
 pub const NEXMARK_SQL: &str = include_str!("../../../feeds/nexmark.sql");
 
-/// The tags a column `COMMENT` may start with.
-const TAGS: [&str; 2] = ["personal", "id"];
+/// The tags a column `COMMENT` may start with (`[range MIN MAX]` takes two numbers).
+const TAGS: [&str; 3] = ["personal", "id", "range"];
+
+/// The column the decoder adds to the records of a table without an id (no `PRIMARY KEY`, no
+/// `[id]` column): where each record came from (`file:line`, `topic/partition@offset`,
+/// `simulator#seq`), so that per-event alerts still get an id of their own. Rules may read it;
+/// alerts leave it out of their data.
+pub const ORIGIN_COLUMN: &str = "__cb_origin";
 
 /// A mistake in a catalog file, at a line and column.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +80,7 @@ impl fmt::Display for CatalogProblem {
 }
 
 /// A column of a catalog table.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Column {
     pub name: String,
     pub ty: SqlType,
@@ -82,7 +88,10 @@ pub struct Column {
     pub nullable: bool,
     /// Tagged `[personal]`: pseudonymised at ingest.
     pub personal: bool,
-    /// The `COMMENT` without its tag.
+    /// Tagged `[range MIN MAX]`: a value outside (both ends included) makes the record
+    /// malformed (a latitude of 91 is no place on Earth).
+    pub range: Option<(f64, f64)>,
+    /// The `COMMENT` without its tags.
     pub comment: Option<String>,
 }
 
@@ -150,8 +159,9 @@ impl Table {
         &self.0.name
     }
 
-    /// The Arrow schema its records decode into, columns in declaration order. The event-time
-    /// column and the id columns are never null. Built once; every call returns the same `Arc`.
+    /// The Arrow schema its records decode into, columns in declaration order, then
+    /// [`ORIGIN_COLUMN`] when the table has no id columns. The event-time column and the id
+    /// columns are never null. Built once; every call returns the same `Arc`.
     pub fn schema(&self) -> SchemaRef {
         Arc::clone(&self.0.schema)
     }
@@ -180,6 +190,25 @@ impl Table {
     /// Indexes of the columns that identify a record (`PRIMARY KEY` or `[id]`), possibly none.
     pub fn id_columns(&self) -> &[usize] {
         &self.0.id_columns
+    }
+
+    /// Names of the columns that identify a record in the decoded batch: the id columns, or
+    /// [`ORIGIN_COLUMN`] when there are none.
+    pub fn key_columns(&self) -> Vec<&str> {
+        if self.0.id_columns.is_empty() {
+            vec![ORIGIN_COLUMN]
+        } else {
+            self.0
+                .id_columns
+                .iter()
+                .map(|i| self.0.columns[*i].name.as_str())
+                .collect()
+        }
+    }
+
+    /// Whether the decoder adds [`ORIGIN_COLUMN`] (the table has no id columns).
+    pub fn has_origin_column(&self) -> bool {
+        self.0.id_columns.is_empty()
     }
 
     /// Names of the columns holding personal data.
@@ -380,22 +409,67 @@ enum Checked {
     Sink,
 }
 
-/// Splits a leading `[tag]` off a comment.
-fn tag_of(comment: &str) -> (Option<&str>, &str) {
-    let trimmed = comment.trim_start();
-    if let Some(rest) = trimmed.strip_prefix('[')
-        && let Some(end) = rest.find(']')
+/// A tag at the start of a column `COMMENT`: its name and its arguments.
+#[derive(Debug, Clone, PartialEq)]
+struct Tag<'a> {
+    name: String,
+    args: Vec<&'a str>,
+}
+
+/// Splits the leading `[tag]`s off a comment (`[id] [personal] text`, `[range -90 90] degrees`).
+fn tags_of(comment: &str) -> (Vec<Tag<'_>>, &str) {
+    let mut tags = Vec::new();
+    let mut rest = comment.trim_start();
+    while let Some(inner) = rest.strip_prefix('[')
+        && let Some(end) = inner.find(']')
     {
-        let tag = &rest[..end];
-        if !tag.is_empty()
-            && tag
-                .chars()
+        let mut words = inner[..end].split_whitespace();
+        let Some(name) = words.next().filter(|w| {
+            w.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            return (Some(tag), rest[end + 1..].trim_start());
-        }
+        }) else {
+            break;
+        };
+        tags.push(Tag {
+            name: name.to_ascii_lowercase(),
+            args: words.map(|w| w.trim_end_matches(',')).collect(),
+        });
+        rest = inner[end + 1..].trim_start();
     }
-    (None, comment)
+    if tags.is_empty() {
+        (tags, comment)
+    } else {
+        (tags, rest)
+    }
+}
+
+/// The `[range MIN MAX]` of a column, or why it is wrong.
+fn range_of(tag: &Tag<'_>, ty: &SqlType) -> Result<(f64, f64), String> {
+    let numeric = matches!(
+        ty,
+        SqlType::TinyInt
+            | SqlType::SmallInt
+            | SqlType::Int
+            | SqlType::BigInt
+            | SqlType::Float
+            | SqlType::Double
+            | SqlType::Decimal { .. }
+    );
+    if !numeric {
+        return Err(format!("[range] is for numeric columns, not {ty}"));
+    }
+    match tag.args.as_slice() {
+        [min, max] => match (min.parse::<f64>(), max.parse::<f64>()) {
+            (Ok(min), Ok(max)) if min.is_finite() && max.is_finite() && min <= max => {
+                Ok((min, max))
+            }
+            _ => Err(format!(
+                "[range {} {}]: two finite numbers, the smaller first",
+                min, max
+            )),
+        },
+        _ => Err("write [range MIN MAX], e.g. [range -90 90]".into()),
+    }
 }
 
 fn check_table(file: &str, t: &CreateTable) -> Result<Checked, Vec<CatalogProblem>> {
@@ -429,29 +503,46 @@ fn check_table(file: &str, t: &CreateTable) -> Result<Checked, Vec<CatalogProble
     let mut tagged_ids = Vec::new();
     for (i, c) in t.columns.iter().enumerate() {
         let f = &c.field;
+        if f.name.starts_with("__cb_") {
+            at(
+                c.pos,
+                format!(
+                    "column `{}`: names starting with `__cb_` are citybrain's own (e.g. `{ORIGIN_COLUMN}`)",
+                    f.name
+                ),
+            );
+        }
         if !seen.insert(f.name.as_str()) {
             at(
                 c.pos,
                 format!("table `{name}`: column `{}` is declared twice", f.name),
             );
         }
-        let (tag, text) = f.comment.as_deref().map_or((None, None), |c| {
-            let (tag, text) = tag_of(c);
-            (tag, Some(text.to_string()))
+        let (tags, text) = f.comment.as_deref().map_or((Vec::new(), None), |c| {
+            let (tags, text) = tags_of(c);
+            (tags, Some(text.to_string()))
         });
-        let tag = tag.map(str::to_ascii_lowercase);
-        let personal = tag.as_deref() == Some("personal");
-        if let Some(tag) = tag.as_deref().filter(|t| !TAGS.contains(t)) {
-            let hint = suggest(tag, TAGS.into_iter())
-                .map(|s| format!(" (did you mean [{s}]?)"))
-                .unwrap_or_else(|| " (known tags: [personal], [id])".into());
-            at(
-                c.pos,
-                format!(
-                    "column `{}`: unknown tag [{tag}] in its COMMENT{hint}",
-                    f.name
-                ),
-            );
+        let has = |name: &str| tags.iter().any(|t| t.name == name);
+        let personal = has("personal");
+        let mut range = None;
+        for tag in &tags {
+            if !TAGS.contains(&tag.name.as_str()) {
+                let hint = suggest(&tag.name, TAGS.into_iter())
+                    .map(|s| format!(" (did you mean [{s}]?)"))
+                    .unwrap_or_else(|| " (known tags: [personal], [id], [range MIN MAX])".into());
+                at(
+                    c.pos,
+                    format!(
+                        "column `{}`: unknown tag [{}] in its COMMENT{hint}",
+                        f.name, tag.name
+                    ),
+                );
+            } else if tag.name == "range" {
+                match range_of(tag, &f.ty) {
+                    Ok(r) => range = Some(r),
+                    Err(e) => at(c.pos, format!("column `{}`: {e}", f.name)),
+                }
+            }
         }
         if personal && f.ty != SqlType::String {
             at(
@@ -462,7 +553,7 @@ fn check_table(file: &str, t: &CreateTable) -> Result<Checked, Vec<CatalogProble
                 ),
             );
         }
-        if tag.as_deref() == Some("id") {
+        if has("id") {
             tagged_ids.push(i);
         }
         if c.primary_key && t.primary_key.is_some() {
@@ -474,6 +565,7 @@ fn check_table(file: &str, t: &CreateTable) -> Result<Checked, Vec<CatalogProble
             ty: f.ty.clone(),
             nullable: f.nullable,
             personal,
+            range,
             comment: text.filter(|s| !s.is_empty()),
         });
     }
@@ -585,7 +677,7 @@ fn check_table(file: &str, t: &CreateTable) -> Result<Checked, Vec<CatalogProble
         return Ok(Checked::Sink);
     }
     let (time_index, out_of_orderness_ms) = time.expect("checked above");
-    let fields: Vec<_> = columns
+    let mut fields: Vec<_> = columns
         .iter()
         .enumerate()
         .map(|(i, c)| {
@@ -599,6 +691,13 @@ fn check_table(file: &str, t: &CreateTable) -> Result<Checked, Vec<CatalogProble
             .arrow()
         })
         .collect();
+    if id_columns.is_empty() {
+        fields.push(arrow::datatypes::Field::new(
+            ORIGIN_COLUMN,
+            arrow::datatypes::DataType::Utf8,
+            false,
+        ));
+    }
     for (i, c) in columns.iter_mut().enumerate() {
         if i == time_index || id_columns.contains(&i) {
             c.nullable = false;
@@ -625,10 +724,14 @@ fn check_nested_tags(ty: &SqlType, path: &str, pos: Pos, at: &mut impl FnMut(Pos
         SqlType::Row(fields) => {
             for f in fields {
                 let inner = format!("{path}.{}", f.name);
-                if let (Some(tag), _) = f.comment.as_deref().map_or((None, ""), tag_of) {
+                let (tags, _) = f.comment.as_deref().map_or((Vec::new(), ""), tags_of);
+                if let Some(tag) = tags.first() {
                     at(
                         pos,
-                        format!("field `{inner}`: tag [{tag}] only works on a top-level column"),
+                        format!(
+                            "field `{inner}`: tag [{}] only works on a top-level column",
+                            tag.name
+                        ),
                     );
                 }
                 check_nested_tags(&f.ty, &inner, pos, at);

@@ -141,9 +141,9 @@ impl DecodeAhead {
     }
 
     fn decoder(&mut self, raw: &RawBatch) -> Decoder {
-        match self.idle.iter().position(|d| d.feed() == raw.feed) {
+        match self.idle.iter().position(|d| *d.feed() == raw.feed) {
             Some(i) => self.idle.swap_remove(i),
-            None => Decoder::new(raw.feed, Arc::clone(&self.pseudonymizer)),
+            None => Decoder::new(raw.feed.clone(), Arc::clone(&self.pseudonymizer)),
         }
     }
 }
@@ -167,8 +167,13 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+    use crate::catalog::Catalog;
     use crate::feed::Feed;
     use crate::record::{Origin, RawRecord};
+
+    fn city(name: &str) -> Feed {
+        Catalog::city().table(name).expect("a city feed").clone()
+    }
 
     fn batch(feed: Feed, first_line: u64, lines: &[&str]) -> RawBatch {
         RawBatch {
@@ -196,9 +201,9 @@ mod tests {
         let traffic = r#"{"event_id":"t1","ts":1772431198244,"lat":30.28,"lon":120.12,"sensor_id":"S1","road_id":"R1","speed_kmh":28.7,"vehicle_count":3,"occupancy":0.5,"plate":"沪A1","kind":"flow"}"#;
         let batches: Vec<RawBatch> = (0..12u64)
             .map(|i| match i % 3 {
-                0 => batch(Feed::Police, i * 10, &[ok, bad, ok]),
-                1 => batch(Feed::Traffic, i * 10, &[traffic, traffic]),
-                _ => batch(Feed::Police, i * 10, &[bad]),
+                0 => batch(city("police"), i * 10, &[ok, bad, ok]),
+                1 => batch(city("traffic"), i * 10, &[traffic, traffic]),
+                _ => batch(city("police"), i * 10, &[bad]),
             })
             .collect();
         let pseudonymizer = Arc::new(Pseudonymizer::new(b"test key"));

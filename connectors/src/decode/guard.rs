@@ -265,7 +265,8 @@ impl EventTimeGuard {
         let n = decoded.batch.num_rows();
         let Some(ts) = decoded
             .batch
-            .column_by_name("ts")
+            .columns()
+            .get(raw.feed.time_index())
             .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
             .cloned()
         else {
@@ -290,12 +291,12 @@ impl EventTimeGuard {
                 .is_some_and(|(s, _)| s.matches(origins[row]))
             {
                 if let Some((s, c)) = current.take() {
-                    self.clocks.insert((raw.feed, s), c);
+                    self.clocks.insert((raw.feed.clone(), s), c);
                 }
                 let source = SourceId::of(origins[row]);
                 let clock = self
                     .clocks
-                    .get(&(raw.feed, source.clone()))
+                    .get(&(raw.feed.clone(), source.clone()))
                     .copied()
                     .unwrap_or_default();
                 current = Some((source, clock));
@@ -323,7 +324,7 @@ impl EventTimeGuard {
             }
         }
         if let Some((s, c)) = current {
-            self.clocks.insert((raw.feed, s), c);
+            self.clocks.insert((raw.feed.clone(), s), c);
         }
         if fates.is_none() && hold_from.is_none() {
             return;
@@ -389,7 +390,7 @@ impl EventTimeGuard {
         fates: &[Fate],
         ts: &TimestampMillisecondArray,
     ) {
-        let feed = raw.feed;
+        let feed = raw.feed.clone();
         let keep: BooleanArray = fates.iter().map(|f| Some(*f == Fate::Keep)).collect();
         let hold: BooleanArray = fates.iter().map(|f| Some(*f == Fate::Hold)).collect();
         let held_batch = filter_record_batch(&decoded.batch, &hold).expect("mask fits the batch");
@@ -409,7 +410,7 @@ impl EventTimeGuard {
                 Fate::Future(why) => {
                     let detail = self.describe(ts.value(row), *why);
                     let source = SourceId::of(&record.origin);
-                    if self.logged.insert((feed, source)) {
+                    if self.logged.insert((feed.clone(), source)) {
                         tracing::warn!(
                             feed = feed.name(),
                             source = %record.origin.source(),
@@ -419,7 +420,7 @@ impl EventTimeGuard {
                         );
                     }
                     decoded.dead.push(DeadLetter {
-                        feed,
+                        feed: feed.clone(),
                         origin: record.origin.clone(),
                         payload: record.payload.clone(),
                         reason: DeadReason::Future(detail),
@@ -505,9 +506,14 @@ fn human_duration(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::Catalog;
     use crate::decode::Decoder;
     use crate::privacy::Pseudonymizer;
     use bytes::Bytes;
+
+    fn city(name: &str) -> Feed {
+        Catalog::city().table(name).expect("a city feed").clone()
+    }
 
     const MIN: i64 = 60_000;
     const T0: i64 = 1_772_431_200_000;
@@ -527,7 +533,10 @@ mod tests {
                 },
             })
             .collect();
-        let raw = RawBatch { feed, records };
+        let raw = RawBatch {
+            feed: feed.clone(),
+            records,
+        };
         let decoded = Decoder::new(feed, Arc::new(Pseudonymizer::new(b"k"))).decode(&raw);
         (raw, decoded)
     }
@@ -554,7 +563,7 @@ mod tests {
     }
 
     fn screen(guard: &mut EventTimeGuard, times: &[i64], first_line: u64) -> Decoded {
-        let (mut raw, mut decoded) = batch(Feed::Traffic, "t.jsonl", first_line, times);
+        let (mut raw, mut decoded) = batch(city("traffic"), "t.jsonl", first_line, times);
         guard.screen(&mut raw, &mut decoded, T0);
         decoded
     }
@@ -600,7 +609,7 @@ mod tests {
             all.extend(kept(&d));
         }
         for (raw, d) in guard.release(T0) {
-            assert_eq!(raw.feed, Feed::Traffic);
+            assert_eq!(raw.feed.name(), "traffic");
             assert!(future(&d).is_empty());
             all.extend(kept(&d));
         }
@@ -685,12 +694,12 @@ mod tests {
     #[test]
     fn sources_have_their_own_clocks() {
         let mut guard = EventTimeGuard::new(GuardConfig::default());
-        let (mut raw, mut d) = batch(Feed::Police, "a.jsonl", 1, &[T0, T0 + 1, T0 + 2, T0 + 3]);
+        let (mut raw, mut d) = batch(city("police"), "a.jsonl", 1, &[T0, T0 + 1, T0 + 2, T0 + 3]);
         guard.screen(&mut raw, &mut d, T0);
         // Another file of the same feed, 3 hours later: its own first records decide.
         let later = T0 + 180 * MIN;
         let (mut raw, mut d) = batch(
-            Feed::Police,
+            city("police"),
             "b.jsonl",
             1,
             &[later, later + 1, later + 2, later + 3],

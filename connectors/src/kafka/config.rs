@@ -7,7 +7,7 @@
 //! alert_topic = "citybrain.alerts"
 //! dlq_topic = "citybrain.dlq"
 //!
-//! [kafka.topics]                      # feed -> topic
+//! [kafka.topics]                      # table -> topic, over the catalog's 'topic'
 //! traffic = "city.traffic"
 //!
 //! [kafka.properties]                  # librdkafka properties for both clients (SASL, TLS, ...)
@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use rdkafka::ClientConfig;
 use serde::Deserialize;
 
+use crate::catalog::{Catalog, suggest};
 use crate::feed::Feed;
 
 /// Properties citybrain sets itself because the delivery guarantee depends on them; setting
@@ -41,7 +42,9 @@ pub struct KafkaConfig {
     pub brokers: String,
     /// Consumer group id. Default `citybrain`.
     pub group_id: String,
-    /// Topic of each feed. Default `city.<feed>` for all four feeds; a feed left out is not read.
+    /// Topics of catalog tables, over the `'topic'` their `CREATE TABLE` declares (the city's
+    /// feeds declare `city.<feed>`). Default: none, every table read from its declared topic;
+    /// a table with no topic either way (a `filesystem` table) is not read.
     pub topics: BTreeMap<String, String>,
     /// Where alerts go. Default `citybrain.alerts`.
     pub alert_topic: String,
@@ -61,10 +64,7 @@ impl Default for KafkaConfig {
         Self {
             brokers: String::new(),
             group_id: "citybrain".to_string(),
-            topics: Feed::ALL
-                .iter()
-                .map(|f| (f.name().to_string(), default_topic(*f)))
-                .collect(),
+            topics: BTreeMap::new(),
             alert_topic: "citybrain.alerts".to_string(),
             dlq_topic: "citybrain.dlq".to_string(),
             properties: BTreeMap::new(),
@@ -72,11 +72,6 @@ impl Default for KafkaConfig {
             producer_properties: BTreeMap::new(),
         }
     }
-}
-
-/// The default topic of a feed: `city.traffic`, `city.police`, `city.emergency`, `city.market`.
-pub fn default_topic(feed: Feed) -> String {
-    format!("city.{}", feed.name())
 }
 
 impl KafkaConfig {
@@ -97,35 +92,11 @@ impl KafkaConfig {
         if self.group_id.trim().is_empty() {
             out.push("kafka.group_id: must not be empty".to_string());
         }
-        if self.topics.is_empty() {
-            out.push("kafka.topics: no feed topics to read".to_string());
-        }
-        let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
-        for (feed, topic) in &self.topics {
-            if Feed::from_name(feed).is_none() {
-                out.push(format!(
-                    "kafka.topics.{feed}: unknown feed (expected traffic, police, emergency or market)"
-                ));
-            }
-            check_topic(&format!("kafka.topics.{feed}"), topic, &mut out);
-            if let Some(other) = seen.insert(topic.as_str(), feed.as_str()) {
-                out.push(format!(
-                    "kafka.topics.{feed}: topic `{topic}` is also the topic of feed {other}"
-                ));
-            }
+        for (table, topic) in &self.topics {
+            check_topic(&format!("kafka.topics.{table}"), topic, &mut out);
         }
         check_topic("kafka.alert_topic", &self.alert_topic, &mut out);
         check_topic("kafka.dlq_topic", &self.dlq_topic, &mut out);
-        for (name, topic) in [
-            ("alert_topic", &self.alert_topic),
-            ("dlq_topic", &self.dlq_topic),
-        ] {
-            if let Some(feed) = seen.get(topic.as_str()) {
-                out.push(format!(
-                    "kafka.{name}: `{topic}` is also the topic of feed {feed}: citybrain would read its own output"
-                ));
-            }
-        }
         if self.alert_topic == self.dlq_topic && !self.alert_topic.is_empty() {
             out.push("kafka.dlq_topic: must differ from kafka.alert_topic".to_string());
         }
@@ -150,12 +121,59 @@ impl KafkaConfig {
         out
     }
 
-    /// The feed read from each topic.
-    pub fn feed_topics(&self) -> Vec<(Feed, String)> {
-        self.topics
-            .iter()
-            .filter_map(|(f, t)| Feed::from_name(f).map(|f| (f, t.clone())))
-            .collect()
+    /// The feed read from each topic: every table of `catalog` with a topic, its declared
+    /// `'topic'` or the one `topics` gives it.
+    ///
+    /// # Errors
+    /// Every problem, one line each: a table in `topics` the catalog does not have, two tables
+    /// on one topic, the alert or dead-letter topic among the feeds' (citybrain would read its
+    /// own output), no table with a topic at all.
+    pub fn feed_topics(&self, catalog: &Catalog) -> Result<Vec<(Feed, String)>, Vec<String>> {
+        let mut out = Vec::new();
+        for table in self.topics.keys() {
+            if catalog.table(table).is_none() {
+                let hint = suggest(table, catalog.tables().iter().map(|t| t.name()))
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                out.push(format!(
+                    "kafka.topics.{table}: no such table in the catalog{hint}"
+                ));
+            }
+        }
+        let mut topics = Vec::new();
+        let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+        for feed in catalog.tables() {
+            let topic = match (self.topics.get(feed.name()), feed.topic()) {
+                (Some(t), _) => t.clone(),
+                (None, Some(t)) => t.to_string(),
+                (None, None) => continue,
+            };
+            if let Some(other) = seen.insert(topic.clone(), feed.name()) {
+                out.push(format!(
+                    "kafka.topics.{}: topic `{topic}` is also the topic of feed {other}",
+                    feed.name()
+                ));
+            }
+            topics.push((feed.clone(), topic));
+        }
+        for (name, topic) in [
+            ("alert_topic", &self.alert_topic),
+            ("dlq_topic", &self.dlq_topic),
+        ] {
+            if let Some(feed) = seen.get(topic.as_str()) {
+                out.push(format!(
+                    "kafka.{name}: `{topic}` is also the topic of feed {feed}: citybrain would read its own output"
+                ));
+            }
+        }
+        if topics.is_empty() {
+            out.push(
+                "kafka.topics: no table of the catalog has a topic to read (declare \
+                 'connector' = 'kafka' with a 'topic', or name one here)"
+                    .to_string(),
+            );
+        }
+        if out.is_empty() { Ok(topics) } else { Err(out) }
     }
 
     /// The consumer's librdkafka configuration: group, no automatic commits (citybrain commits
@@ -219,8 +237,17 @@ mod tests {
         assert_eq!(c.problems().len(), 1, "{:?}", c.problems());
         c.brokers = "127.0.0.1:9092".into();
         assert!(c.problems().is_empty(), "{:?}", c.problems());
-        assert_eq!(c.feed_topics().len(), 4);
-        assert_eq!(c.topics["traffic"], "city.traffic");
+        let topics = c.feed_topics(&Catalog::city()).expect("the city's topics");
+        let names: Vec<(&str, &str)> = topics.iter().map(|(f, t)| (f.name(), t.as_str())).collect();
+        assert_eq!(
+            names,
+            [
+                ("traffic", "city.traffic"),
+                ("police", "city.police"),
+                ("emergency", "city.emergency"),
+                ("market", "city.market")
+            ]
+        );
     }
 
     #[test]
@@ -240,11 +267,12 @@ mod tests {
             "fetch.wait.max.ms" = "not a number"
         "#;
         let c: KafkaConfig = toml::from_str(text).expect("parses");
-        let p = c.problems();
+        let mut p = c.problems();
+        p.extend(c.feed_topics(&Catalog::city()).expect_err("invalid"));
         let expect = [
             "kafka.brokers: `localhost` is not HOST:PORT",
             "kafka.group_id",
-            "kafka.topics.weather: unknown feed",
+            "kafka.topics.weather: no such table in the catalog",
             "kafka.alert_topic: `city.police` is also the topic of feed police",
             "kafka.dlq_topic: `bad topic` is not a Kafka topic name",
             "kafka.properties.\"enable.auto.commit\": set by citybrain",

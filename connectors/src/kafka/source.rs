@@ -144,13 +144,19 @@ impl std::fmt::Debug for KafkaSource {
 }
 
 impl KafkaSource {
-    /// Joins the consumer group and subscribes to the feed topics of `config`. Batches hold at
-    /// most `max_batch` records. With `stop_at_end`, the source ends once it has read every
-    /// assigned partition up to its end (back-tests, tests); otherwise it runs until dropped.
+    /// Joins the consumer group of `config` and subscribes to `topics`, each read as its feed
+    /// (see [`KafkaConfig::feed_topics`]). Batches hold at most `max_batch` records. With
+    /// `stop_at_end`, the source ends once it has read every assigned partition up to its end
+    /// (back-tests, tests); otherwise it runs until dropped.
     ///
     /// # Errors
     /// When librdkafka rejects the configuration or the subscription.
-    pub fn new(config: &KafkaConfig, max_batch: usize, stop_at_end: bool) -> Result<Self> {
+    pub fn new(
+        config: &KafkaConfig,
+        topics: &[(Feed, String)],
+        max_batch: usize,
+        stop_at_end: bool,
+    ) -> Result<Self> {
         let shared = Arc::new(Shared::default());
         let consumer: StreamConsumer<SourceContext> = config
             .consumer_config()
@@ -162,10 +168,9 @@ impl KafkaSource {
                 action: "creating the consumer".into(),
                 source,
             })?;
-        let feeds: HashMap<String, (Feed, Arc<str>)> = config
-            .feed_topics()
-            .into_iter()
-            .map(|(f, t)| (t.clone(), (f, Arc::from(t.as_str()))))
+        let feeds: HashMap<String, (Feed, Arc<str>)> = topics
+            .iter()
+            .map(|(f, t)| (t.clone(), (f.clone(), Arc::from(t.as_str()))))
             .collect();
         let topics: Vec<&str> = feeds.keys().map(String::as_str).collect();
         consumer.subscribe(&topics).map_err(|source| Error::Kafka {
@@ -187,7 +192,7 @@ impl KafkaSource {
 
     /// The feed read from `topic`.
     pub fn feed_of(&self, topic: &str) -> Option<Feed> {
-        self.feeds.get(topic).map(|(f, _)| *f)
+        self.feeds.get(topic).map(|(f, _)| f.clone())
     }
 
     /// Commits `offsets` (each the next offset to read of its partition). Asynchronous commits
@@ -322,7 +327,7 @@ fn raw_record(
 ) -> Option<(Feed, RawRecord)> {
     let (feed, topic) = feeds.get(m.topic())?;
     Some((
-        *feed,
+        feed.clone(),
         RawRecord {
             payload: Bytes::copy_from_slice(m.payload().unwrap_or_default()),
             origin: Origin::Kafka {
@@ -391,7 +396,7 @@ impl Source for KafkaSource {
                 let position = self.next.get(&id).copied().or(o.position);
                 Some(crate::source::PartitionStatus {
                     id,
-                    feed: *feed,
+                    feed: feed.clone(),
                     position,
                     end: o.high,
                 })

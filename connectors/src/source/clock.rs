@@ -330,7 +330,11 @@ mod tests {
     use super::*;
     use crate::feed::Feed;
 
-    fn status(feed: Feed, partition: i32, position: i64, end: i64) -> PartitionStatus {
+    fn status(name: &str, partition: i32, position: i64, end: i64) -> PartitionStatus {
+        let feed: Feed = crate::catalog::Catalog::city()
+            .table(name)
+            .expect("a city feed")
+            .clone();
         PartitionStatus {
             id: (
                 Arc::from(format!("city.{}", feed.name()).as_str()),
@@ -347,10 +351,7 @@ mod tests {
         let t0 = Instant::now();
         let mut c = EventClock::new(1_000, Some(Duration::from_secs(30)));
         c.refresh(
-            &[
-                status(Feed::Traffic, 0, 0, 10),
-                status(Feed::Traffic, 1, 0, 10),
-            ],
+            &[status("traffic", 0, 0, 10), status("traffic", 1, 0, 10)],
             true,
             t0,
         );
@@ -377,21 +378,21 @@ mod tests {
         let later = t0 + Duration::from_secs(31);
         let mut c = EventClock::new(0, Some(Duration::from_secs(30)));
         c.refresh(
-            &[status(Feed::Police, 0, 0, 5), status(Feed::Police, 1, 0, 5)],
+            &[status("police", 0, 0, 5), status("police", 1, 0, 5)],
             true,
             t0,
         );
         c.observe("police", &[0, 1], &[10_000, 5_000], t0);
         // Silent for 31 s but partition 1 still has a backlog: not idle, it holds the table.
         c.refresh(
-            &[status(Feed::Police, 0, 5, 5), status(Feed::Police, 1, 2, 5)],
+            &[status("police", 0, 5, 5), status("police", 1, 2, 5)],
             true,
             later,
         );
         assert_eq!(c.table_time("police", later).watermark, Some(5_000));
         // Read to its end too: both idle, the table is idle.
         c.refresh(
-            &[status(Feed::Police, 0, 5, 5), status(Feed::Police, 1, 5, 5)],
+            &[status("police", 0, 5, 5), status("police", 1, 5, 5)],
             true,
             later,
         );
@@ -428,12 +429,8 @@ mod tests {
     fn alignment_pauses_partitions_ahead_of_the_slowest_backlog() {
         let t0 = Instant::now();
         let mut c = EventClock::new(0, Some(Duration::from_secs(30)));
-        let parts = |p0: i64, p1: i64| {
-            [
-                status(Feed::Traffic, 0, p0, 100),
-                status(Feed::Traffic, 1, p1, 100),
-            ]
-        };
+        let parts =
+            |p0: i64, p1: i64| [status("traffic", 0, p0, 100), status("traffic", 1, p1, 100)];
         c.refresh(&parts(0, 0), true, t0);
         c.observe("traffic", &[0], &[100_000], t0);
         // Partition 1 has a backlog and nothing delivered: partition 0 waits for it.

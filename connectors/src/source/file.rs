@@ -1,4 +1,5 @@
-//! Reading feed files: `DIR/{traffic,police,emergency,market}.jsonl`, one JSON event a line.
+//! Reading feed files: for each table of the catalog, `DIR/<table>.jsonl` (or the table's
+//! `'path'`, relative to `DIR`), one JSON event a line.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -8,7 +9,8 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::decode::peek_event_time;
+use crate::catalog::{Catalog, file_of};
+use crate::decode::TimePeek;
 use crate::feed::Feed;
 use crate::record::{Origin, RawBatch, RawRecord};
 use crate::source::{Progress, Source};
@@ -48,9 +50,9 @@ const TIME_CHECK_EVERY: usize = 32;
 /// next [`HEAD_RECORDS`]), and ends after `max_batch` records or once its event time passes the
 /// other feeds' next records by more than [`MERGE_SLACK_MS`]. A sparse feed therefore arrives
 /// beside the dense one instead of all at once, and the windows it closes close one at a time,
-/// as they would live. The event time is only peeked at (`"ts":`); a record without a readable
-/// one at the head of its feed counts as oldest, and decoding decides its fate. The order
-/// within a feed never changes.
+/// as they would live. The event time is only peeked at (the value of the table's event-time
+/// column); a record without a readable one at the head of its feed counts as oldest, and
+/// decoding decides its fate. The order within a feed never changes.
 ///
 /// Blank and whitespace-only lines are skipped; `\r\n` line ends, a last line without a
 /// newline and a UTF-8 byte order mark at the start of a file are accepted.
@@ -61,29 +63,35 @@ pub struct FileSource {
 }
 
 impl FileSource {
-    /// Opens every feed file present in `dir`. Batches hold at most `max_batch` records
-    /// (at least 1; [`DEFAULT_MAX_BATCH`] is a good value).
+    /// Opens the file of every table of `catalog` present in `dir` ([`file_of`]). Batches hold
+    /// at most `max_batch` records (at least 1; [`DEFAULT_MAX_BATCH`] is a good value).
     ///
     /// # Errors
     ///
     /// [`Error::NoFeedFiles`] if `dir` holds none of the feed files, [`Error::OpenFile`] if one
     /// cannot be opened.
-    pub fn open(dir: &Path, max_batch: usize) -> Result<FileSource> {
+    pub fn open(catalog: &Catalog, dir: &Path, max_batch: usize) -> Result<FileSource> {
         let mut readers = Vec::new();
         let mut total_bytes = 0;
-        for feed in Feed::ALL {
-            let path = dir.join(format!("{}.jsonl", feed.name()));
+        for feed in catalog.tables() {
+            let path = file_of(feed, dir);
             let file = match File::open(&path) {
                 Ok(file) => file,
                 Err(e) if e.kind() == ErrorKind::NotFound => continue,
                 Err(source) => return Err(Error::OpenFile { path, source }),
             };
             total_bytes += file.metadata().map(|m| m.len()).unwrap_or(0);
-            readers.push(FeedReader::new(feed, path, file));
+            readers.push(FeedReader::new(feed.clone(), path, file));
         }
         if readers.is_empty() {
             return Err(Error::NoFeedFiles {
                 dir: dir.to_path_buf(),
+                expected: catalog
+                    .tables()
+                    .iter()
+                    .map(|t| file_of(t, Path::new("")).display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             });
         }
         tracing::debug!(
@@ -99,12 +107,12 @@ impl FileSource {
         })
     }
 
-    /// The feeds found, in [`Feed::ALL`] order.
+    /// The feeds found, in the catalog's order.
     pub fn feeds(&self) -> Vec<Feed> {
-        self.readers.iter().map(|r| r.feed).collect()
+        self.readers.iter().map(|r| r.feed.clone()).collect()
     }
 
-    /// The feed files read, in [`Feed::ALL`] order.
+    /// The feed files read, in the catalog's order.
     pub fn paths(&self) -> Vec<PathBuf> {
         self.readers.iter().map(|r| r.path.clone()).collect()
     }
@@ -151,7 +159,7 @@ impl FileSource {
             if let Some(limit) = limit
                 && position >= next_look
             {
-                match known.unwrap_or_else(|| peek_event_time(&record.payload)) {
+                match known.unwrap_or_else(|| reader.time.peek(&record.payload)) {
                     Some(time) if time > limit => {
                         reader.ahead.push_front((record, Some(time)));
                         break;
@@ -166,7 +174,7 @@ impl FileSource {
             records.push(record);
         }
         Ok(Some(RawBatch {
-            feed: reader.feed,
+            feed: reader.feed.clone(),
             records,
         }))
     }
@@ -207,6 +215,8 @@ impl Source for FileSource {
 /// Splits one feed file into lines.
 struct FeedReader {
     feed: Feed,
+    /// Reads a record's event time without decoding it.
+    time: TimePeek,
     path: PathBuf,
     origin_path: Arc<str>,
     file: File,
@@ -226,6 +236,7 @@ impl FeedReader {
     fn new(feed: Feed, path: PathBuf, file: File) -> Self {
         let origin_path = Arc::from(path.display().to_string());
         Self {
+            time: TimePeek::of(&feed),
             feed,
             path,
             origin_path,
@@ -246,7 +257,7 @@ impl FeedReader {
         while self.ahead.len() < HEAD_RECORDS
             && let Some(record) = self.next_line()?
         {
-            let time = peek_event_time(&record.payload);
+            let time = self.time.peek(&record.payload);
             self.ahead.push_back((record, time));
         }
         Ok(match self.ahead.front() {
@@ -338,6 +349,14 @@ impl FeedReader {
 mod tests {
     use super::*;
 
+    fn city(name: &str) -> Feed {
+        Catalog::city().table(name).expect("a city feed").clone()
+    }
+
+    fn peek_event_time(payload: &[u8]) -> Option<i64> {
+        TimePeek::of(&city("traffic")).peek(payload)
+    }
+
     fn lines(batch: &RawBatch) -> Vec<(String, u64)> {
         batch
             .records
@@ -368,11 +387,11 @@ mod tests {
             "{\"a\":1}\r\n\n   \r\n{\"a\":2}\n\t\n{\"a\":3}",
         )
         .expect("write");
-        let mut source = FileSource::open(dir.path(), 10).expect("open");
-        assert_eq!(source.feeds(), [Feed::Police]);
+        let mut source = FileSource::open(&Catalog::city(), dir.path(), 10).expect("open");
+        assert_eq!(source.feeds(), [city("police")]);
         let batches = read_all(&mut source);
         assert_eq!(batches.len(), 1);
-        assert_eq!(batches[0].feed, Feed::Police);
+        assert_eq!(batches[0].feed, city("police"));
         assert_eq!(
             lines(&batches[0]),
             [
@@ -410,7 +429,7 @@ mod tests {
         )
         .expect("write");
         std::fs::write(dir.path().join("police.jsonl"), timed(police_times)).expect("write");
-        let mut source = FileSource::open(dir.path(), 10_000).expect("open");
+        let mut source = FileSource::open(&Catalog::city(), dir.path(), 10_000).expect("open");
         let batches = read_all(&mut source);
 
         // Every line once, each feed in file order.
@@ -419,11 +438,11 @@ mod tests {
             .flat_map(|b| {
                 b.records.iter().map(|r| {
                     let time = peek_event_time(&r.payload).expect("timed line");
-                    (b.feed, time)
+                    (b.feed.clone(), time)
                 })
             })
             .collect();
-        for (feed, count) in [(Feed::Traffic, 2_000), (Feed::Police, 3)] {
+        for (feed, count) in [(city("traffic"), 2_000), (city("police"), 3)] {
             let times: Vec<i64> = order
                 .iter()
                 .filter(|(f, _)| *f == feed)
@@ -436,7 +455,7 @@ mod tests {
         // the lines between two looks at the time, and before the traffic after it.
         let overshoot = MERGE_SLACK_MS + TIME_CHECK_EVERY as i64 * spacing;
         for (at, (feed, police)) in order.iter().enumerate() {
-            if *feed != Feed::Police {
+            if *feed != city("police") {
                 continue;
             }
             let (before, after) = order.split_at(at);
@@ -468,19 +487,24 @@ mod tests {
         std::fs::write(dir.path().join("traffic.jsonl"), timed([5, 6, 7])).expect("write");
         std::fs::write(dir.path().join("market.jsonl"), numbered(3)).expect("write");
         std::fs::write(dir.path().join("emergency.jsonl"), "").expect("write");
-        let mut source = FileSource::open(dir.path(), 2).expect("open");
+        let mut source = FileSource::open(&Catalog::city(), dir.path(), 2).expect("open");
         let batches = read_all(&mut source);
         let shape: Vec<(Feed, Vec<u64>)> = batches
             .iter()
-            .map(|b| (b.feed, lines(b).into_iter().map(|(_, l)| l).collect()))
+            .map(|b| {
+                (
+                    b.feed.clone(),
+                    lines(b).into_iter().map(|(_, l)| l).collect(),
+                )
+            })
             .collect();
         assert_eq!(
             shape,
             [
-                (Feed::Market, vec![1, 2]),
-                (Feed::Market, vec![3]),
-                (Feed::Traffic, vec![1, 2]),
-                (Feed::Traffic, vec![3]),
+                (city("market"), vec![1, 2]),
+                (city("market"), vec![3]),
+                (city("traffic"), vec![1, 2]),
+                (city("traffic"), vec![3]),
             ]
         );
     }
@@ -494,7 +518,7 @@ mod tests {
             b"\xef\xbb\xbf{\"a\":1}\r\n{\"a\":2}\n\xef\xbb\xbf{\"a\":3}\n",
         )
         .expect("write");
-        let mut source = FileSource::open(dir.path(), 10).expect("open");
+        let mut source = FileSource::open(&Catalog::city(), dir.path(), 10).expect("open");
         let got = lines(&read_all(&mut source)[0]);
         // Only at the start of the file: elsewhere it is the record's own (malformed) bytes.
         assert_eq!(
@@ -506,7 +530,7 @@ mod tests {
             ]
         );
         std::fs::write(dir.path().join("market.jsonl"), b"\xef\xbb\xbf").expect("write");
-        let mut source = FileSource::open(dir.path(), 10).expect("open");
+        let mut source = FileSource::open(&Catalog::city(), dir.path(), 10).expect("open");
         assert!(
             read_all(&mut source).is_empty(),
             "a lone mark is a blank file"
@@ -529,26 +553,29 @@ mod tests {
             timed([year, 100_000, 300_000, 500_000]),
         )
         .expect("write");
-        let mut source = FileSource::open(dir.path(), 10_000).expect("open");
+        let mut source = FileSource::open(&Catalog::city(), dir.path(), 10_000).expect("open");
         let order: Vec<(Feed, i64)> = read_all(&mut source)
             .iter()
             .flat_map(|b| {
-                b.records
-                    .iter()
-                    .map(|r| (b.feed, peek_event_time(&r.payload).expect("timed line")))
+                b.records.iter().map(|r| {
+                    (
+                        b.feed.clone(),
+                        peek_event_time(&r.payload).expect("timed line"),
+                    )
+                })
             })
             .collect();
         let overshoot = MERGE_SLACK_MS + TIME_CHECK_EVERY as i64 * 1_000;
         for police in [100_000, 300_000, 500_000] {
             let at = order
                 .iter()
-                .position(|x| *x == (Feed::Police, police))
+                .position(|x| *x == (city("police"), police))
                 .expect("report read");
             let (before, after) = order.split_at(at);
             assert!(
                 before
                     .iter()
-                    .all(|(f, t)| *f == Feed::Police || *t <= police + overshoot),
+                    .all(|(f, t)| *f == city("police") || *t <= police + overshoot),
                 "traffic far ahead of the report at {police} ms"
             );
             assert!(
@@ -564,7 +591,7 @@ mod tests {
         let long = format!("{{\"pad\":\"{}\"}}", "x".repeat(CHUNK * 2 + 17));
         let text = format!("{long}\n{{\"n\":2}}\n{long}");
         std::fs::write(dir.path().join("traffic.jsonl"), &text).expect("write");
-        let mut source = FileSource::open(dir.path(), 100).expect("open");
+        let mut source = FileSource::open(&Catalog::city(), dir.path(), 100).expect("open");
         let batches = read_all(&mut source);
         let got = lines(&batches[0]);
         assert_eq!(got.len(), 3);
@@ -577,7 +604,7 @@ mod tests {
     fn no_feed_file_is_an_error_naming_dir_and_files() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("other.jsonl"), "{}\n").expect("write");
-        let err = match FileSource::open(dir.path(), 10) {
+        let err = match FileSource::open(&Catalog::city(), dir.path(), 10) {
             Err(e) => e,
             Ok(_) => panic!("open should fail without feed files"),
         };

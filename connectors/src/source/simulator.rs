@@ -44,10 +44,43 @@ use bytes::Bytes;
 use chrono::{DateTime, FixedOffset, SecondsFormat};
 use tokio::time::Instant;
 
+use crate::catalog::Catalog;
 use crate::feed::Feed;
 use crate::record::{Origin, RawBatch, RawRecord};
 use crate::source::Source;
 use crate::{Error, Result};
+
+/// The city's four feeds, as the simulator writes them (their declarations are
+/// `feeds/city.sql`, [`Catalog::city`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum City {
+    Traffic,
+    Police,
+    Emergency,
+    Market,
+}
+
+impl City {
+    const ALL: [City; 4] = [City::Traffic, City::Police, City::Emergency, City::Market];
+
+    fn name(self) -> &'static str {
+        ["traffic", "police", "emergency", "market"][self as usize]
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The city catalog's tables, in [`City`] order.
+fn city_feeds() -> [Feed; 4] {
+    let city = Catalog::city();
+    City::ALL.map(|c| {
+        city.table(c.name())
+            .unwrap_or_else(|| panic!("feeds/city.sql declares {}", c.name()))
+            .clone()
+    })
+}
 
 /// The merchant with the (first) staged food-safety problem.
 pub const FOOD_SAFETY_MERCHANT: &str = "M0042";
@@ -121,13 +154,25 @@ pub struct FeedCounts {
 }
 
 impl FeedCounts {
-    /// The count of `feed`.
-    pub fn get(&self, feed: Feed) -> u64 {
-        match feed {
-            Feed::Traffic => self.traffic,
-            Feed::Police => self.police,
-            Feed::Emergency => self.emergency,
-            Feed::Market => self.market,
+    /// The count of the city feed `feed` (0 for any other).
+    pub fn get(&self, feed: &Feed) -> u64 {
+        match feed.name() {
+            "traffic" => self.traffic,
+            "police" => self.police,
+            "emergency" => self.emergency,
+            "market" => self.market,
+            _ => 0,
+        }
+    }
+
+    /// Adds `n` events of the city feed `feed` (nothing for any other).
+    pub fn add_n(&mut self, feed: &Feed, n: u64) {
+        match feed.name() {
+            "traffic" => self.traffic += n,
+            "police" => self.police += n,
+            "emergency" => self.emergency += n,
+            "market" => self.market += n,
+            _ => {}
         }
     }
 
@@ -136,12 +181,12 @@ impl FeedCounts {
         self.traffic + self.police + self.emergency + self.market
     }
 
-    fn add(&mut self, feed: Feed) {
+    fn add(&mut self, feed: City) {
         match feed {
-            Feed::Traffic => self.traffic += 1,
-            Feed::Police => self.police += 1,
-            Feed::Emergency => self.emergency += 1,
-            Feed::Market => self.market += 1,
+            City::Traffic => self.traffic += 1,
+            City::Police => self.police += 1,
+            City::Emergency => self.emergency += 1,
+            City::Market => self.market += 1,
         }
     }
 }
@@ -157,8 +202,8 @@ pub fn write_feed_files(dir: &Path, cfg: CityConfig, events: u64) -> Result<Feed
         path: dir.to_path_buf(),
         source,
     })?;
-    let mut files = Vec::with_capacity(Feed::ALL.len());
-    for feed in Feed::ALL {
+    let mut files = Vec::with_capacity(City::ALL.len());
+    for feed in City::ALL {
         let path = dir.join(format!("{}.jsonl", feed.name()));
         let file = File::create(&path).map_err(|source| Error::CreateFile {
             path: path.clone(),
@@ -171,7 +216,7 @@ pub fn write_feed_files(dir: &Path, cfg: CityConfig, events: u64) -> Result<Feed
     let mut line = Vec::with_capacity(512);
     for _ in 0..events {
         line.clear();
-        let feed = sim.next_event(&mut line);
+        let feed = sim.next_city(&mut line);
         line.push(b'\n');
         let (path, writer) = &mut files[feed.index()];
         writer.write_all(&line).map_err(|source| Error::WriteFile {
@@ -191,6 +236,8 @@ pub fn write_feed_files(dir: &Path, cfg: CityConfig, events: u64) -> Result<Feed
 
 /// The simulated city: call [`CitySimulator::next_event`] for one event after another.
 pub struct CitySimulator {
+    /// The city catalog's feeds, in [`City`] order.
+    feeds: [Feed; 4],
     rng: Rng,
     events_per_sim_second: f64,
     /// Simulated clock, epoch milliseconds.
@@ -343,6 +390,7 @@ impl CitySimulator {
         #[allow(clippy::cast_precision_loss)] // epoch ms fit f64 exactly
         let start = cfg.start_ms as f64;
         Self {
+            feeds: city_feeds(),
             rng,
             events_per_sim_second: cfg.events_per_sim_second.max(1e-3),
             clock_ms: start,
@@ -370,8 +418,15 @@ impl CitySimulator {
         self.clock_ms as i64
     }
 
-    /// Appends one event (a JSON object, no newline) to `out` and returns its feed.
-    pub fn next_event(&mut self, out: &mut Vec<u8>) -> Feed {
+    /// Appends one event (a JSON object, no newline) to `out` and returns its feed (a table
+    /// of [`Catalog::city`]).
+    pub fn next_event(&mut self, out: &mut Vec<u8>) -> &Feed {
+        let city = self.next_city(out);
+        &self.feeds[city.index()]
+    }
+
+    /// [`CitySimulator::next_event`], naming the feed by the simulator's own enum.
+    fn next_city(&mut self, out: &mut Vec<u8>) -> City {
         let hour = self.hour();
         let factor = match hour {
             7..=8 | 17..=18 => 1.4,
@@ -700,7 +755,7 @@ impl CitySimulator {
         );
     }
 
-    fn write_planned(&mut self, out: &mut Vec<u8>, event: PlannedEvent) -> Feed {
+    fn write_planned(&mut self, out: &mut Vec<u8>, event: PlannedEvent) -> City {
         match event {
             PlannedEvent::Accident { sensor, at } => {
                 self.write_traffic(out, sensor, "accident", Some(at))
@@ -752,7 +807,7 @@ impl CitySimulator {
     }
 
     /// Starts an event: bumps the feed's counter and writes the four core fields.
-    fn begin<'o>(&mut self, out: &'o mut Vec<u8>, feed: Feed, at: (f64, f64)) -> Obj<'o> {
+    fn begin<'o>(&mut self, out: &'o mut Vec<u8>, feed: City, at: (f64, f64)) -> Obj<'o> {
         let counter = &mut self.counters[feed.index()];
         *counter += 1;
         let prefix = &feed.name()[..1];
@@ -797,7 +852,7 @@ impl CitySimulator {
         sensor: usize,
         kind: &'static str,
         at: Option<(f64, f64)>,
-    ) -> Feed {
+    ) -> City {
         let hour = self.hour();
         let s = &self.sensors[sensor];
         let (lat, lon, free_speed, base_flow, camera, road) =
@@ -846,7 +901,7 @@ impl CitySimulator {
         let occupancy = (!self.rng.chance(0.05)).then_some(occupancy);
         let extra = self.rng.chance(0.01);
         let at = at.unwrap_or((lat, lon));
-        let mut obj = self.begin(out, Feed::Traffic, at);
+        let mut obj = self.begin(out, City::Traffic, at);
         let s = &self.sensors[sensor];
         obj.str("sensor_id", Some(&s.id));
         obj.str("road_id", Some(&s.road));
@@ -860,7 +915,7 @@ impl CitySimulator {
             obj.str("firmware", Some("4.2.1"));
         }
         obj.end();
-        Feed::Traffic
+        City::Traffic
     }
 
     fn write_police(
@@ -869,20 +924,20 @@ impl CitySimulator {
         at: (f64, f64),
         category: &'static str,
         priority: i64,
-    ) -> Feed {
+    ) -> City {
         self.incidents += 1;
         let incident = format!("INC{:07}", self.incidents);
         let phone = self.rng.chance(0.8).then(|| self.rng.phone());
-        let mut obj = self.begin(out, Feed::Police, at);
+        let mut obj = self.begin(out, City::Police, at);
         obj.str("incident_id", Some(&incident));
         obj.str("category", Some(category));
         obj.int("priority", Some(priority));
         obj.str("reporter_phone", phone.as_deref());
         obj.end();
-        Feed::Police
+        City::Police
     }
 
-    fn write_emergency(&mut self, out: &mut Vec<u8>, call: Call) -> Feed {
+    fn write_emergency(&mut self, out: &mut Vec<u8>, call: Call) -> City {
         let Call {
             at,
             service,
@@ -904,7 +959,7 @@ impl CitySimulator {
             (median * (0.35 * self.rng.normal()).exp()).clamp(60.0, 890.0)
         };
         let response = (slow || !self.rng.chance(0.08)).then_some(response);
-        let mut obj = self.begin(out, Feed::Emergency, at);
+        let mut obj = self.begin(out, City::Emergency, at);
         obj.str("call_id", Some(&call_id));
         obj.str("service", Some(service));
         obj.int("severity", Some(severity));
@@ -912,7 +967,7 @@ impl CitySimulator {
         obj.str("caller_id_no", id_no.as_deref());
         obj.float("response_s", response, 1);
         obj.end();
-        Feed::Emergency
+        City::Emergency
     }
 
     fn write_market(
@@ -921,7 +976,7 @@ impl CitySimulator {
         merchant: usize,
         category: &'static str,
         inspection_result: Option<&'static str>,
-    ) -> Feed {
+    ) -> City {
         let complaint = inspection_result.is_none();
         let phone = (complaint && self.rng.chance(0.9)).then(|| self.rng.phone());
         let amount = (complaint
@@ -930,7 +985,7 @@ impl CitySimulator {
         .then(|| self.rng.range(20.0, 2000.0));
         let m = &self.merchants[merchant];
         let (lat, lon) = (m.lat, m.lon);
-        let mut obj = self.begin(out, Feed::Market, (lat, lon));
+        let mut obj = self.begin(out, City::Market, (lat, lon));
         let m = &self.merchants[merchant];
         obj.str("merchant_id", Some(&m.id));
         obj.str("merchant_name", Some(&m.name));
@@ -943,7 +998,7 @@ impl CitySimulator {
         obj.float("amount_cny", amount, 2);
         obj.str("result", inspection_result);
         obj.end();
-        Feed::Market
+        City::Market
     }
 }
 
@@ -1254,8 +1309,9 @@ impl SimulatorSource {
         self.generated
     }
 
-    fn flush(&mut self, feed: Feed) -> RawBatch {
-        let pending = &mut self.pending[feed.index()];
+    fn flush(&mut self, city: City) -> RawBatch {
+        let feed = self.sim.feeds[city.index()].clone();
+        let pending = &mut self.pending[city.index()];
         let capacity = pending.buf.capacity();
         let bytes = Bytes::from(std::mem::replace(
             &mut pending.buf,
@@ -1279,8 +1335,8 @@ impl SimulatorSource {
     }
 
     /// The feed whose pending batch has waited longest, if past [`FLUSH_AFTER`].
-    fn overdue(&self, now: Instant) -> Option<Feed> {
-        Feed::ALL
+    fn overdue(&self, now: Instant) -> Option<City> {
+        City::ALL
             .into_iter()
             .filter_map(|f| self.pending[f.index()].since.map(|t| (t, f)))
             .min()
@@ -1299,7 +1355,7 @@ impl Source for SimulatorSource {
                 return Ok(Some(self.flush(feed)));
             }
             if self.limit.is_some_and(|limit| self.generated >= limit) {
-                let rest = Feed::ALL
+                let rest = City::ALL
                     .into_iter()
                     .find(|f| !self.pending[f.index()].ends.is_empty());
                 return Ok(rest.map(|feed| self.flush(feed)));
@@ -1313,7 +1369,7 @@ impl Source for SimulatorSource {
                     .and_then(|d| start.checked_add(d))
                     .unwrap_or(now + Duration::from_secs(3600));
                 if due > now {
-                    let oldest = Feed::ALL
+                    let oldest = City::ALL
                         .into_iter()
                         .filter_map(|f| self.pending[f.index()].since)
                         .min();
@@ -1323,7 +1379,7 @@ impl Source for SimulatorSource {
                 }
             }
             self.scratch.clear();
-            let feed = self.sim.next_event(&mut self.scratch);
+            let feed = self.sim.next_city(&mut self.scratch);
             let seq = self.generated;
             self.generated += 1;
             let pending = &mut self.pending[feed.index()];

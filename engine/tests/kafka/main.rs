@@ -9,6 +9,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod department;
 mod skew;
 mod support;
 
@@ -33,12 +34,12 @@ fn round_trip_equals_replay_and_malformed_reach_the_dead_letter_topic() {
         r#"{"event_id":"t-bad","lat":30.2,"lon":120.1}"#.to_string(),
     ];
     let mut bad_positions: BTreeSet<(Feed, i64)> = BTreeSet::new();
-    for feed in [Feed::Traffic, Feed::Police] {
+    for feed in [city("traffic"), city("police")] {
         let lines = feeds.get_mut(&feed).expect("feed");
         for (i, b) in bad.iter().enumerate() {
             let at = lines.len() / 3 * (i + 1);
             lines.insert(at, b.clone());
-            bad_positions.insert((feed, at as i64));
+            bad_positions.insert((feed.clone(), at as i64));
         }
     }
     let expected = sorted(replay_alerts(tmp.path(), &feeds));
@@ -67,12 +68,13 @@ fn round_trip_equals_replay_and_malformed_reach_the_dead_letter_topic() {
         .iter()
         .map(|d| {
             let topic = &d.headers["__connect.errors.topic"];
-            let feed = *topics
+            let feed = topics
                 .feeds
                 .iter()
                 .find(|(_, t)| *t == topic)
                 .unwrap_or_else(|| panic!("dead letter from unknown topic {topic}"))
-                .0;
+                .0
+                .clone();
             assert_eq!(d.headers["__connect.errors.partition"], "0");
             assert_eq!(d.headers["citybrain.reason"], "malformed");
             assert_eq!(d.headers["citybrain.feed"], feed.name());
@@ -202,11 +204,11 @@ fn group_restart_resumes_from_committed_offsets() {
     let (first, second): (BTreeMap<_, _>, BTreeMap<_, _>) = (
         feeds
             .iter()
-            .map(|(f, l)| (*f, l[..l.len() / 2].to_vec()))
+            .map(|(f, l)| (f.clone(), l[..l.len() / 2].to_vec()))
             .collect(),
         feeds
             .iter()
-            .map(|(f, l)| (*f, l[l.len() / 2..].to_vec()))
+            .map(|(f, l)| (f.clone(), l[l.len() / 2..].to_vec()))
             .collect(),
     );
     let count = |m: &BTreeMap<Feed, Vec<String>>| m.values().map(Vec::len).sum::<usize>() as u64;
@@ -234,7 +236,7 @@ fn sigterm_delivers_commits_and_exits_zero_while_metrics_are_served() {
     let topics = Topics::new(&brokers, "term");
     publish(
         &brokers,
-        &topics.feeds[&Feed::Police],
+        &topics.feeds[&city("police")],
         &["not json".to_string()],
     );
     publish_feeds(&brokers, &topics, &feeds);
@@ -343,12 +345,12 @@ fn poisoned_clocks_on_kafka_change_no_other_records_fate() {
         12_000,
     )
     .expect("simulate");
-    let clean: BTreeMap<Feed, Vec<String>> = Feed::ALL
+    let clean: BTreeMap<Feed, Vec<String>> = city_feeds()
         .iter()
         .map(|f| {
             let text =
                 std::fs::read_to_string(dir.join(format!("{}.jsonl", f.name()))).expect("feed");
-            (*f, text.lines().map(str::to_string).collect())
+            (f.clone(), text.lines().map(str::to_string).collect())
         })
         .collect();
     let expected = sorted(replay_alerts(tmp.path(), &clean));
@@ -366,13 +368,13 @@ fn poisoned_clocks_on_kafka_change_no_other_records_fate() {
             .expect("in range")
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
     };
-    let traffic = feeds.get_mut(&Feed::Traffic).expect("traffic");
+    let traffic = feeds.get_mut(&city("traffic")).expect("traffic");
     let middle = traffic.len() / 2;
     let hour = poison(&traffic[middle], "poison-1h", at(now + 3_600_000));
     let eight = poison(&traffic[middle], "poison-8h", at(now + 8 * 3_600_000));
     traffic.insert(middle, hour.clone());
     traffic.insert(middle + 100, eight.clone());
-    let police = feeds.get_mut(&Feed::Police).expect("police");
+    let police = feeds.get_mut(&city("police")).expect("police");
     let first = poison(
         &police[0],
         "poison-9999",

@@ -82,9 +82,9 @@ impl Topics {
     /// Topics whose feed topics have `partitions` partitions (alerts and dead letters: one).
     pub fn with_partitions(brokers: &str, name: &str, partitions: i32) -> Self {
         let t = Self {
-            feeds: Feed::ALL
+            feeds: city_feeds()
                 .iter()
-                .map(|f| (*f, unique(&format!("{name}-{}", f.name()))))
+                .map(|f| (f.clone(), unique(&format!("{name}-{}", f.name()))))
                 .collect(),
             alerts: unique(&format!("{name}-alerts")),
             dlq: unique(&format!("{name}-dlq")),
@@ -289,12 +289,12 @@ pub fn simulated(dir: &Path, events: u64, sim_rate: f64) -> BTreeMap<Feed, Vec<S
         events,
     )
     .expect("simulate");
-    Feed::ALL
+    city_feeds()
         .iter()
         .map(|f| {
             let text =
                 std::fs::read_to_string(dir.join(format!("{}.jsonl", f.name()))).expect("feed");
-            (*f, text.lines().map(str::to_string).collect())
+            (f.clone(), text.lines().map(str::to_string).collect())
         })
         .collect()
 }
@@ -465,4 +465,17 @@ pub fn http_get(addr: &str, path: &str) -> String {
     let mut out = String::new();
     s.read_to_string(&mut out).expect("response");
     out
+}
+
+/// The city's feeds, in the shipped catalog's order.
+pub fn city_feeds() -> Vec<Feed> {
+    citybrain_connectors::Catalog::city().tables().to_vec()
+}
+
+/// The city feed called `name`.
+pub fn city(name: &str) -> Feed {
+    citybrain_connectors::Catalog::city()
+        .table(name)
+        .expect("a city feed")
+        .clone()
 }

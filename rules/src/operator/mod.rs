@@ -65,7 +65,8 @@ pub const DEFAULT_IDLE_TIMEOUT_MS: i64 = 60_000;
 /// How a runner treats time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunnerConfig {
-    /// Bounded out-of-orderness of feed inputs, in milliseconds.
+    /// Bounded out-of-orderness of feed inputs that declare none (a feed's `WATERMARK` in the
+    /// catalog declares its own: [`CompiledRule::input_bounds`]), in milliseconds.
     pub out_of_orderness_ms: i64,
     /// After how long without input (wall-clock milliseconds) an input stops holding back a
     /// multi-input rule; `None` never (replays of files, where every feed runs to its end).
@@ -259,10 +260,20 @@ impl RuleRunner {
         self.state.oldest_needed_ts()
     }
 
-    fn input_watermark(&self, c: &Clock) -> Option<i64> {
-        c.explicit.or(c
-            .max_ts
-            .map(|m| m.saturating_sub(self.config.out_of_orderness_ms)))
+    /// How far input `input`'s watermark stays behind its largest event time: its own
+    /// declared bound, else the configured one.
+    fn bound(&self, input: usize) -> i64 {
+        self.rule
+            .input_bounds
+            .get(input)
+            .copied()
+            .flatten()
+            .map_or(self.config.out_of_orderness_ms, |b| b.max(0))
+    }
+
+    fn input_watermark(&self, input: usize, c: &Clock) -> Option<i64> {
+        c.explicit
+            .or(c.max_ts.map(|m| m.saturating_sub(self.bound(input))))
     }
 
     /// The rule's watermark at `now`, with input `replaced` (index, watermark) standing in
@@ -279,7 +290,7 @@ impl RuleRunner {
         for (i, c) in self.clocks.iter().enumerate() {
             let (wm, current) = match replaced {
                 Some((r, wm)) if r == i => (wm, true),
-                _ => (self.input_watermark(c), false),
+                _ => (self.input_watermark(i, c), false),
             };
             max = max.max(wm);
             // Only an input that has delivered before can go quiet; one never heard from yet
@@ -431,7 +442,7 @@ impl RuleRunner {
             let mut running = clock.max_ts;
             if self.clocks.len() == 1 && observe {
                 // One feed: the rule's watermark is that feed's, row by row.
-                let bound = self.config.out_of_orderness_ms;
+                let bound = self.bound(input);
                 for t in ts.values() {
                     marks.push(closing(running.map(|m| m.saturating_sub(bound))));
                     running = Some(running.map_or(*t, |m| m.max(*t)));
@@ -439,9 +450,9 @@ impl RuleRunner {
             }
             for t in ts.values().iter().skip(marks.len()) {
                 let own = match (observe, running) {
-                    (true, Some(m)) => Some(m.saturating_sub(self.config.out_of_orderness_ms)),
+                    (true, Some(m)) => Some(m.saturating_sub(self.bound(input))),
                     (true, None) => None,
-                    (false, _) => self.input_watermark(&clock),
+                    (false, _) => self.input_watermark(input, &clock),
                 };
                 marks.push(closing(self.combined(Some((input, own)), now)));
                 if observe {

@@ -1,0 +1,5 @@
+-- title: Blocked lane reported
+-- severity: high
+SELECT report_id, place.street AS street, reporter_phone
+FROM grid_reports
+WHERE ARRAY_CONTAINS(tags, 'blocked')
