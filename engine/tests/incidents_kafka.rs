@@ -305,9 +305,26 @@ fn sigkill_three_times_loses_no_incident_or_action_and_doubles_no_escalation() {
         unique("inc-actions"),
         unique("inc-group"),
     );
+    // The catalog's other tables get empty topics of their own: the service reads every table,
+    // and the shared default topics may hold other tests' events.
+    let (traffic, emergency, market) = (
+        unique("inc-traffic"),
+        unique("inc-emergency"),
+        unique("inc-market"),
+    );
     create_topics(
         &brokers,
-        &[&police, &alerts, &dlq, &events_topic, &table, &actions],
+        &[
+            &police,
+            &traffic,
+            &emergency,
+            &market,
+            &alerts,
+            &dlq,
+            &events_topic,
+            &table,
+            &actions,
+        ],
         &[&table],
     );
     // One incident per police report (a per-event rule keyed by the event id).
@@ -351,7 +368,7 @@ fn sigkill_three_times_loses_no_incident_or_action_and_doubles_no_escalation() {
         &config,
         format!(
             "[kafka]\nbrokers = \"{brokers}\"\ngroup_id = \"{group}\"\nalert_topic = \"{alerts}\"\ndlq_topic = \"{dlq}\"\n\
-             [kafka.topics]\npolice = \"{police}\"\n\
+             [kafka.topics]\npolice = \"{police}\"\ntraffic = \"{traffic}\"\nemergency = \"{emergency}\"\nmarket = \"{market}\"\n\
              [kafka.consumer_properties]\n\"fetch.wait.max.ms\" = \"10\"\n\"session.timeout.ms\" = \"6000\"\n\
              \"heartbeat.interval.ms\" = \"1000\"\n\"max.poll.interval.ms\" = \"10000\"\n\
              [kafka.producer_properties]\n\"linger.ms\" = \"1\"\n\
