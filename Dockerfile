@@ -15,6 +15,9 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/citybrain /usr/local/bin/citybrain
 COPY rules/library /opt/citybrain/rules/library
+# Checkpoints (deploy/citybrain.toml: [checkpoint] store): a folder the service user owns,
+# mounted as a volume by docker-compose.yml so that they outlive the container.
+RUN mkdir -p /var/lib/citybrain/checkpoints && chown -R 65532:65532 /var/lib/citybrain
 WORKDIR /opt/citybrain
 USER 65532:65532
 EXPOSE 9464

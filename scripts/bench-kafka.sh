@@ -131,6 +131,8 @@ brokers = "$brokers"
 [kafka.consumer_properties]
 "fetch.wait.max.ms" = "10"
 $(for kv in "${engine_props[@]}"; do printf '"%s" = "%s"\n' "${kv%%=*}" "${kv#*=}"; done)
+[checkpoint]
+store = "$work/checkpoints"
 [metrics]
 listen = ""
 EOF

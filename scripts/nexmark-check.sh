@@ -9,8 +9,7 @@
 # second: 100 s of event time; 20,000 persons, 60,000 auctions, 920,000 bids, 281 MB).
 # NEXMARK_DIR (default ~/.cache/citybrain/nexmark-1m) keeps the set between runs; CITYBRAIN
 # names the binary (default: a release build of this checkout). Exit 1 when any query differs.
-# Until `replay --feeds` exists (the catalog is being wired in, issue 14) only --flink's first
-# half runs: the checksums are written, and every citybrain replay fails.
+# checksums-1m.txt is not committed yet: run --flink once (about an hour) to write it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EVENTS=1000000

@@ -141,6 +141,8 @@ brokers = "$brokers"
 group_id = "soak"
 [kafka.consumer_properties]
 "fetch.wait.max.ms" = "10"
+[checkpoint]
+store = "$work/checkpoints"
 [metrics]
 listen = "127.0.0.1:$metrics_port"
 EOF

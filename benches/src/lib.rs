@@ -6,6 +6,7 @@
 //! BENCHMARKS.md says what each measures and how to run it. [`drain`] is the consume-only
 //! Kafka baseline of `scripts/bench-kafka.sh` (`citybrain-bench drain`).
 
+pub mod checkpoint;
 pub mod drain;
 pub mod publish;
 

@@ -123,6 +123,9 @@ pub enum Error {
         action: String,
         source: rdkafka::error::KafkaError,
     },
+    /// The control topic that decides which instance is active cannot be used.
+    #[error("kafka: control topic {topic}: {detail}")]
+    ControlTopic { topic: String, detail: String },
     /// The broker did not acknowledge a produced record before librdkafka gave up
     /// (`message.timeout.ms`); its input offsets stay uncommitted.
     #[error("kafka: delivery failed {detail}")]

@@ -69,17 +69,26 @@ export class Api {
         onState(true);
         pause = 500;
         const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+        // Events end at a blank line. A large event (the heat layer) comes in many chunks:
+        // each chunk is searched from where the last search stopped (less the three characters
+        // a blank line split across chunks may have left), not from the event's start.
+        const blank = /\r?\n\r?\n/g;
         let buffer = "";
+        let from = 0;
         for (;;) {
           const { value, done } = await reader.read();
           if (done) break;
           buffer += value;
-          let cut;
-          while ((cut = buffer.search(/\r?\n\r?\n/)) >= 0) {
-            const block = buffer.slice(0, cut);
-            buffer = buffer.slice(cut).replace(/^\r?\n\r?\n/, "");
-            dispatch(block, onEvent);
+          let start = 0;
+          for (;;) {
+            blank.lastIndex = Math.max(start, from);
+            const m = blank.exec(buffer);
+            if (!m) break;
+            dispatch(buffer.slice(start, m.index), onEvent);
+            start = m.index + m[0].length;
           }
+          buffer = buffer.slice(start);
+          from = Math.max(0, buffer.length - 3);
         }
       } catch (e) {
         if (signal.aborted) return;

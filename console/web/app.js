@@ -15,7 +15,7 @@ const TOKEN_KEY = "citybrain.token";
 const status = {
   ready: false, live: false, mode: "live", at: null, shown: [], seen: {}, communities: 0, errors: [],
   // Where the page's time goes (renders, re-reads, events): read by scripts/console-bench.sh.
-  perf: { renders: 0, render_ms: 0, render_max_ms: 0, rereads: 0, reread_ms: 0, events: 0, longtask_ms: 0 },
+  perf: { renders: 0, render_ms: 0, render_max_ms: 0, rereads: 0, reread_ms: 0, events: 0, cells_events: 0, cells: 0, cells_ms: 0, longtask_ms: 0 },
 };
 try {
   new PerformanceObserver((list) => {
@@ -267,10 +267,11 @@ function openStream() {
           scheduleRefresh();
           if (state.selected === data.incident_id && !state.history) showDetail(data.incident_id);
         } else if (type === "cells") {
+          status.perf.cells_events++;
           // The whole heat layer as /api/cells has it (cells gone from it are gone).
           state.liveCells = Array.isArray(data) ? data : data.cells || [];
           if (data.at) observe(data.at);
-          if (!state.history) state.map.setCells(state.liveCells);
+          scheduleCells();
         } else if (type === "lagged") {
           // The server dropped events this page was too slow to take: re-read everything.
           refreshLive();
@@ -291,6 +292,25 @@ function openStream() {
     .catch((e) => {
       if (e instanceof ApiError && e.status === 401) logout("expired");
     });
+}
+
+let cellsTimer = null;
+/**
+ * Redraws the heat layer with the latest cells 1 s after a change (one redraw per second at
+ * most). The server sends the layer with every batch of alerts, that is with most new incidents:
+ * redrawing it at once delayed the incident's own render behind the heat layer's on a busy
+ * city (BENCHMARKS.md, the console).
+ */
+function scheduleCells() {
+  if (cellsTimer) return;
+  cellsTimer = setTimeout(() => {
+    cellsTimer = null;
+    if (state.history) return;
+    const started = performance.now();
+    state.map.setCells(state.liveCells);
+    status.perf.cells++;
+    status.perf.cells_ms += performance.now() - started;
+  }, 1000);
 }
 
 let ticks = 0;

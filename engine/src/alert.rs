@@ -442,6 +442,22 @@ impl<'a> Cell<'a> {
                 };
                 Value::String(rfc3339(v))
             }
+            // Nested values (a catalog's ROW and ARRAY columns) as JSON objects and arrays.
+            DataType::Struct(fields) => {
+                let s = a.as_struct();
+                Value::Object(
+                    fields
+                        .iter()
+                        .zip(s.columns())
+                        .map(|(f, c)| (f.name().clone(), Cell::new(c).json(row)))
+                        .collect(),
+                )
+            }
+            DataType::List(_) => {
+                let values = a.as_list::<i32>().value(row);
+                let cell = Cell::new(&values);
+                Value::Array((0..values.len()).map(|i| cell.json(i)).collect())
+            }
             _ => self
                 .fallback
                 .as_ref()

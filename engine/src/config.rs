@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use citybrain_connectors::kafka::KafkaConfig;
 use serde::Deserialize;
 
+use crate::checkpoint::CheckpointConfig;
 use crate::error::{Error, Result};
 use crate::http::HttpLimits;
 
@@ -42,6 +43,8 @@ pub struct ServiceConfig {
     pub http: HttpLimits,
     /// The incident desk: its topics, files and clock.
     pub incidents: crate::incidents::IncidentsSection,
+    /// Where checkpoints go and how often.
+    pub checkpoint: CheckpointConfig,
 }
 
 /// The `[engine]` table.
@@ -71,8 +74,11 @@ pub struct EngineSection {
     /// Alerts and dead letters produced but not yet acknowledged before consumption pauses.
     /// Default 50,000: a few seconds of a busy city, bounded memory when the broker slows.
     pub max_in_flight: u64,
-    /// How often durable progress is committed, milliseconds. Default 1,000.
-    pub commit_interval_ms: u64,
+    /// How often the service looks at its partitions (idleness, read to the end) and
+    /// refreshes its metrics, milliseconds. Default 1,000. (Offsets are committed with each
+    /// checkpoint, `[checkpoint] interval_ms`; `commit_interval_ms` is the old name.)
+    #[serde(alias = "commit_interval_ms")]
+    pub tick_ms: u64,
     /// A record whose event time is further ahead than this of the wall clock, or of its
     /// partition's time, is set aside as `future` instead of reaching a watermark,
     /// milliseconds. Default 600,000 (10 minutes; docs/rules.md, event time).
@@ -93,7 +99,7 @@ impl Default for EngineSection {
             watermark_alignment: true,
             max_watermark_drift_ms: 60_000,
             max_in_flight: 50_000,
-            commit_interval_ms: 1_000,
+            tick_ms: 1_000,
             max_future_ms: citybrain_connectors::decode::guard::DEFAULT_MAX_FUTURE_MS,
         }
     }
@@ -141,6 +147,7 @@ impl ServiceConfig {
     pub fn problems(&self) -> Vec<String> {
         let mut out = self.kafka.problems();
         out.extend(self.incidents.problems());
+        out.extend(self.checkpoint.problems());
         let e = &self.engine;
         if e.out_of_orderness_ms < 0 {
             out.push("engine.out_of_orderness_ms: must not be negative".into());
@@ -160,8 +167,8 @@ impl ServiceConfig {
         if e.max_in_flight == 0 {
             out.push("engine.max_in_flight: must be at least 1".into());
         }
-        if e.commit_interval_ms == 0 {
-            out.push("engine.commit_interval_ms: must be at least 1".into());
+        if e.tick_ms == 0 {
+            out.push("engine.tick_ms: must be at least 1".into());
         }
         if e.max_future_ms <= 0 {
             out.push("engine.max_future_ms: must be at least 1".into());

@@ -17,6 +17,14 @@ pub enum Error {
     /// Committing consumed offsets failed.
     #[error("committing progress")]
     Commit(#[source] citybrain_connectors::Error),
+    /// Writing or reading a checkpoint failed.
+    #[error("checkpoint: {action}: {detail}")]
+    Checkpoint { action: String, detail: String },
+    /// Another instance of the group became the active one while this one ran.
+    #[error(
+        "another instance of the group took over (the control partition was reassigned); this one stopped: restart it to stand by"
+    )]
+    Fenced,
     /// Loading or running a rule failed.
     #[error(transparent)]
     Rules(#[from] citybrain_rules::Error),

@@ -17,7 +17,9 @@
 //!   grid unit that owns the place.
 //! - [`incidents`]: the incident stage: alerts and the clock into the incident desk
 //!   (`citybrain_ops`), actions files, the run's desk.
-//! - [`pipeline::city_catalog`]: the feed standard as the tables rules may read.
+//! - [`pipeline::rules_catalog`]: a feed catalog (`--feeds`, the CREATE TABLEs of Flink scripts,
+//!   by default the city's `feeds/city.sql`) as the tables rules may read: schema, event time,
+//!   watermark bound, record id columns; [`pipeline::city_catalog`] the city's.
 //! - [`service`]: `run --brokers`, the Kafka service with at-least-once delivery (commits only
 //!   durable progress), and `simulate --brokers`; [`config`] its validated TOML file;
 //!   [`metrics`] the Prometheus endpoint and every metric name, served by [`http::serve`]
@@ -25,6 +27,7 @@
 //! - [`console`]: the operations console (page, assets) and the incident API on one address.
 
 pub mod alert;
+pub mod checkpoint;
 pub mod config;
 pub mod console;
 pub mod error;
@@ -39,7 +42,7 @@ pub use citybrain_rules::Reloaded;
 pub use config::ServiceConfig;
 pub use error::{Error, Result};
 pub use pipeline::{
-    AlertFormat, DECODE_AHEAD, Observer, Pipeline, PipelineConfig, RunOptions, RunOutcome, Stats,
-    city_catalog, rules_catalog,
+    AlertFormat, Checkpointing, DECODE_AHEAD, Observer, Pipeline, PipelineConfig, RunOptions,
+    RunOutcome, Stats, Stopped, city_catalog, rules_catalog,
 };
 pub use reload::RuleWatcher;

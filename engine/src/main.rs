@@ -17,7 +17,7 @@ use citybrain_engine::incidents;
 use citybrain_engine::metrics::Metrics;
 use citybrain_engine::{
     AlertFormat, Observer, Pipeline, PipelineConfig, RuleWatcher, RunOptions, ServiceConfig,
-    city_catalog, rules_catalog, service,
+    Stopped, city_catalog, rules_catalog, service,
 };
 use citybrain_rules::Catalog;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -353,18 +353,63 @@ fn try_main() -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The feed catalog read from `paths` (`--feeds`), or the shipped city catalog when none.
-fn feed_catalog(paths: &[PathBuf]) -> anyhow::Result<FeedCatalog> {
-    if paths.is_empty() {
+/// The feed catalog: the `CREATE TABLE`s of `paths` (`--feeds`) and of the rule files below
+/// `rules` (a whole Flink SQL script, DDL then queries, runs as catalog and rules); the shipped
+/// city catalog when neither declares a table.
+fn feed_catalog(paths: &[PathBuf], rules: &Path) -> anyhow::Result<FeedCatalog> {
+    let mut files = paths.to_vec();
+    files.extend(script_ddl_files(rules));
+    if files.is_empty() {
         return Ok(FeedCatalog::city());
     }
-    let catalog = FeedCatalog::load(paths)?;
+    let catalog = FeedCatalog::load(&files)?;
+    if catalog.tables().is_empty() && paths.is_empty() {
+        return Ok(FeedCatalog::city());
+    }
     info!(tables = ?catalog.tables().iter().map(|t| t.name()).collect::<Vec<_>>(), "feed catalog loaded");
     Ok(catalog)
 }
 
+/// The `.sql` files at or below `rules` that declare tables (`CREATE TABLE`, any case).
+fn script_ddl_files(rules: &Path) -> Vec<PathBuf> {
+    fn declares(path: &Path) -> bool {
+        std::fs::read_to_string(path).is_ok_and(|text| {
+            let upper = text.to_ascii_uppercase();
+            upper
+                .split(|c: char| c.is_whitespace())
+                .filter(|w| !w.is_empty())
+                .collect::<Vec<_>>()
+                .windows(2)
+                .any(|w| w[0] == "CREATE" && w[1] == "TABLE")
+        })
+    }
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        for path in paths {
+            if path.is_dir() && depth < 16 {
+                walk(&path, out, depth + 1);
+            } else if path.extension().is_some_and(|e| e == "sql") && declares(&path) {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if rules.is_file() {
+        if declares(rules) {
+            out.push(rules.to_path_buf());
+        }
+    } else {
+        walk(rules, &mut out, 0);
+    }
+    out
+}
+
 async fn rules_check(dir: &Path, feeds: &[PathBuf]) -> anyhow::Result<ExitCode> {
-    let catalog = rules_catalog(&feed_catalog(feeds)?);
+    let catalog = rules_catalog(&feed_catalog(feeds, dir)?);
     let sources = citybrain_rules::read_dir(dir)?;
     if sources.is_empty() {
         bail!("no .sql rules found below {}", dir.display());
@@ -520,8 +565,8 @@ async fn run_kafka(a: RunArgs, overrides: EngineOverrides) -> anyhow::Result<()>
              development broker only, --insecure-dev-key. See docs/privacy.md"
         );
     }
-    let feeds = feed_catalog(&a.feeds)?;
     let dir = config.engine.rules.clone().unwrap_or_else(builtin_rules);
+    let feeds = feed_catalog(&a.feeds, &dir)?;
     let (rules, _watcher, updates) = watched_rules(&dir, rules_catalog(&feeds)).await?;
     let (metrics, _) = Metrics::install(&config.metrics.listen, &config.http).await?;
     let mut incident_desk = incidents::kafka_desk(&config, &rules).await?;
@@ -666,7 +711,7 @@ async fn replay(a: ReplayArgs) -> anyhow::Result<()> {
         idle_timeout_ms: None,
         ..pipeline_config(&a.engine, AlertFormat::Json)?
     };
-    let feeds = feed_catalog(&a.feeds)?;
+    let feeds = feed_catalog(&a.feeds, &a.rules)?;
     let rules = load_rules(&a.rules, &rules_catalog(&feeds)).await?;
     let grid = incidents::replay_grid(&a.incidents, &rules, config.out_of_orderness_ms).await?;
     let mut source = FileSource::open(&feeds, &a.input, a.engine.batch_size)?;
@@ -692,7 +737,7 @@ async fn replay(a: ReplayArgs) -> anyhow::Result<()> {
     pipeline
         .run(
             &mut source,
-            std::future::pending(),
+            std::future::pending::<Stopped>(),
             RunOptions {
                 observer: Some(&mut report),
                 ..RunOptions::default()
@@ -828,6 +873,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => {}
             () = timer => {}
         }
+        Stopped::Gracefully
     };
     let started = Instant::now();
     pipeline
@@ -841,14 +887,25 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
 }
 
 /// The built-in rule library: `rules/library` of the working directory when present (a clone),
-/// else the one next to the sources this binary was built from.
+/// else beside the binary (`<bin>/rules/library`, or `<bin>/../share/citybrain/rules/library`
+/// for an installed binary), else the one next to the sources this binary was built from.
 fn builtin_rules() -> PathBuf {
     let local = PathBuf::from("rules/library");
     if local.is_dir() {
-        local
-    } else {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/library")
+        return local;
     }
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+        .into_iter()
+        .flat_map(|bin| {
+            [
+                bin.join("rules/library"),
+                bin.join("../share/citybrain/rules/library"),
+            ]
+        })
+        .find(|p| p.is_dir());
+    beside.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/library"))
 }
 
 /// Rejects zero, negative, infinite and NaN values of a numeric option.

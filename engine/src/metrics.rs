@@ -32,6 +32,12 @@ pub mod names {
     pub const LATE: &str = "citybrain_late_total";
     /// Counter, label `rule`: alerts produced.
     pub const ALERTS: &str = "citybrain_alerts_total";
+    /// Counter, label `rule`: times the rule failed while running (an execution error, a
+    /// panic, one of its limits exceeded) and was stopped alone (a `rule_failed` dead letter
+    /// each time).
+    pub const RULE_FAILURES: &str = "citybrain_rule_failures_total";
+    /// Gauge: rules stopped after failing, until their file changes.
+    pub const RULES_STOPPED: &str = "citybrain_rules_stopped";
     /// Gauge, labels `topic`, `partition`: high watermark minus committed offset.
     pub const CONSUMER_LAG: &str = "citybrain_consumer_lag";
     /// Gauge, label `feed`: wall clock minus the feed's watermark, seconds.

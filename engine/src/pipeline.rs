@@ -7,8 +7,10 @@
 //!    │                    ▼                     ▼                              ▼               ▼
 //!    │                  dead-letter Sink ◀────────────────────────────────────┘          alert Sink
 //!    │                                                                       │
-//!    └── Source::commit(positions) ◀── every tick: input no rule needs any more and whose
-//!                                     outputs the sinks made durable (Sink::barrier)
+//!    └── Source::commit(positions) ◀── every checkpoint interval: the state of every rule, the
+//!                                     event time of every partition and the input positions
+//!                                     saved together (checkpoint::CheckpointStore), once the
+//!                                     sinks made every earlier output durable (Sink::barrier)
 //! ```
 //!
 //! [`Pipeline::run`] is the loop of every mode: `replay` (files), `run` (the simulator) and
@@ -16,24 +18,24 @@
 //! [`RunOptions`]. The pipeline owns the runtime parts built from a validated
 //! [`PipelineConfig`]; the rule graph itself lives in `citybrain_rules::RuleGraph`.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, TimestampMillisecondArray};
 use chrono::Utc;
-use citybrain_connectors::kafka::CommitTracker;
 use citybrain_connectors::{
-    Barrier, Catalog as FeedCatalog, DeadLetter, DeadReason, DecodeAhead, Decoded, EventClock,
+    Catalog as FeedCatalog, DeadLetter, DeadReason, DecodeAhead, Decoded, EventClock,
     EventTimeGuard, Feed, GuardConfig, Origin, PartitionId, Pseudonymizer, RawBatch, Sink,
     SinkRecord, Source,
 };
 use citybrain_rules::{
-    Catalog, CompiledRule, Emission, Emit, GraphStep, InputTime, Reloaded, RuleGraph, RunnerConfig,
+    Catalog, CompiledRule, Emission, Emit, GraphStep, InputTime, Reloaded, Restored, RuleGraph,
+    RunnerConfig,
 };
-use futures::FutureExt;
 
 use crate::alert::{self, Alert};
+use crate::checkpoint::{Checkpoint, CheckpointStore};
 use crate::error::{Error, Result};
 
 /// The tables rules may read, from the feed catalog: per table its schema, event-time column,
@@ -111,6 +113,10 @@ pub struct Stats {
     pub late: BTreeMap<String, u64>,
     /// Alerts per rule (every rule listed, zero included).
     pub alerts: BTreeMap<String, u64>,
+    /// Times each rule failed and was stopped (see [`citybrain_rules::graph`]).
+    pub rule_failures: BTreeMap<String, u64>,
+    /// Rules stopped now, with why (a rule leaves when its file changes or goes).
+    pub stopped: BTreeMap<String, String>,
     /// Raw bytes read.
     pub bytes: u64,
     /// The most rows (or partial aggregate states) all rules held at once, after a batch.
@@ -118,6 +124,10 @@ pub struct Stats {
     /// How far apart in event time the partitions of one feed were read at most,
     /// milliseconds (see `EventClock::spread`).
     pub max_partition_spread_ms: i64,
+    /// Checkpoints taken.
+    pub checkpoints: u64,
+    /// Time spent taking them (the loop processes nothing meanwhile).
+    pub checkpoint_time: Duration,
 }
 
 impl Stats {
@@ -171,6 +181,15 @@ impl Stats {
             "event time: partitions of a feed read at most {:.1} s apart",
             self.max_partition_spread_ms as f64 / 1000.0
         );
+        if self.checkpoints > 0 {
+            let _ = writeln!(
+                s,
+                "checkpoints: {} taken, {:.0} ms in all ({:.1} % of the run)",
+                self.checkpoints,
+                self.checkpoint_time.as_secs_f64() * 1000.0,
+                100.0 * self.checkpoint_time.as_secs_f64() / secs
+            );
+        }
         let _ = writeln!(s, "late events: {late}");
         for (rule, n) in self.late.iter().filter(|(_, n)| **n > 0) {
             let _ = writeln!(s, "  {rule:<40} {n:>8}");
@@ -178,6 +197,16 @@ impl Stats {
         let _ = writeln!(s, "alerts: {alerts}");
         for (rule, n) in &self.alerts {
             let _ = writeln!(s, "  {rule:<40} {n:>8}");
+        }
+        if !self.stopped.is_empty() {
+            let _ = writeln!(
+                s,
+                "rules stopped after failing (the others ran on): {}",
+                self.stopped.len()
+            );
+            for (rule, why) in &self.stopped {
+                let _ = writeln!(s, "  {rule:<40} {why}");
+            }
         }
         s
     }
@@ -201,15 +230,34 @@ pub trait Observer: Send {
     }
 }
 
+/// Why the `stop` future of [`Pipeline::run`] ended the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// Asked to stop (a signal, a duration): with checkpoints, a last one is taken.
+    Gracefully,
+    /// Another instance took over: nothing more is written, no checkpoint taken.
+    Fenced,
+}
+
+/// Checkpoints of a run: where and how often.
+#[derive(Debug, Clone)]
+pub struct Checkpointing {
+    /// The store.
+    pub store: CheckpointStore,
+    /// How often.
+    pub interval: Duration,
+}
+
 /// How [`Pipeline::run`] runs.
 pub struct RunOptions<'a> {
     /// When `stop` resolves: emit every open window (the demo shows what it has) or leave them
-    /// open (the service: their input is not acknowledged, so a restart rebuilds them).
-    /// Reaching the end of a finite input always emits them.
+    /// open (the service: they are in its checkpoint). Reaching the end of a finite input
+    /// always emits them.
     pub finish_on_stop: bool,
-    /// How often durable progress is acknowledged to the source, idleness and alignment are
-    /// decided, and the observer looks.
+    /// How often idleness and alignment are decided and the observer looks.
     pub tick: Duration,
+    /// Checkpoints (the Kafka service): the only time input is acknowledged to the source.
+    pub checkpoint: Option<Checkpointing>,
     /// Watches the run.
     pub observer: Option<&'a mut dyn Observer>,
 }
@@ -219,6 +267,7 @@ impl Default for RunOptions<'_> {
         Self {
             finish_on_stop: true,
             tick: Duration::from_secs(2),
+            checkpoint: None,
             observer: None,
         }
     }
@@ -231,6 +280,8 @@ pub struct RunOutcome {
     pub ended: bool,
     /// Positions acknowledged to the source last, per partition.
     pub committed: BTreeMap<PartitionId, i64>,
+    /// The epoch of the last checkpoint taken.
+    pub epoch: u64,
 }
 
 /// Source to sinks, with every rule of the library running on its feeds and views.
@@ -247,6 +298,12 @@ pub struct Pipeline {
     clock: EventClock,
     /// What the rules were last told of each table: its watermark and idleness.
     told: BTreeMap<String, (Option<i64>, bool)>,
+    /// Per partition, the next position after every record applied (or restored).
+    positions: BTreeMap<PartitionId, i64>,
+    /// The epoch of the last checkpoint taken or restored.
+    epoch: u64,
+    /// Positions acknowledged to the source last.
+    committed: BTreeMap<PartitionId, i64>,
     /// Routing to the grid and the incident desk (`crate::incidents`), when set.
     grid: Option<crate::incidents::Grid>,
 }
@@ -297,8 +354,46 @@ impl Pipeline {
             stats,
             clock,
             told: BTreeMap::new(),
+            positions: BTreeMap::new(),
+            epoch: 0,
+            committed: BTreeMap::new(),
             grid: None,
         }
+    }
+
+    /// Puts back a checkpoint's state (every rule whose text is unchanged; see
+    /// [`RuleGraph::restore`]), the event time of every partition and the input positions;
+    /// the source must then start at [`Checkpoint::positions`]. Says in the log what it did,
+    /// and which rules start empty.
+    ///
+    /// # Errors
+    /// When a rule's saved state does not fit it (a damaged or foreign checkpoint); the
+    /// pipeline is then unchanged.
+    pub fn restore(&mut self, checkpoint: Checkpoint) -> Result<Restored> {
+        let rows = checkpoint.rows();
+        let report = self.graph.restore(checkpoint.graph)?;
+        self.clock.restore(&checkpoint.clock, Instant::now());
+        self.told.clear();
+        self.epoch = checkpoint.epoch;
+        self.committed.clone_from(&checkpoint.positions);
+        self.positions = checkpoint.positions;
+        tracing::info!(
+            epoch = self.epoch,
+            rows,
+            rules = report.restored.len(),
+            positions = %positions_text(&self.positions),
+            "restored checkpoint"
+        );
+        for id in &report.changed {
+            tracing::warn!(rule = %id, "rule changed since the checkpoint: it starts empty (windows open at the checkpoint are lost for it)");
+        }
+        for id in &report.added {
+            tracing::info!(rule = %id, "rule new since the checkpoint: it starts empty");
+        }
+        for id in &report.dropped {
+            tracing::info!(rule = %id, "rule of the checkpoint no longer loaded: its state is dropped");
+        }
+        Ok(report)
     }
 
     /// Routes alerts to the grid and, when it holds a desk, turns them into incidents.
@@ -315,6 +410,11 @@ impl Pipeline {
     /// [`RuleGraph::reload`].
     pub fn reload(&mut self, rules: Vec<CompiledRule>) -> Reloaded {
         let report = self.graph.reload(rules);
+        for id in report.changed.iter().chain(&report.removed) {
+            if self.stats.stopped.remove(id).is_some() && report.changed.contains(id) {
+                tracing::info!(rule = %id, "stopped rule changed: it runs again, from empty windows");
+            }
+        }
         for rule in self.graph.rules().filter(|r| r.meta.emit == Emit::Alert) {
             self.stats.alerts.entry(rule.meta.id.clone()).or_insert(0);
         }
@@ -387,58 +487,69 @@ impl Pipeline {
         self.graph.oldest_needed_ts()
     }
 
-    /// Reads `source` until it ends or `stop` resolves, acknowledging durable progress to the
-    /// source every tick, then (see [`RunOptions::finish_on_stop`]) emits open windows or not,
-    /// makes every output durable and acknowledges what that completed.
+    /// Reads `source` until it ends or `stop` resolves, then (see
+    /// [`RunOptions::finish_on_stop`]) emits open windows or not and makes every output
+    /// durable.
     ///
     /// Batches are decoded up to [`DECODE_AHEAD`] ahead on tokio's blocking pool while the
     /// rules run on this task, so decoding and rules use two cores; batches reach the rules in
     /// source order.
     ///
-    /// Input is acknowledged ([`Source::commit`]) per partition up to the first record a rule
-    /// still holds in an open window (`RuleGraph::oldest_needed_ts_of` its table), and only
-    /// once the sinks made every output written before durable ([`Sink::barrier`]): what is
-    /// not acknowledged is read again after a restart, rebuilding the same windows.
+    /// With [`RunOptions::checkpoint`], every interval (and when stopped gracefully or at the
+    /// end) the loop takes a checkpoint between batches ([`Pipeline::checkpoint`]); input is
+    /// acknowledged to the source ([`Source::commit`]) only up to a durable checkpoint whose
+    /// outputs are durable. A crash re-reads at most one interval of input plus the batch in
+    /// flight.
     ///
     /// # Errors
-    /// When the source or a sink fails, a delivery fails for good, or a plan fails to execute.
-    /// Nothing past an output that failed is acknowledged.
+    /// When the source or a sink fails, a delivery fails for good, a checkpoint cannot be
+    /// written or a plan fails to execute. Nothing past an output that failed is acknowledged.
     pub async fn run(
         &mut self,
         source: &mut dyn Source,
-        stop: impl std::future::Future<Output = ()>,
+        stop: impl std::future::Future<Output = Stopped>,
         mut options: RunOptions<'_>,
     ) -> Result<RunOutcome> {
         tokio::pin!(stop);
-        let mut acks = Acks::default();
         let mut tick = tokio::time::interval(options.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.reset();
-        let ended = loop {
+        let mut checkpoint_tick = options.checkpoint.as_ref().map(|c| {
+            let mut t = tokio::time::interval(c.interval);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t.reset();
+            t
+        });
+        let stopped = loop {
             let next = tokio::select! {
                 biased;
-                () = &mut stop => break false,
+                how = &mut stop => break Some(how),
                 _ = tick.tick() => {
                     self.keep_time(source).await?;
-                    self.settle(source, &mut acks, false).await?;
                     if let Some(o) = options.observer.as_deref_mut() {
                         o.tick(self, source);
+                    }
+                    continue;
+                }
+                () = next_tick(checkpoint_tick.as_mut()) => {
+                    if let Some(c) = &options.checkpoint {
+                        self.checkpoint(source, &c.store).await?;
                     }
                     continue;
                 }
                 next = self.decoding.next_from(source) => next.map_err(Error::Source)?,
             };
             let Some((raw, decoded)) = next else {
-                break true;
+                break None;
             };
             if let Some(o) = options.observer.as_deref_mut() {
                 o.batch_read(&raw);
             }
-            let table = raw.feed.clone();
             let origins: Vec<Option<(PartitionId, i64)>> =
                 raw.records.iter().map(|r| position(&r.origin)).collect();
-            let event_ts = self.apply(raw, decoded).await?;
-            acks.processed(table.name(), origins, &event_ts);
+            let table = raw.feed.clone();
+            let applied = self.apply(raw, decoded).await?.len();
+            self.advance_positions(table.name(), &origins[..applied.min(origins.len())]);
             if self.config.max_watermark_drift_ms.is_some() && source.has_positions() {
                 let now = Instant::now();
                 self.clock.refresh(&source.partitions(), true, now);
@@ -446,75 +557,109 @@ impl Pipeline {
             }
             self.apply_rule_updates();
         };
+        let ended = stopped.is_none();
+        if stopped == Some(Stopped::Fenced) {
+            tracing::warn!("another instance took over: stopping without writing more");
+            return Ok(RunOutcome {
+                ended,
+                committed: self.committed.clone(),
+                epoch: self.epoch,
+            });
+        }
         if ended || options.finish_on_stop {
             self.finish().await?;
         } else {
-            tracing::info!("stopped: no more consuming; delivering and acknowledging");
+            tracing::info!("stopped: no more consuming; delivering and checkpointing");
             self.flush().await?;
         }
-        self.settle(source, &mut acks, true).await?;
+        if let Some(c) = &options.checkpoint {
+            self.checkpoint(source, &c.store).await?;
+        }
         if let Some(o) = options.observer.as_deref_mut() {
             o.tick(self, source);
         }
-        if acks.tracker.pending() > 0 {
-            tracing::info!(
-                chunks = acks.tracker.pending(),
-                "input still held by open windows stays unacknowledged; it is read again on restart"
-            );
-        }
         Ok(RunOutcome {
             ended,
-            committed: acks.committed,
+            committed: self.committed.clone(),
+            epoch: self.epoch,
         })
     }
 
-    /// Acknowledges to `source` the input no rule needs any more whose outputs are durable;
-    /// `last`: wait for every output first and commit for good.
-    async fn settle(&mut self, source: &mut dyn Source, acks: &mut Acks, last: bool) -> Result<()> {
-        for tp in source.take_revoked() {
-            acks.tracker.revoke(&tp);
-            if let Some(table) = acks.tables.remove(&tp) {
-                self.clock.remove(&table, tp.1);
+    /// Records that the records at `origins` (a batch of `table` applied in full) were
+    /// processed.
+    fn advance_positions(&mut self, table: &str, origins: &[Option<(PartitionId, i64)>]) {
+        let mut last: Option<&PartitionId> = None;
+        for (tp, offset) in origins.iter().flatten() {
+            // Records of one partition come in order; a batch is mostly one partition's.
+            match self.positions.get_mut(tp) {
+                Some(next) => *next = (*next).max(offset + 1),
+                None => {
+                    self.positions.insert(tp.clone(), offset + 1);
+                }
             }
+            last = Some(tp);
         }
-        acks.poll_barriers()?;
-        let mark = acks.next_mark;
-        acks.next_mark += 1;
-        let mut barrier = vec![self.alert_sink.barrier().await.map_err(Error::Sink)?];
-        barrier.push(self.dead_sink.barrier().await.map_err(Error::Sink)?);
+        if last.is_some() && tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::debug!(table, positions = %positions_text(&self.positions), "applied");
+        }
+    }
+
+    /// Takes a checkpoint between batches: asks the sinks for a barrier (every output so far),
+    /// snapshots every rule, the event clock and the positions, writes the state while waiting
+    /// for the barrier, then the manifest (the commit point: only once every output before it
+    /// is durable, so a restore never skips an undelivered alert), then acknowledges the
+    /// positions to the source (a synchronous commit). While it runs no batch is processed, so
+    /// a crash re-reads at most what came after it.
+    ///
+    /// # Errors
+    /// When the checkpoint cannot be written (the previous one stays the latest), a delivery
+    /// failed for good, or the commit fails.
+    pub async fn checkpoint(
+        &mut self,
+        source: &mut dyn Source,
+        store: &CheckpointStore,
+    ) -> Result<()> {
+        let started = Instant::now();
+        let mut barriers = vec![
+            self.alert_sink.barrier().await.map_err(Error::Sink)?,
+            self.dead_sink.barrier().await.map_err(Error::Sink)?,
+        ];
         if let Some(grid) = &self.grid {
             // Incident events too: input is acknowledged only once they are durable.
-            barrier.push(grid.barrier().await?);
+            barriers.push(grid.barrier().await?);
         }
-        acks.barriers.push_back((
-            mark,
-            Box::pin(futures::future::try_join_all(barrier).map(|r| r.map(drop))),
-        ));
-        if last {
-            while let Some((m, b)) = acks.barriers.pop_front() {
-                b.await.map_err(Error::Sink)?;
-                acks.confirmed = m;
-            }
-        } else {
-            acks.poll_barriers()?;
-        }
-        let graph = &self.graph;
-        let tables = &acks.tables;
-        let done = acks.tracker.advance(
-            |tp| {
-                tables
-                    .get(tp)
-                    .and_then(|table| graph.oldest_needed_ts_of(table))
-            },
-            mark,
-            acks.confirmed,
+        let checkpoint = Checkpoint {
+            epoch: self.epoch + 1,
+            positions: self.positions.clone(),
+            clock: self.clock.snapshot(),
+            graph: self.graph.snapshot()?,
+        };
+        let rows = checkpoint.rows();
+        let durable = async {
+            futures::future::try_join_all(barriers)
+                .await
+                .map(drop)
+                .map_err(Error::Sink)
+        };
+        let saved = store.save_after(&checkpoint, durable).await?;
+        self.epoch = saved.epoch;
+        let positions: Vec<(PartitionId, i64)> = checkpoint.positions.into_iter().collect();
+        source
+            .commit(&positions, true)
+            .await
+            .map_err(Error::Commit)?;
+        self.committed = positions.into_iter().collect();
+        self.stats.checkpoints += 1;
+        self.stats.checkpoint_time += started.elapsed();
+        tracing::info!(
+            epoch = saved.epoch,
+            rows,
+            bytes = saved.bytes,
+            write_ms = saved.took.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            positions = %positions_text(&self.committed),
+            "checkpoint"
         );
-        if done.is_empty() {
-            return Ok(());
-        }
-        source.commit(&done, last).await.map_err(Error::Commit)?;
-        tracing::debug!(?done, last, "acknowledged");
-        acks.committed.extend(done);
         Ok(())
     }
 
@@ -532,10 +677,12 @@ impl Pipeline {
             if time.idle != told_idle {
                 tracing::debug!(table, idle = time.idle, "table idleness");
                 let step = self.graph.set_idle(&table, time.idle).await?;
+                self.report_failures(&step.failed, None).await?;
                 self.record(step, false).await?;
             }
             if let Some(wm) = time.watermark.filter(|w| Some(*w) > told_wm && !time.idle) {
                 let step = self.graph.advance(&table, wm).await?;
+                self.report_failures(&step.failed, None).await?;
                 self.record(step, false).await?;
             }
             let wm = if time.idle {
@@ -675,6 +822,12 @@ impl Pipeline {
                 },
             )
             .await?;
+        let first = decoded
+            .rows
+            .first()
+            .map(|r| &raw.records[*r as usize].origin);
+        self.report_failures(&step.failed, Some((feed.name(), first)))
+            .await?;
         // The rules now hold this watermark for the table, which delivered (so is not idle).
         match self.told.get_mut(feed.name()) {
             Some(told) => *told = (told.0.max(after), false),
@@ -704,6 +857,61 @@ impl Pipeline {
         }
         self.record(step, false).await?;
         Ok(event_ts)
+    }
+
+    /// Reports rules a graph step stopped: an ERROR log with the rule file and line, the
+    /// counts behind `citybrain_rule_failures_total`, and a dead letter with reason
+    /// `rule_failed` (naming the feed and the first record of the batch that was running,
+    /// when a batch was).
+    async fn report_failures(
+        &mut self,
+        failed: &[citybrain_rules::RuleFailure],
+        during: Option<(&str, Option<&Origin>)>,
+    ) -> Result<()> {
+        if failed.is_empty() {
+            return Ok(());
+        }
+        let mut records = Vec::with_capacity(failed.len());
+        for f in failed {
+            let id = &f.rule.meta.id;
+            tracing::error!(
+                rule = %id,
+                at = %f.rule.source_position(),
+                reason = %f.reason,
+                "rule failed and is stopped; the other rules go on (a change to its file brings it back)"
+            );
+            *self.stats.rule_failures.entry(id.clone()).or_default() += 1;
+            self.stats.stopped.insert(id.clone(), f.reason.clone());
+            let mut letter = serde_json::json!({
+                "reason": "rule_failed",
+                "detail": f.reason,
+                "rules": [id],
+                "rule_file": f.rule.meta.path.display().to_string(),
+                "at": f.rule.source_position(),
+            });
+            if let Some((feed, origin)) = during {
+                letter["feed"] = feed.into();
+                if let Some(origin) = origin {
+                    letter["batch_starts_at"] = origin_json(origin);
+                }
+            }
+            if let Some(view) = &f.view {
+                letter["view"] = view.clone().into();
+            }
+            records.push(SinkRecord {
+                key: Some(id.clone()),
+                payload: letter.to_string(),
+                headers: vec![
+                    (
+                        "__connect.errors.exception.message".to_string(),
+                        f.reason.clone(),
+                    ),
+                    ("citybrain.reason".to_string(), "rule_failed".to_string()),
+                    ("citybrain.rules".to_string(), id.clone()),
+                ],
+            });
+        }
+        self.dead_sink.write(&records).await.map_err(Error::Sink)
     }
 
     /// Counts a graph step's late rows, writes its alerts and hands them to the incident
@@ -763,6 +971,7 @@ impl Pipeline {
             self.run_rules(raw, decoded).await?;
         }
         let step = self.graph.finish().await?;
+        self.report_failures(&step.failed, None).await?;
         self.record(step, true).await?;
         self.flush().await
     }
@@ -824,72 +1033,38 @@ fn position(origin: &Origin) -> Option<(PartitionId, i64)> {
     }
 }
 
-/// What [`Pipeline::run`] knows of acknowledgements: input processed but not yet
-/// acknowledged, and the sinks' barriers still pending (one per tick, in order).
-struct Acks {
-    tracker: CommitTracker,
-    /// The table each partition feeds.
-    tables: HashMap<PartitionId, String>,
-    /// Barriers requested and not yet resolved, with their mark.
-    barriers: VecDeque<(u64, Barrier)>,
-    /// The mark of the next barrier (from 1).
-    next_mark: u64,
-    /// Every barrier up to this mark has resolved.
-    confirmed: u64,
-    committed: BTreeMap<PartitionId, i64>,
-}
-
-impl Default for Acks {
-    fn default() -> Self {
-        Self {
-            tracker: CommitTracker::default(),
-            tables: HashMap::new(),
-            barriers: VecDeque::new(),
-            next_mark: 1,
-            confirmed: 0,
-            committed: BTreeMap::new(),
+/// Waits for the next tick of `interval`, forever when there is none.
+async fn next_tick(interval: Option<&mut tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
         }
+        None => std::future::pending().await,
     }
 }
 
-impl Acks {
-    /// Records one applied batch of `table`: each record's position and what it became.
-    fn processed(
-        &mut self,
-        table: &str,
-        origins: Vec<Option<(PartitionId, i64)>>,
-        event_ts: &[Option<i64>],
-    ) {
-        let mut chunks: BTreeMap<PartitionId, (i64, Option<i64>)> = BTreeMap::new();
-        for (origin, t) in origins.into_iter().zip(event_ts) {
-            let Some((tp, offset)) = origin else { continue };
-            let c = chunks.entry(tp).or_insert((offset, None));
-            c.0 = c.0.max(offset);
-            if let Some(t) = t {
-                c.1 = Some(c.1.map_or(*t, |m: i64| m.max(*t)));
-            }
-        }
-        for (tp, (last, max_ts)) in chunks {
-            self.tables
-                .entry(tp.clone())
-                .or_insert_with(|| table.to_string());
-            self.tracker.processed(tp, last, max_ts);
-        }
-    }
+/// Positions as `topic/partition=offset,...`, for the log.
+fn positions_text(positions: &BTreeMap<PartitionId, i64>) -> String {
+    positions
+        .iter()
+        .map(|((t, p), o)| format!("{t}/{p}={o}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
 
-    /// Takes the barriers that resolved, in order.
-    fn poll_barriers(&mut self) -> Result<()> {
-        while let Some((mark, barrier)) = self.barriers.front_mut() {
-            match barrier.now_or_never() {
-                Some(Ok(())) => {
-                    self.confirmed = *mark;
-                    self.barriers.pop_front();
-                }
-                Some(Err(e)) => return Err(Error::Sink(e)),
-                None => break,
-            }
+/// Where a record came from, as dead letters write it.
+fn origin_json(origin: &Origin) -> serde_json::Value {
+    match origin {
+        Origin::File { path, line } => serde_json::json!({"file": path.to_string(), "line": line}),
+        Origin::Kafka {
+            topic,
+            partition,
+            offset,
+            ..
+        } => {
+            serde_json::json!({"topic": topic.to_string(), "partition": partition, "offset": offset})
         }
-        Ok(())
+        Origin::Simulator { seq } => serde_json::json!({"simulator_seq": seq}),
     }
 }
 

@@ -1,17 +1,22 @@
 //! `citybrain run --brokers`: the long-running Kafka service, and `simulate --brokers`.
 //!
 //! ```text
+//!  Leadership (citybrain.control, 1 partition): wait until this instance is the active one
+//!     │
+//!     ▼ CheckpointStore::latest ──▶ Pipeline::restore ──▶ KafkaSource at the checkpoint's offsets
+//!
 //!  KafkaSource ──RawBatch──▶ Pipeline::run (the loop of every mode) ──alerts──▶ KafkaSink (citybrain.alerts)
 //!     ▲                         │                                  dead letters ─▶ KafkaSink (citybrain.dlq)
-//!     │                         │ every commit interval:                   │ one idempotent producer,
-//!     └── Source::commit ◀──────┘ input no rule holds, outputs acked ◀─────┘ Sink::barrier
+//!     │                         │ every checkpoint interval:               │ one idempotent producer,
+//!     └── Source::commit ◀──────┘ state + offsets written, outputs acked ◀─┘ Sink::barrier
 //! ```
 //!
-//! The service builds the Kafka source and sinks, runs [`Pipeline::run`] with them and
-//! observes it for the metrics ([`KafkaObserver`]). At-least-once: an offset is committed only
-//! when every record before it has no row left in any open window and every alert or dead
-//! letter it caused is acknowledged by the broker. `docs/delivery.md` states the guarantee and
-//! its limits.
+//! Several instances may run with the same group: the consumer group of the control topic
+//! gives its one partition to one of them, which restores the last checkpoint from the shared
+//! store and reads every partition of every feed topic; the others stand by and take over,
+//! from the last checkpoint, when it dies or leaves. At-least-once: offsets are committed only
+//! with a durable checkpoint whose outputs the broker acknowledged. `docs/delivery.md` states
+//! the guarantee and its limits.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -19,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use citybrain_connectors::kafka::{
-    DeliveryTracker, KafkaConfig, KafkaProducer, KafkaSink, KafkaSource, TopicPartition,
+    DeliveryTracker, KafkaConfig, KafkaProducer, KafkaSink, KafkaSource, Leadership, TopicPartition,
 };
 use citybrain_connectors::{
     Catalog, CityConfig, Feed, FeedCounts, Pseudonymizer, RawBatch, SimulatorSource, Sink,
@@ -28,10 +33,13 @@ use citybrain_connectors::{
 use citybrain_rules::CompiledRule;
 use tracing::{info, warn};
 
+use crate::checkpoint::CheckpointStore;
 use crate::config::ServiceConfig;
 use crate::error::{Error, Result};
 use crate::metrics::{Metrics, names};
-use crate::pipeline::{AlertFormat, Observer, Pipeline, PipelineConfig, RunOptions, Stats};
+use crate::pipeline::{
+    AlertFormat, Checkpointing, Observer, Pipeline, PipelineConfig, RunOptions, Stats, Stopped,
+};
 
 /// How the service ended.
 #[derive(Debug)]
@@ -43,14 +51,16 @@ pub struct Outcome {
 }
 
 /// Runs the Kafka service until `shutdown` resolves (SIGINT/SIGTERM) or, with `stop_at_end`,
-/// until every assigned partition has been read to its end. On shutdown it stops consuming,
-/// waits for every produced record to be acknowledged, commits durable progress and returns;
-/// open windows are not emitted (they are rebuilt from uncommitted input on restart). At the
-/// end of input (`stop_at_end`) every open window is emitted first, as `replay` does.
+/// until every partition has been read to its end. It first stands by until the control group
+/// makes it the active instance, then restores the last checkpoint and reads from its offsets.
+/// On shutdown it stops consuming, waits for every produced record to be acknowledged, takes a
+/// last checkpoint (open windows included), commits its offsets and returns. At the end of
+/// input (`stop_at_end`) every open window is emitted first, as `replay` does.
 ///
 /// # Errors
-/// When Kafka rejects the configuration, a delivery fails for good, a commit at shutdown
-/// fails, or a rule fails to execute. Nothing is committed past unacknowledged output.
+/// When Kafka rejects the configuration, a delivery fails for good, a checkpoint cannot be
+/// written or read, a rule fails to execute, or another instance took over
+/// ([`Error::Fenced`]). Nothing is committed past unacknowledged output.
 // Each argument is a separate part handed in by `main` (config, catalog, rules and their updates,
 // key, metrics, stop conditions, the incident grid); a struct grouping them would only be
 // unpacked again here.
@@ -67,6 +77,20 @@ pub async fn run(
     grid: Option<crate::incidents::Grid>,
 ) -> Result<Outcome> {
     let e = &config.engine;
+    tokio::pin!(shutdown);
+    let store = CheckpointStore::open(&config.checkpoint, &config.kafka.group_id)?;
+    let mut leadership = Leadership::join(&config.kafka).map_err(Error::Source)?;
+    if !leadership.is_active() {
+        info!(group = %config.kafka.group_id, "standing by until this instance is the active one");
+    }
+    tokio::select! {
+        () = &mut shutdown => {
+            info!("shutdown requested while standing by");
+            return Ok(Outcome { stats: Stats::default(), committed: BTreeMap::new() });
+        }
+        () = leadership.acquired() => {}
+    }
+    let took_over = Instant::now();
     let latency = Arc::clone(&metrics.latency);
     let producer = Arc::new(
         KafkaProducer::new(
@@ -105,27 +129,56 @@ pub async fn run(
         .feed_topics(catalog)
         .map_err(|problems| Error::Config { problems })?;
     let feeds = topics.iter().map(|(f, _)| f.clone()).collect();
-    let mut source = KafkaSource::new(&config.kafka, &topics, e.batch_size, stop_at_end)
+    let start = match store.latest().await? {
+        Some(checkpoint) => {
+            let positions = checkpoint.positions.clone();
+            pipeline.restore(checkpoint)?;
+            positions
+        }
+        None => {
+            info!(
+                "no checkpoint yet: starting from the group's committed offsets (or the earliest)"
+            );
+            BTreeMap::new()
+        }
+    };
+    let mut source = KafkaSource::new(&config.kafka, &topics, e.batch_size, stop_at_end, &start)
         .map_err(Error::Source)?;
+    info!(
+        ms = took_over.elapsed().as_millis() as u64,
+        "active: restored and reading"
+    );
     let mut observer = KafkaObserver { tracker, feeds };
     let outcome = pipeline
         .run(
             &mut source,
             async {
-                shutdown.await;
-                info!("shutdown requested: no more consuming; delivering and committing");
+                tokio::select! {
+                    () = &mut shutdown => {
+                        info!("shutdown requested: no more consuming; delivering and checkpointing");
+                        Stopped::Gracefully
+                    }
+                    () = leadership.lost() => Stopped::Fenced,
+                }
             },
             RunOptions {
                 finish_on_stop: false,
-                tick: Duration::from_millis(e.commit_interval_ms),
+                tick: Duration::from_millis(e.tick_ms),
+                checkpoint: Some(Checkpointing {
+                    store,
+                    interval: Duration::from_millis(config.checkpoint.interval_ms),
+                }),
                 observer: Some(&mut observer),
             },
         )
         .await?;
-    if outcome.ended {
-        info!("every assigned partition read to its end");
+    if !leadership.is_active() {
+        return Err(Error::Fenced);
     }
-    info!(committed = ?outcome.committed, "stopped");
+    if outcome.ended {
+        info!("every partition read to its end");
+    }
+    info!(epoch = outcome.epoch, committed = ?outcome.committed, "stopped");
     Ok(Outcome {
         stats: pipeline.stats().clone(),
         committed: outcome.committed,
@@ -186,6 +239,10 @@ fn publish_counts(stats: &Stats) {
     for (rule, n) in &stats.alerts {
         metrics::counter!(names::ALERTS, "rule" => rule.clone()).absolute(*n);
     }
+    for (rule, n) in &stats.rule_failures {
+        metrics::counter!(names::RULE_FAILURES, "rule" => rule.clone()).absolute(*n);
+    }
+    metrics::gauge!(names::RULES_STOPPED).set(stats.stopped.len() as f64);
 }
 
 /// Publishes `events` simulated events to the feed topics of `kafka`, paced at `rate` events

@@ -656,3 +656,208 @@ fn alert_ids_tell_apart_the_rows_of_one_event_and_reused_event_ids_and_survive_a
     // alert the id it had.
     assert_eq!(replayed_alerts(tmp.path(), "1"), alerts);
 }
+
+/// Rules that fail while running: an integer division by zero (on the one record with no
+/// vehicles) and a regular expression too large to compile.
+const DIVIDES: &str = "-- title: divides\n-- severity: info\n\
+SELECT event_id, 100 / vehicle_count AS share\n\
+FROM traffic\n";
+const REGEX: &str = "-- title: regex\n-- severity: info\n\
+SELECT event_id\nFROM traffic\n\
+WHERE regexp_like(road_id, '((a{1000}){1000}){1000}')\n";
+
+fn replay_folder(tmp: &Path, rules: &[(&str, &str)]) -> (Output, Vec<Value>, Vec<Value>) {
+    let dir = tmp.join(format!("rules{}", rules.len()));
+    for (name, text) in rules {
+        write(&dir.join(name), text);
+    }
+    let (alerts, dead) = (tmp.join("alerts.jsonl"), tmp.join("dead.jsonl"));
+    let out = citybrain(&[
+        "replay",
+        "--input",
+        tmp.join("in").to_str().unwrap(),
+        "--rules",
+        dir.to_str().unwrap(),
+        "--out",
+        alerts.to_str().unwrap(),
+        "--dlq",
+        dead.to_str().unwrap(),
+    ]);
+    let read = |p: &Path| -> Vec<Value> {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    (out, read(&alerts), read(&dead))
+}
+
+#[test]
+fn replay_stops_a_rule_failing_at_run_time_alone_and_dead_letters_why() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let lines: Vec<String> = (0..40)
+        .map(|i| {
+            let line = traffic(
+                &format!("e{i}"),
+                &format!("2026-03-02T08:{:02}:{:02}Z", i / 4, (i % 4) * 15),
+                if i % 3 == 0 { "R1" } else { "R2" },
+            );
+            if i == 17 {
+                line.replace(r#""vehicle_count":4"#, r#""vehicle_count":0"#)
+            } else {
+                line
+            }
+        })
+        .collect();
+    write(
+        &tmp.path().join("in/traffic.jsonl"),
+        &(lines.join("\n") + "\n"),
+    );
+    let (out, alone, none) = replay_folder(tmp.path(), &[("per_minute.sql", PER_MINUTE)]);
+    assert!(out.status.success());
+    assert!(none.is_empty());
+    let (out, with, dead) = replay_folder(
+        tmp.path(),
+        &[
+            ("per_minute.sql", PER_MINUTE),
+            ("divides.sql", DIVIDES),
+            ("regex.sql", REGEX),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "replay ends normally: {stderr}");
+
+    let ids = |alerts: &[Value], rule: &str| -> Vec<String> {
+        let mut ids: Vec<String> = alerts
+            .iter()
+            .filter(|a| a["rule"] == rule)
+            .map(|a| a["alert_id"].as_str().expect("id").to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(alone.len(), 20, "2 roads in 10 minutes");
+    assert_eq!(
+        ids(&with, "per_minute"),
+        ids(&alone, "per_minute"),
+        "the other rule gives every alert it gives alone"
+    );
+    assert!(
+        ids(&with, "divides").len() < 40,
+        "the dividing rule stopped at the record without vehicles"
+    );
+
+    let failed: Vec<&Value> = dead
+        .iter()
+        .filter(|d| d["reason"] == "rule_failed")
+        .collect();
+    assert_eq!(failed.len(), 2, "one dead letter per failed rule: {dead:?}");
+    for (rule, why) in [("divides", "divide by zero"), ("regex", "regex")] {
+        let letter = failed
+            .iter()
+            .find(|d| d["rules"] == serde_json::json!([rule]))
+            .unwrap_or_else(|| panic!("{rule} dead-lettered: {failed:?}"));
+        let at = letter["at"].as_str().expect("at");
+        assert!(at.ends_with(&format!("{rule}.sql:3")), "{at}");
+        let detail = letter["detail"].as_str().expect("detail").to_lowercase();
+        assert!(detail.contains(why), "{rule}: {detail}");
+        assert_eq!(letter["feed"], "traffic");
+        assert!(
+            letter["batch_starts_at"]["file"]
+                .as_str()
+                .is_some_and(|f| f.ends_with("traffic.jsonl")),
+            "{letter}"
+        );
+        assert!(
+            stderr.contains(&format!("{rule}.sql:3")) && stderr.contains("rule failed"),
+            "logged with the rule's file and line: {stderr}"
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("rules stopped after failing") && stdout.contains("divides"),
+        "the summary names the stopped rules:\n{stdout}"
+    );
+}
+
+#[test]
+fn run_stops_a_failing_rule_dropped_into_its_folder_and_runs_it_again_once_fixed() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let rules = tmp.path().join("rules");
+    let dead = tmp.path().join("dead.jsonl");
+    let per_event = |title: &str, select: &str| {
+        format!(
+            "-- title: {title}\n-- severity: info\n\
+             SELECT event_id, {select}\nFROM traffic WHERE kind = 'flow'\n"
+        )
+    };
+    write(&rules.join("first.sql"), &per_event("first", "road_id"));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_citybrain"))
+        .args([
+            "run", "--json", "--rate", "2000", "--speed", "60", "--rules",
+        ])
+        .arg(&rules)
+        .args(["--dlq"])
+        .arg(&dead)
+        .env("CITYBRAIN_PSEUDONYM_KEY", "cli-test-key")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("citybrain runs");
+    let out = lines_of(child.stdout.take().expect("stdout"));
+    let err = lines_of(child.stderr.take().expect("stderr"));
+    let rule_is = |id: &'static str| {
+        move |l: &str| serde_json::from_str::<Value>(l).is_ok_and(|v| v["rule"] == id)
+    };
+    let (mut seen, mut logs) = (Vec::new(), Vec::new());
+    let first_runs = wait_for(&out, &mut seen, rule_is("first"));
+    // Every non-null count minus itself is zero: the first batch stops the rule.
+    write(
+        &rules.join("divides.sql"),
+        &per_event("divides", "100 / (vehicle_count - vehicle_count) AS share"),
+    );
+    let reported = wait_for(&err, &mut logs, |l| {
+        l.contains("rule failed") && l.contains("divides.sql:3")
+    });
+    let first_still_runs = wait_for(&out, &mut seen, rule_is("first"));
+    let status = child.try_wait().expect("try_wait");
+    // Fixed in the folder, it runs again.
+    write(
+        &rules.join("divides.sql"),
+        &per_event(
+            "divides",
+            "100 / NULLIF(vehicle_count - vehicle_count, 0) AS share, 'fixed' AS version",
+        ),
+    );
+    let back = wait_for(&out, &mut seen, |l| {
+        serde_json::from_str::<Value>(l)
+            .is_ok_and(|v| v["rule"] == "divides" && v["data"]["version"] == "fixed")
+    });
+    let alive = child.try_wait().expect("try_wait");
+    // Dead letters are flushed on the loop's tick: poll for the one wanted, with a deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut letters = String::new();
+    while std::time::Instant::now() < deadline && !letters.contains("rule_failed") {
+        // The engine's next output line (or 50 ms of none) before looking again.
+        let _ = out.recv_timeout(std::time::Duration::from_millis(50));
+        letters = std::fs::read_to_string(&dead).unwrap_or_default();
+    }
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    assert!(first_runs, "the first rule alerts: {seen:?}");
+    assert!(
+        reported,
+        "the failure is logged with file and line: {logs:?}"
+    );
+    assert_eq!(status, None, "the engine goes on: {logs:?}");
+    assert!(first_still_runs, "the other rule goes on");
+    assert!(back, "the fixed rule alerts again: {logs:?}");
+    assert_eq!(alive, None, "still running");
+    assert!(
+        letters
+            .lines()
+            .any(|l| l.contains(r#""reason":"rule_failed""#) && l.contains("divides")),
+        "a rule_failed dead letter: {letters}"
+    );
+}

@@ -292,6 +292,29 @@ fn compose_stack_matches_the_code() {
             .to_string()
             .contains("./deploy/citybrain.toml:/etc/citybrain/citybrain.toml")
     );
+    // Checkpoints go to a volume the service's user may write (the image's working folder is
+    // root's), so that a restarted or new container continues from the last one.
+    let (volume, mount) = ("citybrain-state", "/var/lib/citybrain");
+    assert!(
+        doc["services"]["citybrain"]["volumes"]
+            .to_string()
+            .contains(&format!("{volume}:{mount}"))
+    );
+    assert!(
+        doc["volumes"].get(volume).is_some(),
+        "volume {volume} declared"
+    );
+    assert!(
+        config.checkpoint.store.starts_with(&format!("{mount}/")),
+        "checkpoint store {} outside the volume",
+        config.checkpoint.store
+    );
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).expect("Dockerfile");
+    assert!(
+        dockerfile.contains(&format!("chown -R 65532:65532 {mount}"))
+            && dockerfile.contains("USER 65532:65532"),
+        "the service user must own {mount}"
+    );
 
     // The dashboard only queries metrics the engine exports.
     let metrics_rs =

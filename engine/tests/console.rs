@@ -4,6 +4,7 @@
 
 mod browser;
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -13,25 +14,65 @@ use browser::scenarios::{self, assert_all_local};
 use browser::{ApiClient, Browser, wait_for};
 use serde_json::json;
 
+/// When each alert left the engine: alert id → its `emitted_at` (epoch ms, the engine's wall
+/// clock when it wrote the alert), read from the alerts `citybrain run` writes on stdout.
+type Emitted = Arc<Mutex<HashMap<String, f64>>>;
+
 /// A running `citybrain run` with its console on an ephemeral port; killed on drop.
 struct Engine {
     child: Child,
     addr: String,
     stderr: Arc<Mutex<String>>,
+    /// Filled only by [`Engine::start_reading_alerts`].
+    emitted: Emitted,
 }
 
 impl Engine {
     fn start(args: &[&str]) -> Engine {
+        Engine::spawn(args, false)
+    }
+
+    /// Also reads the alerts on stdout and keeps when each was emitted (the benchmark's start).
+    fn start_reading_alerts(args: &[&str]) -> Engine {
+        Engine::spawn(args, true)
+    }
+
+    fn spawn(args: &[&str], read_alerts: bool) -> Engine {
         let mut child = Command::new(env!("CARGO_BIN_EXE_citybrain"))
             .arg("run")
             .args(["--console", "127.0.0.1:0"])
             .args(args)
+            .args(read_alerts.then_some("--json")) // alerts as JSON lines, with `emitted_at`
             .env("CITYBRAIN_PSEUDONYM_KEY", "console-test-key")
             .env("CITYBRAIN_LOG", "info")
-            .stdout(Stdio::null())
+            .stdout(if read_alerts {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stderr(Stdio::piped())
             .spawn()
             .expect("citybrain starts");
+        let emitted: Emitted = Arc::default();
+        if let Some(out) = child.stdout.take() {
+            let sink = Arc::clone(&emitted);
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    let Ok(alert) = serde_json::from_str::<serde_json::Value>(&line) else {
+                        continue; // not an alert line
+                    };
+                    let (Some(id), Some(at)) =
+                        (alert["alert_id"].as_str(), alert["emitted_at"].as_str())
+                    else {
+                        continue;
+                    };
+                    let at = chrono::DateTime::parse_from_rfc3339(at)
+                        .expect("emitted_at is RFC 3339")
+                        .timestamp_millis() as f64;
+                    sink.lock().unwrap().entry(id.to_string()).or_insert(at);
+                }
+            });
+        }
         let stderr = Arc::new(Mutex::new(String::new()));
         let sink = Arc::clone(&stderr);
         let pipe = child.stderr.take().expect("piped");
@@ -56,6 +97,7 @@ impl Engine {
             child,
             addr,
             stderr,
+            emitted,
         }
     }
 
@@ -268,6 +310,10 @@ fn an_explicit_console_address_must_bind_and_off_serves_nothing() {
 /// The console to drive: `CITYBRAIN_CONSOLE_URL` (a citybrain already running, e.g. the demo)
 /// or a `citybrain run` started here with `args`.
 fn target(args: &[&str]) -> (Option<Engine>, String, String) {
+    target_with(args, Engine::start)
+}
+
+fn target_with(args: &[&str], start: fn(&[&str]) -> Engine) -> (Option<Engine>, String, String) {
     match std::env::var("CITYBRAIN_CONSOLE_URL") {
         Ok(url) => {
             let addr = url
@@ -277,7 +323,7 @@ fn target(args: &[&str]) -> (Option<Engine>, String, String) {
             (None, format!("http://{addr}/"), addr)
         }
         Err(_) => {
-            let engine = Engine::start(args);
+            let engine = start(args);
             let (url, addr) = (engine.url(), engine.addr.clone());
             (Some(engine), url, addr)
         }
@@ -333,7 +379,10 @@ fn live_latency_over_a_500_incident_scene() {
     let Some(browser) = Browser::start() else {
         return;
     };
-    let (_engine, url, addr) = target(&["--speed", "600", "--rate", "5000"]);
+    let (engine, url, addr) = target_with(
+        &["--speed", "600", "--rate", "5000"],
+        Engine::start_reading_alerts,
+    );
     let api = ApiClient {
         addr,
         token: city_token(),
@@ -348,6 +397,19 @@ fn live_latency_over_a_500_incident_scene() {
             (open.len() >= 500).then(|| open.clone())
         },
     );
+
+    // 1. Alert to page: the incidents the city opens from now on, from the engine's emission
+    // of the alert that opened each (its `emitted_at`, wall clock) to the page's first render
+    // of it on the map and the list (`window.cbConsole.seen`, the page's wall clock: the same
+    // machine's). Watched for 60 s or 100 new incidents; the page is read once at the end.
+    match &engine {
+        Some(engine) => alert_to_page(&browser, &api, &engine.emitted, scene.len()),
+        None => eprintln!(
+            "console alert-to-page latency: not measured (CITYBRAIN_CONSOLE_URL: the engine's alerts are not readable here)"
+        ),
+    }
+
+    // 2. Action to page: acknowledgements sent to the API, to the page showing them.
     // Send first, read the page's render times after: polling the page while it works would
     // compete with it for its one main thread.
     let mut sent = Vec::new();
@@ -396,18 +458,8 @@ fn live_latency_over_a_500_incident_scene() {
         "too few acknowledgements measured: {}",
         latencies.len()
     );
-    let quantiles = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        let q = |p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize];
-        format!(
-            "p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms",
-            q(0.5),
-            q(0.95),
-            q(1.0)
-        )
-    };
     eprintln!(
-        "console live latency over {} actions on {} open incidents: {} (the API's answer alone: {})",
+        "console action-to-page latency over {} actions on {} open incidents: {} (the API's answer alone: {})",
         latencies.len(),
         scene.len(),
         quantiles(latencies),
@@ -416,6 +468,79 @@ fn live_latency_over_a_500_incident_scene() {
     eprintln!(
         "the page's work: {}",
         browser.js("return JSON.stringify(window.cbConsole.perf)", json!([]))
+    );
+}
+
+/// p50, p95 and max of a sample, for the bench's lines.
+fn quantiles(mut v: Vec<f64>) -> String {
+    v.sort_by(f64::total_cmp);
+    let q = |p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize];
+    format!(
+        "p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms",
+        q(0.5),
+        q(0.95),
+        q(1.0)
+    )
+}
+
+/// The bench's first half: new incidents from their alert's emission to the page.
+fn alert_to_page(browser: &Browser, api: &ApiClient, emitted: &Emitted, open: usize) {
+    let log = scenarios::event_log(api);
+    let mut after = log.last().map_or(0, |e| e["seq"].as_u64().unwrap());
+    let mut opened: Vec<(String, String)> = Vec::new(); // (incident, the alert that opened it)
+    let watch = std::time::Instant::now();
+    while watch.elapsed() < Duration::from_secs(60) && opened.len() < 100 {
+        let page = api.get_json(&format!("/api/events?after={after}&limit=1000"));
+        for e in page.as_array().unwrap() {
+            after = e["seq"].as_u64().unwrap();
+            if e["type"] == "opened" && e["location"]["lat"].is_number() {
+                let alert = e["alert_ids"][0].as_str().unwrap_or_default().to_string();
+                opened.push((e["incident_id"].as_str().unwrap().to_string(), alert));
+            }
+        }
+        pace(Duration::from_millis(500));
+    }
+    let ids: Vec<&String> = opened.iter().map(|(id, _)| id).collect();
+    // Closed or escalated out of view meanwhile is not a concern: `seen` keeps the first render.
+    let seen = wait_for(
+        Duration::from_secs(30),
+        "the page to show every new incident",
+        || {
+            let v = browser.js(
+                "return arguments[0].map((k) => window.cbConsole.seen[k] ?? null)",
+                json!([ids]),
+            );
+            let v: Vec<Option<f64>> = v
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(serde_json::Value::as_f64)
+                .collect();
+            v.iter()
+                .all(Option::is_some)
+                .then(|| v.into_iter().flatten().collect::<Vec<f64>>())
+        },
+    );
+    let emitted = emitted.lock().unwrap();
+    let latencies: Vec<f64> = opened
+        .iter()
+        .zip(&seen)
+        .map(|((_, alert), seen)| {
+            let at = emitted.get(alert).unwrap_or_else(|| {
+                panic!("alert {alert} opened an incident but was not on stdout")
+            });
+            seen - at
+        })
+        .collect();
+    assert!(
+        latencies.len() >= 20,
+        "too few new incidents in 60 s to measure: {}",
+        latencies.len()
+    );
+    eprintln!(
+        "console alert-to-page latency over {} new incidents on {open} open: {}",
+        latencies.len(),
+        quantiles(latencies)
     );
 }
 

@@ -96,6 +96,8 @@ fn replay_runs_the_department_feed_with_nested_fields() {
     let data = &blocked[0]["data"];
     assert_eq!(data["report_id"], "G-005");
     assert_eq!(data["street"], "Jiaogong Rd");
+    // An ARRAY column comes out as a JSON array.
+    assert_eq!(data["tags"], serde_json::json!(["garbage", "blocked"]));
     // The [personal] phone left the decoder as a pseudonym.
     let phone = data["reporter_phone"].as_str().expect("a pseudonym");
     assert!(!phone.is_empty() && phone != "13900000005", "{phone}");

@@ -35,7 +35,7 @@ pub async fn evaluate(
                 .collect(),
         )
     })?;
-    let ctx = new_context();
+    let ctx = new_context(None);
     for name in catalog.names() {
         let schema = Arc::clone(catalog.schema(name).expect("listed name"));
         let batches = tables

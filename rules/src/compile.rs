@@ -297,9 +297,19 @@ pub(crate) struct Reusable {
     plan: std::sync::Mutex<Arc<dyn ExecutionPlan>>,
     runs: std::sync::atomic::AtomicU32,
     stateful: bool,
+    /// Whether it produces the rule's results (not partial states): their rows count against
+    /// `max_rows_per_window`.
+    results: bool,
 }
 
 impl Reusable {
+    fn partial(plan: Arc<dyn ExecutionPlan>) -> Self {
+        Self {
+            results: false,
+            ..Self::new(plan)
+        }
+    }
+
     fn new(plan: Arc<dyn ExecutionPlan>) -> Self {
         let mut stateful = false;
         plan.apply(|node| {
@@ -311,6 +321,7 @@ impl Reusable {
             plan: std::sync::Mutex::new(plan),
             runs: std::sync::atomic::AtomicU32::new(0),
             stateful,
+            results: true,
         }
     }
 
@@ -390,13 +401,41 @@ impl CompiledRule {
         keys
     }
 
-    /// Runs `plan` once with each slot holding its batches.
+    /// Where the rule's query starts, `file:line`, for logs about it.
+    pub fn source_position(&self) -> String {
+        format!(
+            "{}:{}",
+            self.meta.path.display(),
+            first_query_line(&self.meta.text).line
+        )
+    }
+
+    /// Runs `plan` once with each slot holding its batches: one window's results (or one
+    /// batch's, without windows), or partial states.
     pub(crate) async fn run(
         &self,
         plan: &Reusable,
         fills: Vec<(&Slot, Vec<RecordBatch>)>,
     ) -> crate::Result<Vec<RecordBatch>> {
-        let plan = plan.instance().map_err(|source| crate::Error::Execute {
+        self.run_windows(plan, fills, 1).await
+    }
+
+    /// [`CompiledRule::run`] for the results of `windows` windows at once: a plan producing
+    /// results may give `windows` times the rule's `max_rows_per_window`, counted as batches
+    /// come, so that a runaway join stops before it is all in memory.
+    pub(crate) async fn run_windows(
+        &self,
+        plan: &Reusable,
+        fills: Vec<(&Slot, Vec<RecordBatch>)>,
+        windows: usize,
+    ) -> crate::Result<Vec<RecordBatch>> {
+        let limit = plan.results.then(|| {
+            self.meta
+                .limits
+                .rows_per_window
+                .saturating_mul(windows.max(1) as u64)
+        });
+        let instance = plan.instance().map_err(|source| crate::Error::Execute {
             rule: self.meta.id.clone(),
             source,
         })?;
@@ -407,15 +446,48 @@ impl CompiledRule {
                 slot
             })
             .collect();
-        let out = datafusion::physical_plan::collect(plan, Arc::clone(&self.task_ctx)).await;
+        let out = self.collect(instance, limit).await;
         // Never leave rows behind for the next run, even when execution failed early.
         for slot in slots {
             slot.put(Vec::new());
         }
-        out.map_err(|source| crate::Error::Execute {
+        out
+    }
+
+    async fn collect(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        limit: Option<u64>,
+    ) -> crate::Result<Vec<RecordBatch>> {
+        use futures::StreamExt;
+        let execute = |source| crate::Error::Execute {
             rule: self.meta.id.clone(),
             source,
-        })
+        };
+        let mut stream =
+            datafusion::physical_plan::execute_stream(plan, Arc::clone(&self.task_ctx))
+                .map_err(execute)?;
+        let mut out = Vec::new();
+        let mut rows = 0u64;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(execute)?;
+            rows += batch.num_rows() as u64;
+            if let Some(limit) = limit
+                && rows > limit
+            {
+                let limits = &self.meta.limits;
+                return Err(crate::Error::Limit {
+                    rule: self.meta.id.clone(),
+                    message: format!(
+                        "one window gave more than {} result rows (`{}` raises the limit)",
+                        limits.rows_per_window,
+                        limits.header("rows_per_window")
+                    ),
+                });
+            }
+            out.push(batch);
+        }
+        Ok(out)
     }
 }
 
@@ -474,18 +546,31 @@ pub fn with_window_columns(schema: &Schema) -> SchemaRef {
 }
 
 /// A fresh session with the city functions, planning for one partition. Partial and final
-/// aggregates are left apart so that a window aggregation can be sliced.
-pub(crate) fn new_context() -> SessionContext {
+/// aggregates are left apart so that a window aggregation can be sliced. With `memory`, one
+/// execution may reserve at most that many bytes (hash tables, join build sides, sorts) and
+/// never spills to disk: going over fails the execution, and so stops the rule alone.
+pub(crate) fn new_context(memory: Option<u64>) -> SessionContext {
     let mut config = SessionConfig::new()
         .with_target_partitions(1)
         .with_information_schema(false);
     config.options_mut().sql_parser.collect_spans = true;
     // Identifiers keep their case, quoted or not, as in Flink (`bidTime`, not `bidtime`).
     config.options_mut().sql_parser.enable_ident_normalization = false;
-    let state = SessionStateBuilder::new()
+    let mut builder = SessionStateBuilder::new()
         .with_config(config)
-        .with_default_features()
-        .build();
+        .with_default_features();
+    if let Some(bytes) = memory {
+        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+            .with_memory_limit(usize::try_from(bytes).unwrap_or(usize::MAX), 1.0)
+            .with_disk_manager_builder(
+                datafusion::execution::disk_manager::DiskManagerBuilder::default()
+                    .with_mode(datafusion::execution::disk_manager::DiskManagerMode::Disabled),
+            )
+            .build_arc()
+            .expect("a memory limit and no disk make a valid runtime");
+        builder = builder.with_runtime_env(runtime);
+    }
+    let state = builder.build();
     let rules: Vec<_> = state
         .physical_optimizers()
         .iter()
@@ -582,10 +667,13 @@ fn anatomy(plan: &LogicalPlan) -> Anatomy {
                 }
             }
             LogicalPlan::Aggregate(agg) => {
+                // `window_start` itself, or a column a subquery renamed it to (Nexmark q5's
+                // `window_start AS starttime`, grouped by again outside).
                 let grouped = |w: &str| {
-                    agg.group_expr
-                        .iter()
-                        .any(|e| matches!(e, Expr::Column(c) if c.name == w))
+                    agg.group_expr.iter().any(|e| {
+                        matches!(e, Expr::Column(c)
+                            if c.name == w || origin(&agg.input, &c.name).as_deref() == Some(w))
+                    })
                 };
                 a.aggregates
                     .push(grouped(WINDOW_START) && grouped(WINDOW_END));
@@ -598,6 +686,30 @@ fn anatomy(plan: &LogicalPlan) -> Anatomy {
     })
     .expect("visiting never fails");
     a
+}
+
+/// The name column `name` of `plan`'s output had where it was made: followed down through
+/// projections that only rename it, subquery aliases and filters to the aggregate, window or
+/// scan that produced it. `None` when it was computed.
+fn origin(plan: &LogicalPlan, name: &str) -> Option<String> {
+    match plan {
+        LogicalPlan::Projection(p) => {
+            let schema = p.schema.as_ref();
+            let i = (0..schema.fields().len()).find(|i| schema.field(*i).name() == name)?;
+            let column = match &p.expr[i] {
+                Expr::Column(c) => c,
+                Expr::Alias(a) => match a.expr.as_ref() {
+                    Expr::Column(c) => c,
+                    _ => return None,
+                },
+                _ => return None,
+            };
+            origin(&p.input, &column.name)
+        }
+        LogicalPlan::SubqueryAlias(a) => origin(&a.input, name),
+        LogicalPlan::Filter(f) => origin(&f.input, name),
+        _ => Some(name.to_string()),
+    }
 }
 
 /// Per scanned table (by name): its qualified name and the predicate of the filter right
@@ -662,7 +774,7 @@ pub async fn compile(src: &RuleSource, catalog: &Catalog) -> Result<CompiledRule
         }
     };
     let windows = rewritten.windows.clone();
-    let ctx = new_context();
+    let ctx = new_context(Some(meta.limits.state_bytes));
     let mut slots: HashMap<String, (Arc<Slot>, SchemaRef)> = HashMap::new();
     let mut register = |name: &str, schema: SchemaRef| {
         let slot = Arc::new(Slot::default());
@@ -1120,7 +1232,7 @@ fn split_aggregate(plan: &Arc<dyn ExecutionPlan>) -> Option<Split> {
         })
         .flatten();
     Some(Split {
-        partial: Reusable::new(partial),
+        partial: Reusable::partial(partial),
         final_plan: Reusable::new(final_plan),
         state,
         state_schema,

@@ -40,13 +40,22 @@ pub enum Error {
         /// What does not fit.
         detail: String,
     },
-    /// Running a rule's plan failed (an engine fault, not the author's).
+    /// Running a rule's plan failed: an engine fault, or the rule's (an integer division by
+    /// zero, a regular expression too large to compile, the memory it may take exhausted).
     #[error("rule {rule}: execution failed")]
     Execute {
         /// The rule id.
         rule: String,
         /// The cause.
         source: DataFusionError,
+    },
+    /// A rule went over one of its limits ([`crate::Limits`]).
+    #[error("rule {rule}: {message}")]
+    Limit {
+        /// The rule id.
+        rule: String,
+        /// Which limit, by how much, and the header that raises it.
+        message: String,
     },
 }
 

@@ -15,14 +15,24 @@
 //! where rows come from is the caller's business. A table's watermark may be set from outside
 //! ([`RuleGraph::advance`]) by a source that tracks event time per partition.
 //!
+//! **Isolation.** A rule that fails (an execution error such as an integer division by zero
+//! or an oversized regex, a panic, or one of its limits exceeded: [`crate::rule::Limits`]) is
+//! stopped alone: its state is dropped, it is reported in [`GraphStep::failed`], and every
+//! other rule goes on. A view that fails stops the rules reading it (and theirs) too, each
+//! reported with the view named. A stopped rule stays stopped until its text (or the text of
+//! the view that stopped it) changes on a [`RuleGraph::reload`]: a rule fixed in the folder
+//! comes back.
+//!
 //! [`RuleGraph::snapshot`] returns each rule's state with a fingerprint of its text;
 //! [`RuleGraph::restore`] puts back the state of every rule whose text (and whose views' text)
 //! is unchanged, and leaves the others empty.
 
 use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
+use futures::FutureExt;
 use sha2::{Digest, Sha256};
 
 use crate::compile::CompiledRule;
@@ -39,6 +49,8 @@ struct Stage {
     views: Vec<(usize, usize)>,
     /// SHA-256 over the rule's text and its views' fingerprints, hex.
     fingerprint: String,
+    /// Why the rule was stopped, when it was (see the module docs).
+    failed: Option<String>,
 }
 
 impl Stage {
@@ -71,6 +83,7 @@ impl Stage {
             tables,
             views,
             fingerprint,
+            failed: None,
         }
     }
 
@@ -120,6 +133,19 @@ pub struct GraphStep {
     pub late_rows: BTreeMap<u32, Vec<String>>,
     /// Late rows per rule id, table and view rows alike.
     pub late: BTreeMap<String, u64>,
+    /// Rules this step stopped, in the order they failed (see the module docs).
+    pub failed: Vec<RuleFailure>,
+}
+
+/// A rule stopped because it failed.
+#[derive(Debug, Clone)]
+pub struct RuleFailure {
+    /// The rule.
+    pub rule: Arc<CompiledRule>,
+    /// What went wrong, for a person: the error, the panic, or the limit and its header.
+    pub reason: String,
+    /// When the rule stopped because a view it reads failed: that view's rule id.
+    pub view: Option<String>,
 }
 
 /// One rule's state in a [`GraphSnapshot`].
@@ -185,10 +211,10 @@ impl RuleGraph {
     /// its runner and state; a new or changed rule (or one reading a changed view) starts
     /// empty from the next batch; a removed rule stops. Other rules are not disturbed.
     pub fn reload(&mut self, rules: Vec<CompiledRule>) -> Reloaded {
-        let mut old: BTreeMap<String, RuleRunner> = self
+        let mut old: BTreeMap<String, (RuleRunner, Option<String>)> = self
             .stages
             .drain(..)
-            .map(|s| (s.runner.rule().meta.id.clone(), s.runner))
+            .map(|s| (s.runner.rule().meta.id.clone(), (s.runner, s.failed)))
             .collect();
         let mut report = Reloaded::default();
         let mut restarted_views: Vec<String> = Vec::new();
@@ -196,10 +222,11 @@ impl RuleGraph {
         for rule in rules {
             let id = rule.meta.id.clone();
             let reads_restarted = rule.inputs.iter().any(|i| restarted_views.contains(i));
-            let runner = match old.remove(&id) {
-                Some(r) if r.rule().meta.text == rule.meta.text && !reads_restarted => {
+            let (runner, failed) = match old.remove(&id) {
+                // Unchanged, and so is what it reads: it keeps its state (or stays stopped).
+                Some((r, failed)) if r.rule().meta.text == rule.meta.text && !reads_restarted => {
                     report.kept += 1;
-                    r
+                    (r, failed)
                 }
                 previous => {
                     if previous.is_some() {
@@ -210,10 +237,12 @@ impl RuleGraph {
                     if rule.meta.emit == Emit::View {
                         restarted_views.push(rule.meta.view_name().to_string());
                     }
-                    RuleRunner::new(Arc::new(rule), self.config)
+                    (RuleRunner::new(Arc::new(rule), self.config), None)
                 }
             };
-            stages.push(Stage::wire(runner, &stages));
+            let mut stage = Stage::wire(runner, &stages);
+            stage.failed = failed;
+            stages.push(stage);
         }
         report.removed = old.into_keys().collect();
         self.stages = stages;
@@ -225,9 +254,21 @@ impl RuleGraph {
         self.stages.iter().map(|s| s.runner.rule())
     }
 
-    /// The runners, in dependency order.
+    /// The runners of the rules running (not stopped), in dependency order.
     pub fn runners(&self) -> impl Iterator<Item = &RuleRunner> {
-        self.stages.iter().map(|s| &s.runner)
+        self.stages
+            .iter()
+            .filter(|s| s.failed.is_none())
+            .map(|s| &s.runner)
+    }
+
+    /// The rules stopped because they failed (see the module docs), with why, in dependency
+    /// order.
+    pub fn stopped(&self) -> Vec<(Arc<CompiledRule>, String)> {
+        self.stages
+            .iter()
+            .filter_map(|s| Some((Arc::clone(s.runner.rule()), s.failed.clone()?)))
+            .collect()
     }
 
     /// The ids of the rules, in dependency order.
@@ -353,34 +394,48 @@ impl RuleGraph {
         let mut step = GraphStep::default();
         let mut view_rows: Vec<Vec<RecordBatch>> = vec![Vec::new(); self.stages.len()];
         for i in 0..self.stages.len() {
+            if self.stages[i].failed.is_some() {
+                continue;
+            }
             let inputs: Vec<usize> = self.stages[i].reads_table(table).collect();
             for input in inputs {
                 let stage = &mut self.stages[i];
                 let rule = Arc::clone(stage.runner.rule());
-                let emissions = match op {
-                    Op::Batch(batch, time) => {
-                        let out = match time {
-                            Some(t) => stage.runner.process_timed(input, batch, t).await?,
-                            None => stage.runner.process(input, batch).await?,
-                        };
-                        if !out.late_rows.is_empty() {
-                            *step.late.entry(rule.meta.id.clone()).or_default() +=
-                                out.late_rows.len() as u64;
-                            for row in out.late_rows {
-                                step.late_rows
-                                    .entry(row)
-                                    .or_default()
-                                    .push(rule.meta.id.clone());
-                            }
+                let runner = &mut stage.runner;
+                let ran = guarded(async move {
+                    Ok(match op {
+                        Op::Batch(batch, time) => {
+                            let out = match time {
+                                Some(t) => runner.process_timed(input, batch, t).await?,
+                                None => runner.process(input, batch).await?,
+                            };
+                            (out.emissions, out.late_rows)
                         }
-                        out.emissions
+                        Op::Advance(wm) => (runner.advance(input, wm).await?, Vec::new()),
+                        Op::Idle(idle) => (runner.set_idle(input, idle).await?, Vec::new()),
+                    })
+                })
+                .await;
+                let (emissions, late_rows) = match ran {
+                    Ok(out) => out,
+                    Err(reason) => {
+                        self.fail(i, reason, &mut step, &mut view_rows);
+                        break;
                     }
-                    Op::Advance(wm) => stage.runner.advance(input, wm).await?,
-                    Op::Idle(idle) => stage.runner.set_idle(input, idle).await?,
                 };
+                if !late_rows.is_empty() {
+                    *step.late.entry(rule.meta.id.clone()).or_default() += late_rows.len() as u64;
+                    for row in late_rows {
+                        step.late_rows
+                            .entry(row)
+                            .or_default()
+                            .push(rule.meta.id.clone());
+                    }
+                }
                 route(&rule, emissions, &mut view_rows[i], &mut step.alerts);
+                self.check_limits(i, &mut step, &mut view_rows);
             }
-            self.feed_views(i, &mut view_rows, &mut step, false).await?;
+            self.feed_views(i, &mut view_rows, &mut step, false).await;
         }
         Ok(step)
     }
@@ -393,11 +448,18 @@ impl RuleGraph {
         let mut step = GraphStep::default();
         let mut view_rows: Vec<Vec<RecordBatch>> = vec![Vec::new(); self.stages.len()];
         for i in 0..self.stages.len() {
-            self.feed_views(i, &mut view_rows, &mut step, true).await?;
+            self.feed_views(i, &mut view_rows, &mut step, true).await;
+            if self.stages[i].failed.is_some() {
+                continue;
+            }
             let stage = &mut self.stages[i];
-            let emissions = stage.runner.finish().await?;
-            let rule = Arc::clone(stage.runner.rule());
-            route(&rule, emissions, &mut view_rows[i], &mut step.alerts);
+            match guarded(stage.runner.finish()).await {
+                Ok(emissions) => {
+                    let rule = Arc::clone(stage.runner.rule());
+                    route(&rule, emissions, &mut view_rows[i], &mut step.alerts);
+                }
+                Err(reason) => self.fail(i, reason, &mut step, &mut view_rows),
+            }
         }
         Ok(step)
     }
@@ -410,28 +472,101 @@ impl RuleGraph {
         view_rows: &mut [Vec<RecordBatch>],
         step: &mut GraphStep,
         at_end: bool,
-    ) -> Result<()> {
+    ) {
         let views = self.stages[i].views.clone();
         for (producer, input) in views {
+            if self.stages[i].failed.is_some() {
+                return;
+            }
             let rows = view_rows[producer].clone();
             let watermark = if at_end {
                 Some(i64::MAX)
             } else {
                 self.stages[producer].runner.watermark()
             };
-            let stage = &mut self.stages[i];
-            let rule = Arc::clone(stage.runner.rule());
+            let rule = Arc::clone(self.stages[i].runner.rule());
             for batch in &rows {
-                let out = stage.runner.process_view(input, batch).await?;
-                *step.late.entry(rule.meta.id.clone()).or_default() += out.late_rows.len() as u64;
-                route(&rule, out.emissions, &mut view_rows[i], &mut step.alerts);
+                let stage = &mut self.stages[i];
+                match guarded(stage.runner.process_view(input, batch)).await {
+                    Ok(out) => {
+                        *step.late.entry(rule.meta.id.clone()).or_default() +=
+                            out.late_rows.len() as u64;
+                        route(&rule, out.emissions, &mut view_rows[i], &mut step.alerts);
+                    }
+                    Err(reason) => return self.fail(i, reason, step, view_rows),
+                }
+                self.check_limits(i, step, view_rows);
+                if self.stages[i].failed.is_some() {
+                    return;
+                }
             }
             if let Some(wm) = watermark {
-                let emissions = stage.runner.advance(input, wm).await?;
-                route(&rule, emissions, &mut view_rows[i], &mut step.alerts);
+                let stage = &mut self.stages[i];
+                match guarded(stage.runner.advance(input, wm)).await {
+                    Ok(emissions) => route(&rule, emissions, &mut view_rows[i], &mut step.alerts),
+                    Err(reason) => return self.fail(i, reason, step, view_rows),
+                }
             }
         }
-        Ok(())
+    }
+
+    /// Stops stage `i` when its state went over one of its rule's limits.
+    fn check_limits(&mut self, i: usize, step: &mut GraphStep, view_rows: &mut [Vec<RecordBatch>]) {
+        if let Some(reason) = self.stages[i].runner.over_limits() {
+            self.fail(i, reason, step, view_rows);
+        }
+    }
+
+    /// Stops stage `i` for `reason`: its state is dropped, its rows of this pass are not
+    /// handed on, and the rules reading its view (and theirs) stop too.
+    fn fail(
+        &mut self,
+        i: usize,
+        reason: String,
+        step: &mut GraphStep,
+        view_rows: &mut [Vec<RecordBatch>],
+    ) {
+        let mut stopped = vec![i];
+        self.stop(i, reason.clone(), None, step, view_rows);
+        for j in i + 1..self.stages.len() {
+            if self.stages[j].failed.is_some() {
+                continue;
+            }
+            let Some(&(producer, _)) = self.stages[j]
+                .views
+                .iter()
+                .find(|(p, _)| stopped.contains(p))
+            else {
+                continue;
+            };
+            let view = self.stages[producer].runner.rule().meta.id.clone();
+            let why = format!(
+                "it reads the view {view}, which {}",
+                if producer == i {
+                    format!("failed: {reason}")
+                } else {
+                    "was stopped for the same reason".to_string()
+                }
+            );
+            self.stop(j, why, Some(view), step, view_rows);
+            stopped.push(j);
+        }
+    }
+
+    fn stop(
+        &mut self,
+        i: usize,
+        reason: String,
+        view: Option<String>,
+        step: &mut GraphStep,
+        view_rows: &mut [Vec<RecordBatch>],
+    ) {
+        let rule = Arc::clone(self.stages[i].runner.rule());
+        // A fresh runner: the failed one's state (maybe the very memory it went over) goes.
+        self.stages[i].runner = RuleRunner::new(Arc::clone(&rule), self.config);
+        self.stages[i].failed = Some(reason.clone());
+        view_rows[i].clear();
+        step.failed.push(RuleFailure { rule, reason, view });
     }
 
     /// Every rule's state, between batches (see [`RuleRunner::snapshot`]).
@@ -482,13 +617,48 @@ impl RuleGraph {
         for runner in runners {
             stages.push(Stage::wire(runner, &stages));
         }
-        // Idle permissions set on the old runners carry over (views are set by `wire`).
+        // Idle permissions set on the old runners carry over (views are set by `wire`), and
+        // so do failures.
         for (new, old) in stages.iter_mut().zip(&self.stages) {
             new.runner.copy_idle_permissions(&old.runner);
+            new.failed.clone_from(&old.failed);
         }
         self.stages = stages;
         Ok(report)
     }
+}
+
+/// Runs one step of a rule, turning its error or panic into why it failed.
+async fn guarded<T>(
+    step: impl std::future::Future<Output = Result<T>>,
+) -> std::result::Result<T, String> {
+    match AssertUnwindSafe(step).catch_unwind().await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(error_chain(&e)),
+        Err(panic) => Err(format!(
+            "panicked: {}",
+            panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default()
+        )),
+    }
+}
+
+/// An error and its causes on one line, each said once.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {

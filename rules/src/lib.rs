@@ -49,12 +49,16 @@ pub mod window;
 pub use chain::{compile_all, compile_each};
 pub use compile::{Catalog, CompiledRule, KEY_PREFIX, RowKey, Shape, TIME_PREFIX, compile};
 pub use error::{Error, Problem, Result};
-pub use graph::{GraphSnapshot, GraphStep, Reloaded, Restored, RuleGraph, RuleSnapshot};
+pub use graph::{
+    GraphSnapshot, GraphStep, Reloaded, Restored, RuleFailure, RuleGraph, RuleSnapshot,
+};
 pub use operator::{
     DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_OUT_OF_ORDERNESS_MS, Emission, InputTime, RuleRunner,
     RunnerConfig, StateTable, Step, Window,
 };
-pub use rule::{DEFAULT_SEVERITY, Emit, Location, RuleMeta, RuleSource, Severity, read_dir};
+pub use rule::{
+    DEFAULT_SEVERITY, Emit, Limits, Location, RuleMeta, RuleSource, Severity, read_dir,
+};
 pub use script::split_script;
 
 /// Reads and plans every rule below `dir` (views before the rules reading them), reporting the

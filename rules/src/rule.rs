@@ -15,6 +15,9 @@
 //! | `location`    |                | where an alert is: `cell` (a column holding an H3 cell) or `lat, lon` (two columns) |
 //! | `level`       |                | the level its incidents start at: `community`, `street`, `district`, `city` |
 //! | `ack_within`  |                | time to acknowledge its incidents at every level (`10m`, `2 minutes`) |
+//! | `max_state_rows` | 10,000,000 | rows or partial aggregate states the rule may hold ([`Limits`]) |
+//! | `max_state_bytes` | 256 MiB  | memory its held state and one run of its plan may take (`512 MiB`, `2 GiB`) |
+//! | `max_rows_per_window` | 100,000 | result rows of one window (one batch for rules without windows) |
 //!
 //! Other comment lines are free prose. A `-- word: ...` line whose word is a near miss of a key
 //! (`-- severty: high`) is an error, so typos never silently drop metadata.
@@ -304,6 +307,8 @@ pub struct RuleMeta {
     pub incident_level: Option<String>,
     /// Time to acknowledge its incidents at every level (`-- ack_within:`), milliseconds.
     pub ack_within_ms: Option<i64>,
+    /// What it may hold and produce (`-- max_state_rows:` and the like).
+    pub limits: Limits,
     /// Every `key: value` pair of the header, including the ones above.
     pub headers: BTreeMap<String, String>,
     /// The whole rule file as planned (to tell a changed rule from an unchanged one).
@@ -460,7 +465,7 @@ pub enum Emit {
 /// The severity of a rule whose header says none.
 pub const DEFAULT_SEVERITY: Severity = Severity::Medium;
 
-const KEYS: [&str; 9] = [
+const KEYS: [&str; 12] = [
     "title",
     "severity",
     "description",
@@ -470,7 +475,91 @@ const KEYS: [&str; 9] = [
     "location",
     "level",
     "ack_within",
+    "max_state_rows",
+    "max_state_bytes",
+    "max_rows_per_window",
 ];
+
+/// What one rule may hold and produce. Going over a limit stops that rule alone (see
+/// [`crate::graph`]), never the process; a header raises (or lowers) each one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// `max_state_rows`: rows held for windows not yet final, or partial aggregate states
+    /// (about one per open group and slice).
+    pub state_rows: u64,
+    /// `max_state_bytes`: memory of the state held between batches, and the memory DataFusion
+    /// may reserve while running the rule's plan once (hash tables, join build sides, sorts).
+    pub state_bytes: u64,
+    /// `max_rows_per_window`: result rows of one window (for rules without windows, of one
+    /// input batch); counted as they are produced, so a runaway join stops early.
+    pub rows_per_window: u64,
+}
+
+impl Limits {
+    /// 10 million rows, 256 MiB, 100,000 rows per window. The rule library needs a small part
+    /// of each (its largest state is a few thousand partial states); a dozen rules at their
+    /// limits stay within a few GiB, and a window of more than 100,000 alerts helps nobody.
+    pub const DEFAULT: Limits = Limits {
+        state_rows: 10_000_000,
+        state_bytes: 256 << 20,
+        rows_per_window: 100_000,
+    };
+
+    /// The header key and value of the limit named `what` (`state_rows`, ...), for messages.
+    pub fn header(&self, what: &str) -> String {
+        match what {
+            "state_bytes" => format!("-- max_state_bytes: {}", human_bytes(self.state_bytes)),
+            "rows_per_window" => format!("-- max_rows_per_window: {}", self.rows_per_window),
+            _ => format!("-- max_state_rows: {}", self.state_rows),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// `268435456` → `256 MiB`.
+pub fn human_bytes(n: u64) -> String {
+    for (unit, name) in [(1u64 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")] {
+        if n >= unit && n.is_multiple_of(unit) {
+            return format!("{} {name}", n / unit);
+        }
+    }
+    format!("{n} bytes")
+}
+
+/// A count (`5000000`, `5_000_000`, `5,000,000`, `5M`, `200k`) or, with `bytes`, a size
+/// (`536870912`, `512 MiB`, `2 GiB`, `500 MB`).
+fn parse_amount(value: &str, bytes: bool) -> std::result::Result<u64, String> {
+    let v = value.trim();
+    let split = v
+        .find(|c: char| !(c.is_ascii_digit() || c == '_' || c == ','))
+        .unwrap_or(v.len());
+    let (digits, unit) = v.split_at(split);
+    let digits: String = digits.chars().filter(char::is_ascii_digit).collect();
+    let n: u64 = digits.parse().map_err(|_| "no number".to_string())?;
+    let scale: u64 = match (unit.trim().to_ascii_lowercase().as_str(), bytes) {
+        ("", _) => 1,
+        ("k", false) => 1_000,
+        ("m", false) => 1_000_000,
+        ("b" | "bytes", true) => 1,
+        ("kib", true) => 1 << 10,
+        ("mib", true) => 1 << 20,
+        ("gib", true) => 1 << 30,
+        ("kb", true) => 1_000,
+        ("mb", true) => 1_000_000,
+        ("gb", true) => 1_000_000_000,
+        (other, _) => return Err(format!("unknown unit `{other}`")),
+    };
+    match n.checked_mul(scale) {
+        Some(0) => Err("must be more than zero".into()),
+        Some(n) => Ok(n),
+        None => Err("too large".into()),
+    }
+}
 
 /// `1 minute`, `30 seconds`, `INTERVAL '2' MINUTES` or `0`, in milliseconds.
 fn parse_lateness(value: &str) -> std::result::Result<i64, String> {
@@ -633,8 +722,28 @@ pub(crate) fn parse_header(src: &RuleSource) -> std::result::Result<RuleMeta, Ve
                 None
             }
         });
+    let mut limits = Limits::DEFAULT;
+    for (key, bytes, slot) in [
+        ("max_state_rows", false, &mut limits.state_rows),
+        ("max_state_bytes", true, &mut limits.state_bytes),
+        ("max_rows_per_window", false, &mut limits.rows_per_window),
+    ] {
+        if let Some(v) = headers.get(key) {
+            match parse_amount(v, bytes) {
+                Ok(n) => *slot = n,
+                Err(e) => problems.push(problem(
+                    at_key(key),
+                    format!(
+                        "`-- {key}: {v}`: {e}; write e.g. `-- {key}: {}`",
+                        if bytes { "1 GiB" } else { "20000000" }
+                    ),
+                )),
+            }
+        }
+    }
     match severity {
         Some(severity) if problems.is_empty() => Ok(RuleMeta {
+            limits,
             emit,
             allowed_lateness_ms,
             location,

@@ -6,6 +6,7 @@
 //!                     [--batch-size N] [--rate EVENTS_PER_S] [--out DIR]
 //! citybrain-bench drain --brokers HOST:PORT [--topics A,B] [--events N]
 //! citybrain-bench publish --brokers HOST:PORT --input DIR [--rate EVENTS_PER_S]
+//! citybrain-bench checkpoint [--keys N] [--rules PATH] [--store DIR|memory://]
 //! ```
 //!
 //! `run` reads the feed files of `DIR` with the real [`FileSource`] and, by `--mode`:
@@ -82,6 +83,8 @@ enum Command {
     /// Publishes feed files to the feed topics at a steady rate (the soak's load, with
     /// prepared input: scripts/soak.sh).
     Publish(citybrain_benches::publish::PublishArgs),
+    /// Measures a checkpoint (snapshot, write, read, restore) with many keys in open windows.
+    Checkpoint(citybrain_benches::checkpoint::CheckpointArgs),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -139,6 +142,11 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Drain(args) => citybrain_benches::drain::drain(&args),
         Command::Publish(args) => citybrain_benches::publish::publish(&args),
+        Command::Checkpoint(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?
+            .block_on(citybrain_benches::checkpoint::checkpoint(&args)),
     }
 }
 

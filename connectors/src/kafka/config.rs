@@ -50,6 +50,11 @@ pub struct KafkaConfig {
     pub alert_topic: String,
     /// Where malformed and late records go. Default `citybrain.dlq`.
     pub dlq_topic: String,
+    /// The one-partition topic whose assignment in the group `<group_id>.control` decides
+    /// which instance is active (the others stand by). Created when missing (one partition,
+    /// replication 1: create it yourself on a cluster that needs more). Default
+    /// `citybrain.control`.
+    pub control_topic: String,
     /// librdkafka properties for the consumer and the producer alike: security (`security.protocol`,
     /// `sasl.*`, `ssl.*`), timeouts, `client.id`, ... Passed through as given.
     pub properties: BTreeMap<String, String>,
@@ -67,6 +72,7 @@ impl Default for KafkaConfig {
             topics: BTreeMap::new(),
             alert_topic: "citybrain.alerts".to_string(),
             dlq_topic: "citybrain.dlq".to_string(),
+            control_topic: "citybrain.control".to_string(),
             properties: BTreeMap::new(),
             consumer_properties: BTreeMap::new(),
             producer_properties: BTreeMap::new(),
@@ -97,8 +103,15 @@ impl KafkaConfig {
         }
         check_topic("kafka.alert_topic", &self.alert_topic, &mut out);
         check_topic("kafka.dlq_topic", &self.dlq_topic, &mut out);
+        check_topic("kafka.control_topic", &self.control_topic, &mut out);
         if self.alert_topic == self.dlq_topic && !self.alert_topic.is_empty() {
             out.push("kafka.dlq_topic: must differ from kafka.alert_topic".to_string());
+        }
+        if [&self.alert_topic, &self.dlq_topic].contains(&&self.control_topic) {
+            out.push(
+                "kafka.control_topic: must differ from kafka.alert_topic and kafka.dlq_topic"
+                    .to_string(),
+            );
         }
         for (table, props) in [
             ("properties", &self.properties),
@@ -159,6 +172,7 @@ impl KafkaConfig {
         for (name, topic) in [
             ("alert_topic", &self.alert_topic),
             ("dlq_topic", &self.dlq_topic),
+            ("control_topic", &self.control_topic),
         ] {
             if let Some(feed) = seen.get(topic.as_str()) {
                 out.push(format!(

@@ -4,25 +4,31 @@
 //! ```text
 //!  city.traffic ─┐                                    ┌─▶ KafkaSink ─▶ citybrain.alerts
 //!  city.police  ─┼─▶ KafkaSource ─RawBatch─▶ (engine) ─┤                    (key: group/cell)
-//!  city.emergency┤   consumer group,                  └─▶ KafkaSink ─▶ citybrain.dlq
-//!  city.market  ─┘   no auto-commit          KafkaProducer: idempotent, DeliveryTracker
-//!        ▲                                                  │ confirmed sequence
-//!        └──── commit(offsets) ◀── CommitTracker ◀──────────┘ + oldest event time still held
+//!  city.emergency┤   every partition, from            └─▶ KafkaSink ─▶ citybrain.dlq
+//!  city.market  ─┘   the checkpoint's offsets KafkaProducer: idempotent, DeliveryTracker
+//!        ▲                                                  │ Sink::barrier
+//!        └──── Source::commit(a durable checkpoint's offsets) ◀┘
+//!
+//!  citybrain.control (1 partition) ──▶ Leadership: the instance the group assigns it to is
+//!                                      active; the others stand by
 //! ```
 //!
 //! - [`config`]: the `[kafka]` table of the service's TOML file, validated as a whole.
-//! - [`source`]: the consumer; [`progress`]: which offsets may be committed.
+//! - [`source`]: the consumer of the feed topics.
+//! - [`leader`]: which instance of a group is active.
 //! - [`sink`]: the producer and its delivery tracking.
 //! - [`log`]: librdkafka's logs and errors, each kind once (then a summary a minute).
 
 pub mod config;
+pub mod leader;
 pub mod log;
-pub mod progress;
 pub mod sink;
 pub mod source;
 
+/// A partition of a topic.
+pub use crate::source::PartitionId as TopicPartition;
 pub use config::KafkaConfig;
-pub use progress::{CommitTracker, TopicPartition};
+pub use leader::Leadership;
 pub use sink::{
     DEFAULT_MAX_IN_FLIGHT, DeliveryState, DeliveryTracker, KafkaProducer, KafkaSink,
     LatencyObserver,

@@ -1,11 +1,14 @@
-//! Reading the feed topics with one consumer group.
+//! Reading the feed topics: every partition of every feed topic, by one consumer.
 //!
-//! [`KafkaSource`] subscribes to the configured feed topics and turns each poll into
-//! [`RawBatch`]es: every message available right now (up to the batch size) is taken, then
-//! split per feed, keeping the order of each partition. Each record carries its
-//! [`Origin::Kafka`] (topic, partition, offset, Kafka timestamp). The source never commits on
-//! its own: the engine calls [`KafkaSource::commit`] with offsets whose effects are durable
-//! (see [`super::progress`]).
+//! [`KafkaSource`] assigns itself all partitions of the configured feed topics (one active
+//! instance reads everything: rules over several feeds see all of them; which instance is
+//! active is decided elsewhere, see `super::leader`), starting where the engine says (the
+//! positions of its last checkpoint) or else at the group's committed offsets, else at the
+//! earliest. Each poll becomes [`RawBatch`]es: every message available right now (up to the
+//! batch size) is taken, then split per feed, keeping the order of each partition. Each record
+//! carries its [`Origin::Kafka`] (topic, partition, offset, Kafka timestamp). The source never
+//! commits on its own: the engine calls [`Source::commit`] with the positions of a durable
+//! checkpoint.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -13,9 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::FutureExt;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -23,14 +24,16 @@ use rdkafka::{ClientContext, Message};
 
 use super::config::KafkaConfig;
 use super::log::ClientLog;
-use super::progress::TopicPartition;
 use crate::feed::Feed;
 use crate::record::{Origin, RawBatch, RawRecord};
-use crate::source::Source;
+use crate::source::{PartitionId as TopicPartition, Source};
 use crate::{Error, Result};
 
 /// How often a source that stops at the end checks whether it got there while no message comes.
 const END_CHECK_INTERVAL: Duration = Duration::from_millis(200);
+
+/// How long reading a feed topic's partitions may take at start.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What librdkafka's statistics say of an assigned partition.
 #[derive(Debug, Clone, Copy, Default)]
@@ -46,12 +49,10 @@ struct Offsets {
 /// What the consumer's callbacks learn, read by the engine between batches.
 #[derive(Debug, Default)]
 struct Shared {
-    revoked: Mutex<Vec<(String, i32)>>,
     offsets: Mutex<BTreeMap<(String, i32), Offsets>>,
 }
 
-/// librdkafka context of the consumer: records revocations, consumer lag and the end of each
-/// partition.
+/// librdkafka context of the consumer: records consumer lag and the end of each partition.
 pub struct SourceContext {
     shared: Arc<Shared>,
     log: ClientLog,
@@ -92,33 +93,7 @@ impl ClientContext for SourceContext {
     }
 }
 
-impl ConsumerContext for SourceContext {
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Revoke(tpl) => {
-                let mut revoked = self.shared.revoked.lock().expect("revoked lock");
-                let mut offsets = self.shared.offsets.lock().expect("offsets lock");
-                for e in tpl.elements() {
-                    tracing::info!(topic = e.topic(), partition = e.partition(), "revoked");
-                    revoked.push((e.topic().to_string(), e.partition()));
-                    offsets.remove(&(e.topic().to_string(), e.partition()));
-                }
-            }
-            Rebalance::Assign(tpl) => {
-                let mut offsets = self.shared.offsets.lock().expect("offsets lock");
-                for e in tpl.elements() {
-                    tracing::info!(topic = e.topic(), partition = e.partition(), "assigned");
-                    // Known from now on (holding its feed's watermark back until it delivers
-                    // or is read to its end); positions come with the next statistics.
-                    offsets
-                        .entry((e.topic().to_string(), e.partition()))
-                        .or_default();
-                }
-            }
-            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance failed"),
-        }
-    }
-}
+impl ConsumerContext for SourceContext {}
 
 /// The feed topics as a [`Source`].
 pub struct KafkaSource {
@@ -144,18 +119,23 @@ impl std::fmt::Debug for KafkaSource {
 }
 
 impl KafkaSource {
-    /// Joins the consumer group of `config` and subscribes to `topics`, each read as its feed
-    /// (see [`KafkaConfig::feed_topics`]). Batches hold at most `max_batch` records. With
-    /// `stop_at_end`, the source ends once it has read every assigned partition up to its end
-    /// (back-tests, tests); otherwise it runs until dropped.
+    /// Assigns every partition of `topics` (each read as its feed, see
+    /// [`KafkaConfig::feed_topics`]) to one consumer, each starting at its position in `start`
+    /// (a checkpoint's), else at the group's committed offset, else at the earliest offset.
+    /// Batches hold at most `max_batch` records. With `stop_at_end`, the source ends once it
+    /// has read every partition up to its end (back-tests, tests); otherwise it runs until
+    /// dropped. A feed topic that does not exist is reported and not read; partitions added to
+    /// a topic while running are read after a restart.
     ///
     /// # Errors
-    /// When librdkafka rejects the configuration or the subscription.
+    /// When librdkafka rejects the configuration, the topics' metadata cannot be fetched or
+    /// the assignment fails.
     pub fn new(
         config: &KafkaConfig,
         topics: &[(Feed, String)],
         max_batch: usize,
         stop_at_end: bool,
+        start: &BTreeMap<TopicPartition, i64>,
     ) -> Result<Self> {
         let shared = Arc::new(Shared::default());
         let consumer: StreamConsumer<SourceContext> = config
@@ -172,12 +152,51 @@ impl KafkaSource {
             .iter()
             .map(|(f, t)| (t.clone(), (f.clone(), Arc::from(t.as_str()))))
             .collect();
-        let topics: Vec<&str> = feeds.keys().map(String::as_str).collect();
-        consumer.subscribe(&topics).map_err(|source| Error::Kafka {
-            action: format!("subscribing to {}", topics.join(", ")),
+        let mut tpl = TopicPartitionList::new();
+        let mut next = BTreeMap::new();
+        let mut offsets = BTreeMap::new();
+        for (topic, (_, name)) in &feeds {
+            let metadata = consumer
+                .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+                .map_err(|source| Error::Kafka {
+                    action: format!("reading the partitions of {topic}"),
+                    source,
+                })?;
+            let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
+                continue;
+            };
+            if let Some(e) = t.error() {
+                tracing::error!(topic, error = ?rdkafka::error::RDKafkaErrorCode::from(e), "feed topic cannot be read; its feed gets no records");
+                continue;
+            }
+            for p in t.partitions() {
+                let id: TopicPartition = (Arc::clone(name), p.id());
+                let offset = match start.get(&id) {
+                    Some(o) => {
+                        next.insert(id.clone(), *o);
+                        Offset::Offset(*o)
+                    }
+                    None => Offset::Stored,
+                };
+                tpl.add_partition_offset(topic, p.id(), offset)
+                    .map_err(|source| Error::Kafka {
+                        action: format!("assigning {topic}/{}", p.id()),
+                        source,
+                    })?;
+                offsets.insert((topic.clone(), p.id()), Offsets::default());
+            }
+        }
+        consumer.assign(&tpl).map_err(|source| Error::Kafka {
+            action: "assigning the feed partitions".into(),
             source,
         })?;
-        tracing::info!(group = %config.group_id, topics = ?topics, "subscribed");
+        tracing::info!(
+            group = %config.group_id,
+            partitions = tpl.count(),
+            from_checkpoint = next.len(),
+            "reading every partition of the feed topics"
+        );
+        *shared.offsets.lock().expect("offsets lock") = offsets;
         Ok(Self {
             consumer,
             shared,
@@ -185,7 +204,7 @@ impl KafkaSource {
             max_batch: max_batch.max(1),
             stop_at_end,
             pending: VecDeque::new(),
-            next: BTreeMap::new(),
+            next,
             quiet_since: Instant::now(),
         })
     }
@@ -223,14 +242,6 @@ impl KafkaSource {
                 action: "committing offsets".into(),
                 source,
             })
-    }
-
-    /// Partitions revoked by rebalances since the last call.
-    pub fn take_revoked(&self) -> Vec<TopicPartition> {
-        std::mem::take(&mut *self.shared.revoked.lock().expect("revoked lock"))
-            .into_iter()
-            .map(|(t, p)| (Arc::from(t.as_str()), p))
-            .collect()
     }
 
     /// Consumer lag (high watermark − committed offset) per partition, from librdkafka's
@@ -348,10 +359,6 @@ impl Source for KafkaSource {
         last: bool,
     ) -> Result<()> {
         KafkaSource::commit(self, positions, last)
-    }
-
-    fn take_revoked(&mut self) -> Vec<crate::source::PartitionId> {
-        KafkaSource::take_revoked(self)
     }
 
     fn has_positions(&self) -> bool {

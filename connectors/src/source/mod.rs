@@ -84,11 +84,6 @@ pub trait Source: Send {
         Ok(())
     }
 
-    /// Partitions taken away from this source since the last call (a Kafka rebalance).
-    fn take_revoked(&mut self) -> Vec<PartitionId> {
-        Vec::new()
-    }
-
     /// The partitions the source reads now and where each stands; empty for sources without
     /// positions (files, the simulator).
     fn partitions(&self) -> Vec<PartitionStatus> {

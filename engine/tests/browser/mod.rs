@@ -60,7 +60,8 @@ pub fn http(
 ) -> Response {
     let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
+        // Generous: on a loaded host Chromium's start (a new session) has taken over 60 s.
+        .set_read_timeout(Some(Duration::from_secs(180)))
         .unwrap();
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let mut request = format!(
@@ -179,6 +180,18 @@ fn tools() -> Option<(PathBuf, PathBuf)> {
     ))
 }
 
+/// Kills and waits for a child process when dropped while it still holds one.
+struct Reap(Option<Child>);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// A headless Chromium session: a chromedriver of its own (ephemeral port), a fresh profile,
 /// the performance log on (every network request the page makes).
 pub struct Browser {
@@ -203,13 +216,16 @@ impl Browser {
             );
             return None;
         };
-        let mut driver = Command::new(&chromedriver)
+        let driver = Command::new(&chromedriver)
             .arg("--port=0")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", chromedriver.display()));
-        let mut out = BufReader::new(driver.stdout.take().expect("piped"));
+        // Until the session exists, a panic below must not leave the driver running.
+        let mut driver = Reap(Some(driver));
+        let child = driver.0.as_mut().expect("just set");
+        let mut out = BufReader::new(child.stdout.take().expect("piped"));
         let mut port = None;
         let mut seen = String::new();
         for _ in 0..20 {
@@ -259,7 +275,7 @@ impl Browser {
             .unwrap_or_else(|| panic!("no session: {v}"))
             .to_string();
         Some(Browser {
-            driver,
+            driver: driver.0.take().expect("not reaped"),
             addr,
             session,
             _profile: profile,

@@ -10,7 +10,9 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod department;
+mod recovery;
 mod skew;
+mod standby;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -98,99 +100,6 @@ fn round_trip_equals_replay_and_malformed_reach_the_dead_letter_topic() {
         dead.len(),
         bad_positions.len(),
         "each malformed record once"
-    );
-}
-
-#[test]
-fn sigkill_three_times_loses_no_alert() {
-    let Some(brokers) = brokers() else { return };
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let feeds = simulated(&tmp.path().join("sim"), 12_000, 10.0);
-    let expected = replay_alerts(tmp.path(), &feeds);
-    let expected_ids: BTreeSet<String> = expected
-        .iter()
-        .map(|a| a["alert_id"].as_str().expect("id").to_string())
-        .collect();
-    assert!(expected_ids.len() >= 5, "too few alerts to test with");
-    let topics = Topics::new(&brokers, "kill");
-    publish_feeds(&brokers, &topics, &feeds);
-    // Small fetches keep the service mid-stream long enough to be killed there: with its
-    // default prefetch it can read and process the whole input before the first kill.
-    let config = topics.config_with(
-        tmp.path(),
-        &brokers,
-        "",
-        "\"queued.min.messages\" = \"200\"\n\"max.partition.fetch.bytes\" = \"20000\"\n",
-        "",
-    );
-
-    let mut killed_mid_stream = 0;
-    let mut seen_alerts = 0;
-    for round in 0..3 {
-        // Small batches: many commits and emissions, so a kill lands between them.
-        let mut child = spawn_service(&config, &["--exit-at-end", "--batch-size", "100"]);
-        let stderr = child.stderr.take().expect("stderr");
-        std::thread::spawn(move || for _ in BufReader::new(stderr).lines() {});
-        // Kill once the service has produced new alerts since the last kill.
-        let start = Instant::now();
-        let probe = Probe::new(&brokers);
-        loop {
-            if child.try_wait().expect("try_wait").is_some() {
-                break;
-            }
-            let now = probe.high(&topics.alerts);
-            if now > seen_alerts {
-                seen_alerts = now;
-                child.kill().expect("SIGKILL");
-                child.wait().expect("reap");
-                killed_mid_stream += 1;
-                break;
-            }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "round {round}: no progress before the deadline"
-            );
-        }
-    }
-    assert!(
-        killed_mid_stream >= 2,
-        "the service finished before it could be killed mid-stream ({killed_mid_stream} kills)"
-    );
-    run_to_end(&config, &["--batch-size", "100"]);
-
-    let got = alerts_of(&brokers, &topics.alerts);
-    let mut by_id: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
-    for a in &got {
-        by_id
-            .entry(a["alert_id"].as_str().expect("id").to_string())
-            .or_default()
-            .push(a);
-    }
-    let got_ids: BTreeSet<String> = by_id.keys().cloned().collect();
-    let missing: Vec<String> = expected
-        .iter()
-        .filter(|a| !got_ids.contains(a["alert_id"].as_str().unwrap_or_default()))
-        .map(|a| format!("{} {} {}", a["rule"], a["window_start"], a["data"]))
-        .collect();
-    assert!(missing.is_empty(), "alerts lost: {missing:#?}");
-    // Duplicates only as re-deliveries of the same alert: same id, same rule and window.
-    for (id, copies) in &by_id {
-        for c in copies {
-            for field in ["rule", "window_start", "window_end"] {
-                assert_eq!(
-                    c[field], copies[0][field],
-                    "alert {id} re-delivered differently"
-                );
-            }
-        }
-    }
-    let extra: Vec<&String> = by_id
-        .keys()
-        .filter(|id| !expected_ids.contains(*id))
-        .collect();
-    assert!(
-        extra.is_empty(),
-        "alerts replay does not produce: {extra:?}"
     );
 }
 

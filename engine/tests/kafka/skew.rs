@@ -2,7 +2,7 @@
 //! advance its own watermark, a feed's watermark is the minimum over its partitions, and
 //! alignment pauses a partition far ahead of the others.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::Command;
 use std::time::Instant;
@@ -74,27 +74,6 @@ fn city(
         expected.len()
     );
     (feeds, expected)
-}
-
-/// Asserts that `got` holds every alert of `expected` and nothing else, copies only as
-/// re-deliveries (same id, same content).
-fn assert_same_alerts(got: &[Value], expected: &[Value]) {
-    let expected: BTreeMap<String, &Value> = expected
-        .iter()
-        .map(|a| (a["alert_id"].as_str().expect("id").to_string(), a))
-        .collect();
-    let mut seen: BTreeSet<String> = BTreeSet::new();
-    for a in got {
-        let a = comparable(a.clone());
-        let id = a["alert_id"].as_str().expect("id").to_string();
-        let Some(e) = expected.get(&id) else {
-            panic!("an alert replay does not give: {a}");
-        };
-        assert_eq!(&a, *e, "alert {id} differs from replay's");
-        seen.insert(id);
-    }
-    let missing: Vec<&String> = expected.keys().filter(|id| !seen.contains(*id)).collect();
-    assert!(missing.is_empty(), "alerts lost: {missing:?}");
 }
 
 #[test]

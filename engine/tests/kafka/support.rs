@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -71,7 +71,12 @@ pub struct Topics {
     pub feeds: BTreeMap<Feed, String>,
     pub alerts: String,
     pub dlq: String,
+    pub control: String,
     pub group: String,
+    /// `[checkpoint] interval_ms` of the configs written (default 200).
+    pub checkpoint_ms: u64,
+    /// `session.timeout.ms` of the configs written (default 6,000).
+    pub session_ms: u64,
 }
 
 impl Topics {
@@ -88,7 +93,10 @@ impl Topics {
                 .collect(),
             alerts: unique(&format!("{name}-alerts")),
             dlq: unique(&format!("{name}-dlq")),
+            control: unique(&format!("{name}-control")),
             group: unique(&format!("{name}-group")),
+            checkpoint_ms: 200,
+            session_ms: 6_000,
         };
         let admin: AdminClient<_> = ClientConfig::new()
             .set("bootstrap.servers", brokers)
@@ -99,7 +107,7 @@ impl Topics {
             .values()
             .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)))
             .chain(
-                [&t.alerts, &t.dlq]
+                [&t.alerts, &t.dlq, &t.control]
                     .into_iter()
                     .map(|n| NewTopic::new(n, 1, TopicReplication::Fixed(1))),
             )
@@ -128,28 +136,36 @@ impl Topics {
     ) -> PathBuf {
         let mut text = format!(
             "[kafka]\nbrokers = \"{brokers}\"\ngroup_id = \"{}\"\nalert_topic = \"{}\"\ndlq_topic = \"{}\"\n\
-             [kafka.topics]\n",
-            self.group, self.alerts, self.dlq
+             control_topic = \"{}\"\n[kafka.topics]\n",
+            self.group, self.alerts, self.dlq, self.control
         );
         for (f, t) in &self.feeds {
             text.push_str(&format!("{} = \"{t}\"\n", f.name()));
         }
-        text.push_str(
-            // A killed member leaves the group after 6 s instead of librdkafka's 45 s default,
-            // so a restarted service is assigned its partitions promptly.
+        // A killed instance leaves the control group after `session_ms` instead of
+        // librdkafka's 45 s default, so a restarted service or a standby becomes active promptly.
+        text.push_str(&format!(
             "[kafka.consumer_properties]\n\"fetch.wait.max.ms\" = \"10\"\n\
-             \"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n",
-        );
+             \"session.timeout.ms\" = \"{}\"\n\"heartbeat.interval.ms\" = \"{}\"\n",
+            self.session_ms,
+            (self.session_ms / 3).min(1000)
+        ));
         text.push_str(consumer_properties);
         text.push_str(
             "[kafka.producer_properties]\n\"linger.ms\" = \"1\"\n\
-             [engine]\ncommit_interval_ms = 50\n",
+             [engine]\ntick_ms = 50\n",
         );
         text.push_str(engine);
         text.push_str(&format!("[metrics]\nlisten = \"{metrics}\"\n"));
         // These tests are about alerts: no incident desk (it would share the default
         // incident topics between tests; engine/tests/incidents_kafka.rs tests it).
         text.push_str("[incidents]\nenabled = false\n");
+        // Every instance of the group shares the folder, as a standby must.
+        text.push_str(&format!(
+            "[checkpoint]\nstore = \"{}\"\ninterval_ms = {}\n",
+            dir.join("checkpoints").display(),
+            self.checkpoint_ms
+        ));
         let path = dir.join(format!("{}.toml", self.group));
         std::fs::write(&path, text).expect("write config");
         path
@@ -328,11 +344,14 @@ pub fn replay_alerts(dir: &Path, feeds: &BTreeMap<Feed, Vec<String>>) -> Vec<Val
         .collect()
 }
 
-/// An alert without the one field that depends on when it was emitted.
+/// An alert without the field that depends on when it was emitted, and without the unit
+/// `replay` routes it to (the Kafka service does not route alerts to the incident desk's
+/// jurisdictions yet: issue 13 wires the desk into the service).
 pub fn comparable(mut v: Value) -> Value {
-    v.as_object_mut()
-        .expect("alert object")
-        .remove("emitted_at");
+    let o = v.as_object_mut().expect("alert object");
+    for field in ["emitted_at", "unit", "unit_name"] {
+        o.remove(field);
+    }
     v
 }
 
@@ -343,6 +362,11 @@ pub fn sorted(mut v: Vec<Value>) -> Vec<Value> {
 
 /// Starts the service on `config`.
 pub fn spawn_service(config: &Path, extra: &[&str]) -> Child {
+    spawn_service_logging(config, extra, "info")
+}
+
+/// Starts the service on `config` with `CITYBRAIN_LOG` set to `log`.
+pub fn spawn_service_logging(config: &Path, extra: &[&str], log: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_citybrain"))
         .arg("run")
         .arg("--config")
@@ -351,7 +375,7 @@ pub fn spawn_service(config: &Path, extra: &[&str]) -> Child {
         .arg(library())
         .args(extra)
         .env("CITYBRAIN_PSEUDONYM_KEY", KEY)
-        .env("CITYBRAIN_LOG", "info")
+        .env("CITYBRAIN_LOG", log)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -465,6 +489,97 @@ pub fn http_get(addr: &str, path: &str) -> String {
     let mut out = String::new();
     s.read_to_string(&mut out).expect("response");
     out
+}
+
+/// Asserts that `got` holds every alert of `expected` and nothing else, copies only as
+/// re-deliveries (same id, same content).
+pub fn assert_same_alerts(got: &[Value], expected: &[Value]) {
+    let expected: BTreeMap<String, &Value> = expected
+        .iter()
+        .map(|a| (a["alert_id"].as_str().expect("id").to_string(), a))
+        .collect();
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    for a in got {
+        let a = comparable(a.clone());
+        let id = a["alert_id"].as_str().expect("id").to_string();
+        let Some(e) = expected.get(&id) else {
+            panic!("an alert replay does not give: {a}");
+        };
+        assert_eq!(&a, *e, "alert {id} differs from replay's");
+        seen.insert(id);
+    }
+    let missing: Vec<&String> = expected.keys().filter(|id| !seen.contains(*id)).collect();
+    assert!(missing.is_empty(), "alerts lost: {missing:?}");
+}
+
+/// The group's committed offsets of every partition of the feed topics (`partitions` each).
+pub fn committed_offsets(brokers: &str, topics: &Topics, partitions: i32) -> Positions {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", &topics.group)
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for t in topics.feeds.values() {
+        for p in 0..partitions {
+            tpl.add_partition(t, p);
+        }
+    }
+    consumer
+        .committed_offsets(tpl, Duration::from_secs(30))
+        .expect("committed offsets")
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some(((e.topic().to_string(), e.partition()), o)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Per partition (topic, partition), an offset.
+pub type Positions = BTreeMap<(String, i32), i64>;
+
+/// The value of `key=` in a log line (up to the next space).
+pub fn log_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let at = line.find(&format!(" {key}="))? + key.len() + 2;
+    line[at..].split_whitespace().next()
+}
+
+/// Positions as the service logs them (`topic/partition=offset,...`).
+pub fn parse_positions(text: &str) -> Positions {
+    text.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|item| {
+            let (tp, offset) = item.rsplit_once('=').expect("topic/partition=offset");
+            let (topic, partition) = tp.rsplit_once('/').expect("topic/partition");
+            (
+                (topic.to_string(), partition.parse().expect("partition")),
+                offset.parse().expect("offset"),
+            )
+        })
+        .collect()
+}
+
+/// Publishes each feed's lines round-robin over `partitions` partitions of its topic (line
+/// `i` to partition `i % partitions`, in order).
+pub fn publish_split(
+    brokers: &str,
+    topics: &Topics,
+    feeds: &BTreeMap<Feed, Vec<String>>,
+    partitions: i32,
+) {
+    for (feed, lines) in feeds {
+        for p in 0..partitions {
+            let part: Vec<String> = lines
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| (*i as i32) % partitions == p)
+                .map(|(_, l)| l.clone())
+                .collect();
+            publish_to(brokers, &topics.feeds[feed], p, &part);
+        }
+    }
 }
 
 /// The city's feeds, in the shipped catalog's order.

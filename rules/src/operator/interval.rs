@@ -116,6 +116,14 @@ impl WindowState for IntervalJoin {
             .sum()
     }
 
+    fn held_bytes(&self) -> usize {
+        self.kept
+            .iter()
+            .flatten()
+            .map(|(_, _, b)| b.get_array_memory_size())
+            .sum()
+    }
+
     fn oldest_needed_ts(&self) -> Option<i64> {
         self.kept.iter().flatten().map(|(min, _, _)| *min).min()
     }

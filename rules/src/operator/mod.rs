@@ -248,6 +248,36 @@ impl RuleRunner {
         self.state.held_rows()
     }
 
+    /// Memory the rule's state keeps alive, in bytes (see [`RuleRunner::held_rows`]).
+    pub fn held_bytes(&self) -> usize {
+        self.state.held_bytes()
+    }
+
+    /// Why the rule's state is over one of its limits ([`crate::Limits`]), if it is: the
+    /// limit, what it holds, and the header that raises it.
+    pub fn over_limits(&self) -> Option<String> {
+        let limits = &self.rule.meta.limits;
+        let rows = self.held_rows() as u64;
+        if rows > limits.state_rows {
+            return Some(format!(
+                "it holds {rows} rows or partial aggregate states, over its limit of {} \
+                 (`{}` raises it)",
+                limits.state_rows,
+                limits.header("state_rows")
+            ));
+        }
+        let bytes = self.held_bytes() as u64;
+        if bytes > limits.state_bytes {
+            return Some(format!(
+                "its state takes {}, over its limit of {} (`{}` raises it)",
+                crate::rule::human_bytes(bytes),
+                crate::rule::human_bytes(limits.state_bytes),
+                limits.header("state_bytes")
+            ));
+        }
+        None
+    }
+
     /// Late rows seen so far.
     pub fn late_count(&self) -> u64 {
         self.late

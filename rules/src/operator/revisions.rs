@@ -117,6 +117,15 @@ impl Revisions {
             .collect())
     }
 
+    /// Memory of the rows remembered, in bytes (the encoded rows and a rough per-entry cost).
+    pub fn held_bytes(&self) -> usize {
+        self.windows
+            .values()
+            .flat_map(HashMap::iter)
+            .map(|(key, (row, _))| key.len() + row.len() + 48)
+            .sum()
+    }
+
     /// Forgets windows ending at or before `horizon`: late rows can no longer reach them.
     pub fn forget_before(&mut self, horizon: i64) {
         self.windows.retain(|w, _| w.end > horizon);
@@ -258,6 +267,10 @@ impl WindowState for Revised {
 
     fn held_rows(&self) -> usize {
         self.slices.held_rows()
+    }
+
+    fn held_bytes(&self) -> usize {
+        self.slices.held_bytes() + self.revisions.held_bytes()
     }
 
     fn oldest_needed_ts(&self) -> Option<i64> {

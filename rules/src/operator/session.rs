@@ -222,6 +222,20 @@ impl WindowState for Sessions {
             .sum()
     }
 
+    fn held_bytes(&self) -> usize {
+        self.open
+            .iter()
+            .map(|(key, sessions)| {
+                key.len()
+                    + sessions
+                        .iter()
+                        .flat_map(|s| &s.batches)
+                        .map(RecordBatch::get_array_memory_size)
+                        .sum::<usize>()
+            })
+            .sum()
+    }
+
     fn oldest_needed_ts(&self) -> Option<i64> {
         self.open.values().flatten().map(|s| s.start).min()
     }

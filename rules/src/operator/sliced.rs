@@ -98,7 +98,9 @@ impl Slices {
                         let states = rule
                             .run(&split.partial, vec![(&*scan.slot, vec![rows])])
                             .await?;
-                        self.partials.entry(slice).or_default().extend(states);
+                        let held = self.partials.entry(slice).or_default();
+                        held.extend(states);
+                        compact(held).map_err(|e| fault(rule, e))?;
                     }
                     None => {
                         // The slice is kept even when the scan's filter drops every row, so
@@ -231,7 +233,11 @@ impl Slices {
             .map(|(i, w)| ((w.start, w.end), i))
             .collect();
         let batches = rule
-            .run(&split.final_plan, vec![(&*split.state, states)])
+            .run_windows(
+                &split.final_plan,
+                vec![(&*split.state, states)],
+                windows.len(),
+            )
             .await?;
         for batch in &batches {
             let (Some(starts), Some(ends)) =
@@ -335,6 +341,19 @@ impl WindowState for Slices {
             .sum()
     }
 
+    fn held_bytes(&self) -> usize {
+        let batches: usize = self
+            .raw
+            .iter()
+            .flat_map(BTreeMap::values)
+            .chain(self.partials.values())
+            .flatten()
+            .map(RecordBatch::get_array_memory_size)
+            .sum();
+        // A B-tree entry of an i64 window end, roughly.
+        batches + (self.pending.len() + self.refire.len()) * 16
+    }
+
     fn oldest_needed_ts(&self) -> Option<i64> {
         self.raw
             .iter()
@@ -429,4 +448,23 @@ fn timestamps(batch: &RecordBatch, i: usize) -> Option<&TimestampMillisecondArra
         .get(i)?
         .as_any()
         .downcast_ref::<TimestampMillisecondArray>()
+}
+
+/// Keeps a slice's partial states in few, tightly sized batches: while the last batch holds at
+/// least half as many rows as the one before it, the two are copied into one (so each batch
+/// holds more than twice the rows of the next, there are O(log n) of them, and a row is copied
+/// O(log n) times). A partial aggregate's output keeps buffers sized for a whole batch and
+/// every batch has its own headers: with a live feed's small batches that was most of the
+/// state (`rules/benches/state_per_group.rs`).
+fn compact(batches: &mut Vec<RecordBatch>) -> std::result::Result<(), arrow::error::ArrowError> {
+    while let [.., before, last] = batches.as_slice() {
+        if before.num_rows() > 2 * last.num_rows() {
+            break;
+        }
+        let n = batches.len();
+        let merged = arrow::compute::concat_batches(&last.schema(), &batches[n - 2..])?;
+        batches.truncate(n - 2);
+        batches.push(merged);
+    }
+    Ok(())
 }

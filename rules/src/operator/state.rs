@@ -101,6 +101,12 @@ pub(crate) trait WindowState: Send {
         0
     }
 
+    /// Memory of what it holds, in bytes (Arrow's count of the buffers its batches keep
+    /// alive, plus its bookkeeping): what `max_state_bytes` limits.
+    fn held_bytes(&self) -> usize {
+        0
+    }
+
     /// The earliest event time of any row whose effects are not final yet.
     fn oldest_needed_ts(&self) -> Option<i64> {
         None
