@@ -363,6 +363,7 @@ fn sigkill_three_times_loses_no_incident_or_action_and_doubles_no_escalation() {
             }
         })
     };
+    let checkpoints = tmp.path().join("checkpoints").display().to_string();
     let config = tmp.path().join("service.toml");
     std::fs::write(
         &config,
@@ -373,6 +374,7 @@ fn sigkill_three_times_loses_no_incident_or_action_and_doubles_no_escalation() {
              \"heartbeat.interval.ms\" = \"1000\"\n\"max.poll.interval.ms\" = \"10000\"\n\
              [kafka.producer_properties]\n\"linger.ms\" = \"1\"\n\
              [engine]\ncommit_interval_ms = 50\n[metrics]\nlisten = \"\"\n\
+             [checkpoint]\nstore = \"{checkpoints}\"\n\
              [incidents]\nevents_topic = \"{events_topic}\"\ntable_topic = \"{table}\"\nactions_topic = \"{actions}\"\nclock = \"event\"\n"
         ),
     )
