@@ -12,6 +12,8 @@
 #   -s STORAGE     tansu storage engine (default memory://tansu/)
 #   --sim-rate R   simulator events per simulated second (default 200, the simulator's)
 #   --keep         keep the work folder (config, logs, each stage's output) and print its path
+#   --checkpoint-ms MS  the engine's checkpoint interval (default 10000, the engine's); the
+#                  engine's summary (engine.err) says how many it took and their share of the run
 #   -P KEY=VALUE   a librdkafka consumer property for the engine (repeatable), e.g.
 #                  -P queued.min.messages=1000000 (see BENCHMARKS.md, "Through Kafka")
 #
@@ -43,6 +45,7 @@ storage="memory://tansu/"
 sim_rate=200
 engine_props=()
 keep=0
+checkpoint_ms=10000
 while [[ $# -gt 0 ]]; do
     case "$1" in
         -n) events="$2"; shift 2 ;;
@@ -52,7 +55,8 @@ while [[ $# -gt 0 ]]; do
         --sim-rate) sim_rate="$2"; shift 2 ;;
         -P) engine_props+=("$2"); shift 2 ;;
         --keep) keep=1; shift ;;
-        -h|--help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --checkpoint-ms) checkpoint_ms="$2"; shift 2 ;;
+        -h|--help) sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -133,6 +137,7 @@ brokers = "$brokers"
 $(for kv in "${engine_props[@]}"; do printf '"%s" = "%s"\n' "${kv%%=*}" "${kv#*=}"; done)
 [checkpoint]
 store = "$work/checkpoints"
+interval_ms = $checkpoint_ms
 [metrics]
 listen = ""
 EOF
@@ -177,8 +182,9 @@ drained=$(sed -n 's/^RESULT //p' "$work/consume.out" | json_field messages)
 cat "$work/consume.err" >&2
 
 echo "engine: citybrain run --exit-at-end over $rules ..." >&2
+# --insecure-dev-key: the broker is a throwaway one of this script (pseudonyms are never kept).
 run_stage engine "$bin" run --config "$work/citybrain.toml" --brokers "$brokers" \
-    --group "bench-kafka-$$-$(date +%s)" --rules "$rules" --exit-at-end
+    --group "bench-kafka-$$-$(date +%s)" --rules "$rules" --exit-at-end --insecure-dev-key
 read_by_engine=$(sed -n 's/^read \([0-9]*\) records.*/\1/p' "$work/engine.err" | tail -1)
 grep -A100 '^read [0-9]* records' "$work/engine.err" | sed 's/^/  /' >&2 || true
 

@@ -56,7 +56,9 @@ fn a_department_feed_declared_in_ddl_is_read_from_kafka() {
              dlq_topic = \"{dlq}\"\n[kafka.topics]\ngrid_reports = \"{topic}\"\n\
              [kafka.consumer_properties]\n\"fetch.wait.max.ms\" = \"10\"\n\
              [kafka.producer_properties]\n\"linger.ms\" = \"1\"\n\
-             [engine]\ncommit_interval_ms = 50\n[metrics]\nlisten = \"\"\n"
+             [engine]\ncommit_interval_ms = 50\n[metrics]\nlisten = \"\"\n\
+             [checkpoint]\nstore = \"{}\"\n",
+            tmp.path().join("checkpoints").display()
         ),
     )
     .expect("config");

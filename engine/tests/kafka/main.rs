@@ -10,6 +10,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod department;
+mod isolation;
 mod recovery;
 mod skew;
 mod standby;

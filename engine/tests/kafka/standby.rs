@@ -111,6 +111,13 @@ impl Instance {
     fn wait_exit(mut self) -> (ExitStatus, Run) {
         let status = self.child.wait().expect("wait");
         self.finish();
+        if !status.success() {
+            eprintln!(
+                "{} exited {status}; its log:\n{}",
+                self.name,
+                self.log().join("\n")
+            );
+        }
         (status, Run::read(&self.log()))
     }
 
