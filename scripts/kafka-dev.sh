@@ -19,7 +19,9 @@ DIR="${KAFKA_DEV_DIR:-$PWD/.kafka-dev}"
 PIDFILE="$DIR/tansu.pid"
 STORAGE="${KAFKA_DEV_STORAGE:-sqlite://tansu.db}"
 URL="tcp://127.0.0.1:$PORT"
-TOPICS="city.traffic city.police city.emergency city.market citybrain.alerts citybrain.dlq"
+TOPICS="city.traffic city.police city.emergency city.market citybrain.alerts citybrain.dlq citybrain.incident-events citybrain.incident-actions"
+# Compacted: the latest record per key is what counts.
+COMPACTED_TOPICS="citybrain.incidents"
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }
 running() { [[ -f "$PIDFILE" ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
@@ -60,6 +62,9 @@ up() {
   done
   for t in $TOPICS; do
     tansu topic create "$t" --partitions 1 --broker "$URL" >/dev/null 2>&1 || true
+  done
+  for t in $COMPACTED_TOPICS; do
+    tansu topic create "$t" --partitions 1 --config cleanup.policy=compact --broker "$URL" >/dev/null 2>&1 || true
   done
   echo "kafka-dev: tansu on 127.0.0.1:$PORT (pid $(cat "$PIDFILE")); CITYBRAIN_TEST_BROKERS=127.0.0.1:$PORT"
 }

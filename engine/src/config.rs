@@ -41,6 +41,8 @@ pub struct ServiceConfig {
     pub metrics: MetricsSection,
     /// Limits of the HTTP server(s): request sizes, timeouts, connections.
     pub http: HttpLimits,
+    /// The incident desk: its topics, files and clock.
+    pub incidents: crate::incidents::IncidentsSection,
     /// Where checkpoints go and how often.
     pub checkpoint: CheckpointConfig,
 }
@@ -145,6 +147,7 @@ impl ServiceConfig {
     /// Every problem of the configuration; empty when it can run.
     pub fn problems(&self) -> Vec<String> {
         let mut out = self.kafka.problems();
+        out.extend(self.incidents.problems());
         out.extend(self.checkpoint.problems());
         let e = &self.engine;
         if e.out_of_orderness_ms < 0 {

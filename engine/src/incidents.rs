@@ -328,8 +328,8 @@ impl Grid {
         self.watermark
     }
 
-    /// The event time given to alerts whose rows carry none: the clock, before it exists the
-    /// largest event time seen minus the out-of-orderness bound.
+    /// The event time of alerts whose rows carry none: the clock, before it exists the largest
+    /// event time seen minus the out-of-orderness bound.
     pub fn event_clock(&self) -> Option<i64> {
         self.watermark
             .or_else(|| self.max_ts.map(|t| t - self.out_of_orderness_ms))
@@ -371,9 +371,10 @@ impl Grid {
         let Some(desk) = &self.desk else {
             return Ok(Vec::new());
         };
+        let fallback = self.event_clock();
         let alerts: Vec<AlertIn> = alerts
             .iter()
-            .filter_map(|a| match AlertIn::from_json(&a.json) {
+            .filter_map(|a| match AlertIn::from_json(&a.json, fallback) {
                 Ok(a) => Some(a),
                 Err(e) => {
                     tracing::warn!(alert = %a.id, error = %e, "alert not taken by the incident desk");
@@ -405,6 +406,18 @@ impl Grid {
         }
         publish_metrics(desk, &done.events);
         Ok(dead)
+    }
+
+    /// A future resolving once the desk's outputs written so far are durable (the pipeline
+    /// acknowledges input only after it).
+    ///
+    /// # Errors
+    /// When a barrier cannot be set.
+    pub async fn barrier(&self) -> Result<citybrain_connectors::Barrier> {
+        match &self.desk {
+            Some(d) => d.barrier().await.map_err(Error::Incidents),
+            None => Ok(Box::pin(futures::future::ready(Ok(())))),
+        }
     }
 
     /// Makes the desk's outputs durable.
@@ -507,7 +520,7 @@ pub async fn build_desk(
     }
     let desk = Desk::new(parts.context.clone(), access, config, outputs);
     if !restored.is_empty() {
-        desk.restore(restored).await;
+        desk.restore(restored).await.map_err(Error::Incidents)?;
     }
     Ok(desk)
 }
@@ -682,4 +695,321 @@ pub fn report(
     } else {
         citybrain_ops::report::render(&rows)
     })
+}
+
+/// The `[incidents]` table of the service's TOML file (`run --brokers`).
+///
+/// ```toml
+/// [incidents]
+/// enabled = true
+/// events_topic = "citybrain.incident-events"   # every incident event; the state is rebuilt from it
+/// table_topic = "citybrain.incidents"          # compacted: each incident's latest state
+/// actions_topic = "citybrain.incident-actions" # actions from other systems
+/// clock = "live"                               # or "event": the watermark only (back-tests)
+/// live_bound_ms = 60000                        # live: the clock is at least wall time minus this
+/// # jurisdictions, policy, calendar, access: files (defaults: the sample city, the built-in
+/// # policy, UTC+8 office hours, the demo tokens)
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IncidentsSection {
+    /// Whether the service runs the incident desk. Default true.
+    pub enabled: bool,
+    /// Where incident events go (and are restored from). Default `citybrain.incident-events`.
+    pub events_topic: String,
+    /// The compacted topic of each incident's latest state. Default `citybrain.incidents`.
+    pub table_topic: String,
+    /// Where actions are read from. Default `citybrain.incident-actions`.
+    pub actions_topic: String,
+    /// Jurisdictions (GeoJSON). Default: the sample city.
+    pub jurisdictions: Option<PathBuf>,
+    /// Escalation policy (TOML). Default: the built-in policy.
+    pub policy: Option<PathBuf>,
+    /// Working-time calendar (TOML).
+    pub calendar: Option<PathBuf>,
+    /// Bearer tokens of the incident API. Default: the sample city's demo tokens.
+    pub access: Option<PathBuf>,
+    /// `live` (the watermark, at least wall time minus `live_bound_ms`) or `event` (the
+    /// watermark only). Default `live`.
+    pub clock: String,
+    /// How far the live clock may stay behind wall time, ms. Default 60,000: a minute of
+    /// transport and out-of-order delay before a quiet feed stops holding deadlines back.
+    pub live_bound_ms: u64,
+}
+
+impl Default for IncidentsSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            events_topic: "citybrain.incident-events".into(),
+            table_topic: "citybrain.incidents".into(),
+            actions_topic: "citybrain.incident-actions".into(),
+            jurisdictions: None,
+            policy: None,
+            calendar: None,
+            access: None,
+            clock: "live".into(),
+            live_bound_ms: 60_000,
+        }
+    }
+}
+
+impl IncidentsSection {
+    /// Every problem of the table, one line each naming the key.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let topics = [
+            ("events_topic", &self.events_topic),
+            ("table_topic", &self.table_topic),
+            ("actions_topic", &self.actions_topic),
+        ];
+        for (key, topic) in topics {
+            let ok = !topic.is_empty()
+                && topic.len() <= 249
+                && topic
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+            if !ok {
+                out.push(format!(
+                    "incidents.{key}: `{topic}` is not a Kafka topic name (1-249 of a-z A-Z 0-9 . _ -)"
+                ));
+            }
+        }
+        if topics[0].1 == topics[1].1 || topics[0].1 == topics[2].1 || topics[1].1 == topics[2].1 {
+            out.push("incidents: the events, table and actions topics must differ".into());
+        }
+        if !matches!(self.clock.as_str(), "live" | "event") {
+            out.push(format!(
+                "incidents.clock: `{}` must be `live` or `event`",
+                self.clock
+            ));
+        }
+        for (key, path) in [
+            ("jurisdictions", &self.jurisdictions),
+            ("policy", &self.policy),
+            ("calendar", &self.calendar),
+            ("access", &self.access),
+        ] {
+            if let Some(p) = path
+                && !p.is_file()
+            {
+                out.push(format!("incidents.{key}: {} is not a file", p.display()));
+            }
+        }
+        out
+    }
+}
+
+/// The incident desk of the Kafka service, with its background tasks (actions, the live
+/// clock); dropping it stops them.
+pub struct KafkaDesk {
+    /// The desk (for the API); `None` when `[incidents] enabled = false` (alerts are still
+    /// routed to the grid's units).
+    pub desk: Option<Arc<Desk>>,
+    grid: Option<Grid>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for KafkaDesk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaDesk").finish_non_exhaustive()
+    }
+}
+
+impl Drop for KafkaDesk {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl KafkaDesk {
+    /// The grid for the pipeline (once).
+    pub fn take_grid(&mut self) -> Option<Grid> {
+        self.grid.take()
+    }
+}
+
+/// The service's incident desk: restored from the events topic, writing events and the
+/// incident table through its own idempotent producer (the pipeline waits for them before it
+/// commits input: `Grid::barrier`), taking actions from the actions topic, and moving the live
+/// clock every second. With `[incidents] enabled = false`, no desk: alerts are only routed to
+/// the grid's units (as `run --no-incidents` does).
+///
+/// # Errors
+/// When a file is invalid, the topics cannot be read, or a Kafka client cannot be created.
+pub async fn kafka_desk(
+    config: &crate::config::ServiceConfig,
+    rules: &[CompiledRule],
+) -> Result<KafkaDesk> {
+    use citybrain_connectors::kafka::{KafkaProducer, KafkaSink};
+    let section = &config.incidents;
+    let args = IncidentArgs {
+        jurisdictions: section.jurisdictions.clone(),
+        policy: section.policy.clone(),
+        calendar: section.calendar.clone(),
+        ..IncidentArgs::default()
+    };
+    let parts = desk_parts(&args, rules)?;
+    if !section.enabled {
+        return Ok(KafkaDesk {
+            desk: None,
+            grid: Some(Grid::routing(
+                Arc::clone(&parts.jurisdictions),
+                config.engine.out_of_orderness_ms,
+            )),
+            tasks: Vec::new(),
+        });
+    }
+    let access = access(section.access.as_deref(), &parts.jurisdictions)?;
+    let producer =
+        Arc::new(KafkaProducer::new(&config.kafka.producer_config(), None).map_err(Error::Sink)?);
+    let kafka = config.kafka.clone();
+    let topic = section.events_topic.clone();
+    let restored =
+        tokio::task::spawn_blocking(move || citybrain_ops::kafka::restore_events(&kafka, &topic))
+            .await
+            .map_err(|e| {
+                Error::Incidents(citybrain_ops::Error::Invalid {
+                    problems: vec![format!("restoring incidents: {e}")],
+                })
+            })?
+            .map_err(Error::Incidents)?;
+    let desk_config = DeskConfig {
+        clock: if section.clock == "event" {
+            ClockMode::EventTime
+        } else {
+            ClockMode::Live {
+                bound_ms: i64::try_from(section.live_bound_ms).unwrap_or(i64::MAX),
+            }
+        },
+        exercise: false,
+        ..DeskConfig::default()
+    };
+    let extra: Vec<(String, Format, Box<dyn Sink>)> = vec![
+        (
+            section.events_topic.clone(),
+            Format::Events,
+            Box::new(KafkaSink::new(
+                Arc::clone(&producer),
+                &section.events_topic,
+                false,
+            )),
+        ),
+        (
+            section.table_topic.clone(),
+            Format::Table,
+            Box::new(KafkaSink::new(
+                Arc::clone(&producer),
+                &section.table_topic,
+                false,
+            )),
+        ),
+    ];
+    let desk = build_desk(
+        &parts,
+        access,
+        desk_config.clone(),
+        &OutputPlan::default(),
+        extra,
+    )
+    .await?;
+    desk.restore(restored).await.map_err(Error::Incidents)?;
+    let mut tasks = Vec::new();
+    let reader = citybrain_ops::kafka::ActionReader::new(&config.kafka, &section.actions_topic)
+        .map_err(Error::Incidents)?;
+    let dead = KafkaSink::new(Arc::clone(&producer), &config.kafka.dlq_topic, false);
+    tasks.push(tokio::spawn(take_actions(Arc::clone(&desk), reader, dead)));
+    if matches!(desk_config.clock, ClockMode::Live { .. }) {
+        let ticking = Arc::clone(&desk);
+        tasks.push(tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                match ticking.tick().await {
+                    Ok(events) => publish_metrics(&ticking, &events),
+                    Err(e) => tracing::error!(error = %e, "incident clock: outputs failed"),
+                }
+            }
+        }));
+    }
+    tracing::info!(
+        events = %section.events_topic,
+        table = %section.table_topic,
+        actions = %section.actions_topic,
+        incidents = desk.book().len(),
+        "incident desk on Kafka"
+    );
+    Ok(KafkaDesk {
+        grid: Some(Grid::with_desk(
+            Arc::clone(&parts.jurisdictions),
+            Arc::clone(&desk),
+            ActionQueue::default(),
+            Vec::new(),
+            config.engine.out_of_orderness_ms,
+        )),
+        desk: Some(desk),
+        tasks,
+    })
+}
+
+/// Applies the actions topic's records one by one: an action seen before is skipped, a
+/// malformed or refused one dead-lettered with its reason; each record is committed once its
+/// events (or its dead letter) are delivered.
+async fn take_actions(
+    desk: Arc<Desk>,
+    reader: citybrain_ops::kafka::ActionReader,
+    mut dead: citybrain_connectors::kafka::KafkaSink,
+) {
+    loop {
+        let record = match reader.next().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading incident actions; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let origin = json!({
+            "topic": record.origin.topic,
+            "partition": record.origin.partition,
+            "offset": record.origin.offset,
+        });
+        let reason = match record.action {
+            Ok(a)
+                if a.action_id
+                    .as_deref()
+                    .is_some_and(|id| desk.book().has_action(id)) =>
+            {
+                None
+            }
+            Ok(a) => match desk.act(a).await {
+                Ok(Ok(_)) => None,
+                Ok(Err(refusal)) => Some(format!("refused: {refusal}")),
+                Err(e) => {
+                    // Not committed: read again after a restart.
+                    tracing::error!(error = %e, "incident outputs failed; the action is not committed");
+                    continue;
+                }
+            },
+            Err(why) => Some(why),
+        };
+        if let Some(reason) = reason {
+            let letter = action_dead_letter(&record.raw, &reason, &origin);
+            if let Err(e) = async {
+                dead.write(&[letter]).await?;
+                dead.flush().await
+            }
+            .await
+            {
+                tracing::error!(error = %e, "dead-lettering an action failed; not committed");
+                continue;
+            }
+        }
+        if let Err(e) = reader.commit(&record.origin) {
+            tracing::warn!(error = %e, "committing an incident action");
+        }
+    }
 }

@@ -611,7 +611,12 @@ async fn run_kafka(a: RunArgs, overrides: EngineOverrides) -> anyhow::Result<()>
     let feeds = feed_catalog(&a.feeds, &dir)?;
     let (rules, _watcher, updates) = watched_rules(&dir, rules_catalog(&feeds)).await?;
     let (metrics, _) = Metrics::install(&config.metrics.listen, &config.http).await?;
-    let _console = console(&a.console, None).await?;
+    let mut incident_desk = incidents::kafka_desk(&config, &rules).await?;
+    let _console = console(
+        &a.console,
+        incident_desk.desk.clone().map(citybrain_ops::router),
+    )
+    .await?;
     info!(
         brokers = %config.kafka.brokers,
         group = %config.kafka.group_id,
@@ -629,9 +634,11 @@ async fn run_kafka(a: RunArgs, overrides: EngineOverrides) -> anyhow::Result<()>
         metrics,
         a.kafka.exit_at_end,
         shutdown_signal(),
+        incident_desk.take_grid(),
     )
     .await?;
     eprint!("{}", outcome.stats.summary(started.elapsed()));
+    drop(incident_desk);
     Ok(())
 }
 

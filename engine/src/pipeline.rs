@@ -620,10 +620,14 @@ impl Pipeline {
         store: &CheckpointStore,
     ) -> Result<()> {
         let started = Instant::now();
-        let barriers = [
+        let mut barriers = vec![
             self.alert_sink.barrier().await.map_err(Error::Sink)?,
             self.dead_sink.barrier().await.map_err(Error::Sink)?,
         ];
+        if let Some(grid) = &self.grid {
+            // Incident events too: input is acknowledged only once they are durable.
+            barriers.push(grid.barrier().await?);
+        }
         let checkpoint = Checkpoint {
             epoch: self.epoch + 1,
             positions: self.positions.clone(),

@@ -62,7 +62,8 @@ pub struct Outcome {
 /// written or read, a rule fails to execute, or another instance took over
 /// ([`Error::Fenced`]). Nothing is committed past unacknowledged output.
 // Each argument is a separate part handed in by `main` (config, catalog, rules and their updates,
-// key, metrics, stop conditions); a struct grouping them would only be unpacked again here.
+// key, metrics, stop conditions, the incident grid); a struct grouping them would only be
+// unpacked again here.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     config: ServiceConfig,
@@ -73,6 +74,7 @@ pub async fn run(
     metrics: Metrics,
     stop_at_end: bool,
     shutdown: impl Future<Output = ()>,
+    grid: Option<crate::incidents::Grid>,
 ) -> Result<Outcome> {
     let e = &config.engine;
     tokio::pin!(shutdown);
@@ -118,6 +120,9 @@ pub async fn run(
     );
     if let Some(updates) = rule_updates {
         pipeline.watch_rules(updates);
+    }
+    if let Some(grid) = grid {
+        pipeline.set_grid(grid);
     }
     let topics = config
         .kafka

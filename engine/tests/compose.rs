@@ -215,13 +215,20 @@ fn compose_stack_matches_the_code() {
     // The topic creator makes every topic citybrain uses by default.
     let creator = doc["services"]["topics"]["command"].to_string();
     let defaults = KafkaConfig::default();
-    for t in defaults
-        .topics
-        .values()
-        .chain([&defaults.alert_topic, &defaults.dlq_topic])
-    {
+    let incidents = citybrain_engine::incidents::IncidentsSection::default();
+    for t in defaults.topics.values().chain([
+        &defaults.alert_topic,
+        &defaults.dlq_topic,
+        &incidents.events_topic,
+        &incidents.table_topic,
+        &incidents.actions_topic,
+    ]) {
         assert!(creator.contains(t.as_str()), "topic creator lacks {t}");
     }
+    assert!(
+        creator.contains("citybrain.incidents --partitions 3 --replication-factor 1 --config cleanup.policy=compact"),
+        "the incident table is compacted"
+    );
 
     // citybrain's environment variables are ones the binary reads.
     let main = std::fs::read_to_string(root().join("engine/src/main.rs")).expect("main.rs");

@@ -160,10 +160,17 @@ impl Desk {
 
     /// Rebuilds the book from `events` (the log of an earlier run), replacing what it held.
     /// Deadlines that passed meanwhile fire at the next clock advance.
-    pub async fn restore(&self, events: Vec<IncidentEvent>) {
+    ///
+    /// # Errors
+    /// When the incident table cannot be written again.
+    pub async fn restore(&self, events: Vec<IncidentEvent>) -> Result<()> {
         let mut outputs = self.outputs.lock().await;
         outputs.restored(&events);
         let book = Book::restore(events.iter().cloned());
+        // The table's last records may have been lost with the process that wrote them: every
+        // incident's state is written again (a compacted topic keeps the latest).
+        let incidents: Vec<&Incident> = book.incidents().collect();
+        outputs.rewrite_table(&incidents).await?;
         let mut log: VecDeque<Arc<IncidentEvent>> = events.into_iter().map(Arc::new).collect();
         while log.len() > self.config.log_capacity {
             log.pop_front();
@@ -176,6 +183,7 @@ impl Desk {
         );
         *self.book.write().expect("book lock") = book;
         *self.log.write().expect("log lock") = log;
+        Ok(())
     }
 
     /// The decision context.
@@ -353,8 +361,8 @@ impl Desk {
         .map(|i| i.events)
     }
 
-    /// One action from the API, taken at the clock's time; its events are written and flushed
-    /// before it returns.
+    /// One live action (the API, the actions topic), taken at the clock's time: its events
+    /// are written and flushed before it returns.
     ///
     /// # Errors
     /// The outer error: an output failed. The inner one: the action was refused (nothing
@@ -385,6 +393,14 @@ impl Desk {
         self.publish(&mut outputs, events, &mut ingested).await?;
         outputs.flush().await?;
         Ok(result)
+    }
+
+    /// A future resolving once every output written so far is durable.
+    ///
+    /// # Errors
+    /// When a barrier cannot be set.
+    pub async fn barrier(&self) -> Result<citybrain_connectors::sink::Barrier> {
+        self.outputs.lock().await.barrier().await
     }
 
     /// Makes every output durable.

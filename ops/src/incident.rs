@@ -341,18 +341,21 @@ pub struct AlertIn {
 
 impl AlertIn {
     /// Reads the fields the desk needs from an alert's JSON (`alert_id`, `rule`, `title`,
-    /// `severity`, `key`, `event_time` (else `window_end`), `revision`, `location`, `unit`).
+    /// `severity`, `key`, `event_time` (else `window_end`, else `fallback_at`: the desk's
+    /// clock), `revision`, `location`, `unit`).
     ///
     /// # Errors
     /// A message naming the missing or malformed field.
-    pub fn from_json(v: &serde_json::Value) -> Result<Self, String> {
+    pub fn from_json(v: &serde_json::Value, fallback_at: Option<Ms>) -> Result<Self, String> {
         let s = |k: &str| v.get(k).and_then(serde_json::Value::as_str);
         let need = |k: &str| s(k).map(str::to_string).ok_or(format!("alert: no `{k}`"));
-        let at_text = s("event_time")
-            .or_else(|| s("window_end"))
-            .ok_or("alert: no `event_time` (nor `window_end`)")?;
-        let at = crate::time::parse_rfc3339(at_text)
-            .ok_or(format!("alert: event_time `{at_text}` is not RFC 3339"))?;
+        let at = match s("event_time").or_else(|| s("window_end")) {
+            Some(text) => crate::time::parse_rfc3339(text)
+                .ok_or(format!("alert: event_time `{text}` is not RFC 3339"))?,
+            None => {
+                fallback_at.ok_or("alert: no `event_time` (nor `window_end`) and no clock yet")?
+            }
+        };
         let location = match v.get("location") {
             None | Some(serde_json::Value::Null) => Location::none(),
             Some(l) => {

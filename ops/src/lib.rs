@@ -39,6 +39,7 @@ pub mod desk;
 pub mod error;
 pub mod incident;
 pub mod jurisdiction;
+pub mod kafka;
 pub mod policy;
 pub mod report;
 pub mod store;

@@ -102,6 +102,30 @@ impl Outputs {
         }
     }
 
+    /// Writes every incident's state to the [`Format::Table`] outputs (after a restore).
+    ///
+    /// # Errors
+    /// [`Error::Write`] naming the output.
+    pub async fn rewrite_table(&mut self, incidents: &[&Incident]) -> Result<()> {
+        for o in &mut self.outputs {
+            if let Output::Sink {
+                name,
+                format: Format::Table,
+                sink,
+            } = o
+            {
+                let records: Vec<SinkRecord> = incidents.iter().map(|i| table_record(i)).collect();
+                for chunk in records.chunks(10_000) {
+                    sink.write(chunk).await.map_err(|source| Error::Write {
+                        what: name.clone(),
+                        source: Box::new(source),
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Writes `events`; `incidents` holds the state of each incident they touched (for
     /// [`Format::Table`] and CAP).
     ///
@@ -160,6 +184,26 @@ impl Outputs {
             }
         }
         Ok(())
+    }
+
+    /// A future resolving once everything written so far is durable (see
+    /// [`citybrain_connectors::Sink::barrier`]); the caller goes on meanwhile.
+    ///
+    /// # Errors
+    /// [`Error::Write`] naming the output whose barrier could not be set.
+    pub async fn barrier(&mut self) -> Result<citybrain_connectors::sink::Barrier> {
+        let mut waits = Vec::new();
+        for o in &mut self.outputs {
+            if let Output::Sink { name, sink, .. } = o {
+                waits.push(sink.barrier().await.map_err(|source| Error::Write {
+                    what: name.clone(),
+                    source: Box::new(source),
+                })?);
+            }
+        }
+        Ok(Box::pin(async move {
+            futures::future::try_join_all(waits).await.map(drop)
+        }))
     }
 
     /// Makes everything written durable.

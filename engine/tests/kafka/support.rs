@@ -157,6 +157,9 @@ impl Topics {
         );
         text.push_str(engine);
         text.push_str(&format!("[metrics]\nlisten = \"{metrics}\"\n"));
+        // These tests are about alerts: no incident desk (it would share the default
+        // incident topics between tests; engine/tests/incidents_kafka.rs tests it).
+        text.push_str("[incidents]\nenabled = false\n");
         // Every instance of the group shares the folder, as a standby must.
         text.push_str(&format!(
             "[checkpoint]\nstore = \"{}\"\ninterval_ms = {}\n",
