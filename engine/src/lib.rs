@@ -24,6 +24,9 @@
 //!   durable progress), and `simulate --brokers`; [`config`] its validated TOML file;
 //!   [`metrics`] the Prometheus endpoint and every metric name, served by [`http::serve`]
 //!   (axum on hyper, size and time limits as layers and connection settings).
+//! - [`ingest`]: `citybrain ingest`, the stateless ingest tier: raw feed topics in, decoded,
+//!   validated and pseudonymised standard records out (`<topic>.std`), any number of
+//!   processes in one consumer group.
 //! - [`console`]: the operations console (page, assets) and the incident API on one address.
 
 pub mod alert;
@@ -33,6 +36,7 @@ pub mod console;
 pub mod error;
 pub mod http;
 pub mod incidents;
+pub mod ingest;
 pub mod metrics;
 pub mod pipeline;
 pub mod reload;

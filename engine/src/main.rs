@@ -52,6 +52,9 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// The ingest tier: raw feed topics in, decoded, validated, pseudonymised standard records
+    /// out (`<topic>.std`); run any number in one consumer group (docs/scale.md).
+    Ingest(citybrain_engine::ingest::IngestArgs),
     /// Work with incident event logs.
     Incidents {
         #[command(subcommand)]
@@ -350,7 +353,46 @@ fn try_main() -> anyhow::Result<ExitCode> {
             .block_on(run_kafka(a, engine_overrides))
             .map(|()| ExitCode::SUCCESS),
         Command::Run(a) => runtime.block_on(run(a)).map(|()| ExitCode::SUCCESS),
+        Command::Ingest(a) => runtime.block_on(ingest(a)).map(|()| ExitCode::SUCCESS),
     }
+}
+
+/// `citybrain ingest`: the only tier that holds the pseudonymisation key.
+async fn ingest(a: citybrain_engine::ingest::IngestArgs) -> anyhow::Result<()> {
+    let catalog = if a.feeds.is_empty() {
+        FeedCatalog::city()
+    } else {
+        FeedCatalog::load(&a.feeds)?
+    };
+    let config = a.config(&catalog)?;
+    let (pseudonymizer, key) =
+        Pseudonymizer::load(a.pseudonym_key.as_deref(), a.pseudonym_key_file.as_deref())?;
+    if key == KeySource::DevelopmentDefault && !a.insecure_dev_key {
+        bail!(
+            "no pseudonymisation key: ingest refuses to publish pseudonyms made with the public \
+             development key. Give --pseudonym-key-file FILE (or CITYBRAIN_PSEUDONYM_KEY_FILE, \
+             or CITYBRAIN_PSEUDONYM_KEY); for a throwaway development broker only, \
+             --insecure-dev-key. See docs/privacy.md"
+        );
+    }
+    let (_metrics, _) = Metrics::install(&config.metrics.listen, &Default::default()).await?;
+    info!(
+        brokers = %config.kafka.brokers,
+        group = %config.kafka.group_id,
+        dlq = %config.kafka.dlq_topic,
+        "starting ingest (SIGINT/SIGTERM to stop)"
+    );
+    let started = Instant::now();
+    let stats = citybrain_engine::ingest::run(
+        config,
+        &catalog,
+        Arc::new(pseudonymizer),
+        a.exit_at_end,
+        shutdown_signal(),
+    )
+    .await?;
+    eprint!("{}", stats.summary(started.elapsed()));
+    Ok(())
 }
 
 /// The feed catalog: the `CREATE TABLE`s of `paths` (`--feeds`) and of the rule files below

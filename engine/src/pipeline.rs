@@ -1072,7 +1072,7 @@ fn origin_json(origin: &Origin) -> serde_json::Value {
 /// (`__connect.errors.*`: origin topic, partition, offset, exception message) for records that
 /// came from Kafka, plus `citybrain.reason` (`malformed` | `late` | `future`), `citybrain.feed`
 /// and, for late records, `citybrain.rules` (comma-separated rule ids).
-fn dead_record(d: &DeadLetter) -> SinkRecord {
+pub(crate) fn dead_record(d: &DeadLetter) -> SinkRecord {
     let reason = d.reason.name();
     let detail = match &d.reason {
         DeadReason::Malformed(detail) | DeadReason::Future(detail) => detail.clone(),

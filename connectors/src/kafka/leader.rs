@@ -25,7 +25,7 @@ use rdkafka::{ClientConfig, ClientContext};
 use tokio::sync::watch;
 
 use super::config::KafkaConfig;
-use super::log::ClientLog;
+use super::log::{ClientLog, LoggedContext};
 use crate::{Error, Result};
 
 /// How long the control thread waits for an event before it checks whether to stop.
@@ -179,6 +179,10 @@ impl Drop for Leadership {
 }
 
 /// Creates the control topic (one partition) when missing; refuses one with several.
+/// One metadata request of the control-topic check, and how many are made (30 s in all).
+const METADATA_STEP: Duration = Duration::from_secs(1);
+const METADATA_ATTEMPTS: u32 = 30;
+
 fn ensure_control_topic(config: &KafkaConfig) -> Result<()> {
     let topic = &config.control_topic;
     let mut client = ClientConfig::new();
@@ -186,16 +190,34 @@ fn ensure_control_topic(config: &KafkaConfig) -> Result<()> {
     for (k, v) in &config.properties {
         client.set(k, v);
     }
-    let probe: BaseConsumer = client.create().map_err(|source| Error::Kafka {
-        action: "creating a metadata client".into(),
-        source,
-    })?;
-    let metadata = probe
-        .fetch_metadata(Some(topic), Duration::from_secs(30))
-        .map_err(|source| Error::Kafka {
-            action: format!("reading the control topic {topic}"),
-            source,
-        })?;
+    // Helper clients log like the others: a broker that cannot be reached is reported at once
+    // (once), not after the metadata request's timeout.
+    let logged = || LoggedContext(ClientLog::new(config.brokers.clone()));
+    let probe: BaseConsumer<LoggedContext> =
+        client
+            .create_with_context(logged())
+            .map_err(|source| Error::Kafka {
+                action: "creating a metadata client".into(),
+                source,
+            })?;
+    // In steps, serving the client's callbacks between them: its error callback (an
+    // unreachable broker) only runs when the client is polled.
+    let mut attempt = 0;
+    let metadata = loop {
+        attempt += 1;
+        match probe.fetch_metadata(Some(topic), METADATA_STEP) {
+            Ok(metadata) => break metadata,
+            Err(source) if attempt >= METADATA_ATTEMPTS => {
+                return Err(Error::Kafka {
+                    action: format!("reading the control topic {topic}"),
+                    source,
+                });
+            }
+            Err(_) => {
+                let _ = probe.poll(Duration::ZERO);
+            }
+        }
+    };
     let existing = metadata
         .topics()
         .iter()
@@ -211,10 +233,13 @@ fn ensure_control_topic(config: &KafkaConfig) -> Result<()> {
         }
         _ => {}
     }
-    let admin: rdkafka::admin::AdminClient<_> = client.create().map_err(|source| Error::Kafka {
-        action: "creating an admin client".into(),
-        source,
-    })?;
+    let admin: rdkafka::admin::AdminClient<_> =
+        client
+            .create_with_context(logged())
+            .map_err(|source| Error::Kafka {
+                action: "creating an admin client".into(),
+                source,
+            })?;
     let new = rdkafka::admin::NewTopic::new(topic, 1, rdkafka::admin::TopicReplication::Fixed(1));
     let results = futures::executor::block_on(
         admin.create_topics([&new], &rdkafka::admin::AdminOptions::new()),

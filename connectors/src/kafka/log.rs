@@ -19,6 +19,23 @@ use std::time::{Duration, Instant};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
+/// A client context that does nothing but pass librdkafka's logs and errors through a
+/// [`ClientLog`]: for short-lived helper clients (metadata probes, admin clients), so that an
+/// unreachable broker is reported by them as by the long-lived ones.
+pub struct LoggedContext(pub ClientLog);
+
+impl rdkafka::ClientContext for LoggedContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        self.0.log(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.0.error(&error, reason);
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for LoggedContext {}
+
 /// How often a repeated message is summarised.
 const SUMMARY_EVERY: Duration = Duration::from_secs(60);
 

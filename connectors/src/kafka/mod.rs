@@ -14,7 +14,8 @@
 //! ```
 //!
 //! - [`config`]: the `[kafka]` table of the service's TOML file, validated as a whole.
-//! - [`source`]: the consumer of the feed topics.
+//! - [`source`]: the consumer of the feed topics (every partition for the rules service; a
+//!   consumer group's share of them for `citybrain ingest`).
 //! - [`leader`]: which instance of a group is active.
 //! - [`sink`]: the producer and its delivery tracking.
 //! - [`log`]: librdkafka's logs and errors, each kind once (then a summary a minute).

@@ -1,10 +1,16 @@
-//! Reading the feed topics: every partition of every feed topic, by one consumer.
+//! Reading the feed topics, in one of two modes.
 //!
-//! [`KafkaSource`] assigns itself all partitions of the configured feed topics (one active
-//! instance reads everything: rules over several feeds see all of them; which instance is
-//! active is decided elsewhere, see `super::leader`), starting where the engine says (the
-//! positions of its last checkpoint) or else at the group's committed offsets, else at the
-//! earliest. Each poll becomes [`RawBatch`]es: every message available right now (up to the
+//! - [`KafkaSource::new`], for the rules service: the source assigns itself all partitions of
+//!   the configured feed topics (one active instance reads everything: rules over several
+//!   feeds see all of them; which instance is active is decided elsewhere, see
+//!   `super::leader`), starting where the engine says (the positions of its last checkpoint)
+//!   or else at the group's committed offsets, else at the earliest.
+//! - [`KafkaSource::in_group`], for the stateless ingest tier (`citybrain ingest`): the source
+//!   subscribes to the feed topics and the consumer group splits their partitions among the
+//!   instances, each partition starting at the group's committed offset, else at the earliest.
+//!   Partitions the group takes away are reported by [`KafkaSource::take_revoked`].
+//!
+//! Each poll becomes [`RawBatch`]es: every message available right now (up to the
 //! batch size) is taken, then split per feed, keeping the order of each partition. Each record
 //! carries its [`Origin::Kafka`] (topic, partition, offset, Kafka timestamp). The source never
 //! commits on its own: the engine calls [`Source::commit`] with the positions of a durable
@@ -16,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::FutureExt;
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -53,9 +61,14 @@ struct Offsets {
 #[derive(Debug, Default)]
 struct Shared {
     offsets: Mutex<BTreeMap<(String, i32), Offsets>>,
+    /// Partitions revoked by the group since [`KafkaSource::take_revoked`] last drained them.
+    revoked: Mutex<Vec<(String, i32)>>,
+    /// Partitions revoked since the source last forgot their read positions (`next`).
+    unassigned: Mutex<Vec<(String, i32)>>,
 }
 
-/// librdkafka context of the consumer: records consumer lag and the end of each partition.
+/// librdkafka context of the consumer: records consumer lag and the end of each partition,
+/// and (in a group) what rebalances assign and revoke.
 pub struct SourceContext {
     shared: Arc<Shared>,
     log: ClientLog,
@@ -96,7 +109,37 @@ impl ClientContext for SourceContext {
     }
 }
 
-impl ConsumerContext for SourceContext {}
+/// Called only for a subscription ([`KafkaSource::in_group`]); an assignment of every
+/// partition ([`KafkaSource::new`]) has no rebalances.
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                let mut offsets = self.shared.offsets.lock().expect("offsets lock");
+                let mut revoked = self.shared.revoked.lock().expect("revoked lock");
+                let mut unassigned = self.shared.unassigned.lock().expect("unassigned lock");
+                for e in tpl.elements() {
+                    tracing::info!(topic = e.topic(), partition = e.partition(), "revoked");
+                    let tp = (e.topic().to_string(), e.partition());
+                    offsets.remove(&tp);
+                    revoked.push(tp.clone());
+                    unassigned.push(tp);
+                }
+            }
+            Rebalance::Assign(tpl) => {
+                let mut offsets = self.shared.offsets.lock().expect("offsets lock");
+                for e in tpl.elements() {
+                    tracing::info!(topic = e.topic(), partition = e.partition(), "assigned");
+                    // Known from now on; positions come with the next statistics.
+                    offsets
+                        .entry((e.topic().to_string(), e.partition()))
+                        .or_default();
+                }
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance failed"),
+        }
+    }
+}
 
 /// The feed topics as a [`Source`].
 pub struct KafkaSource {
@@ -210,6 +253,75 @@ impl KafkaSource {
             next,
             quiet_since: Instant::now(),
         })
+    }
+
+    /// Joins the consumer group of `config` and subscribes to `topics` (each read as its feed,
+    /// see [`KafkaConfig::feed_topics`]): the group splits their partitions among the instances
+    /// that subscribe with the same group id, each partition starting at the group's committed
+    /// offset, else at the earliest. Partitions the group moves elsewhere are reported by
+    /// [`KafkaSource::take_revoked`]. Batches hold at most `max_batch` records. With
+    /// `stop_at_end`, the source ends once it has read every partition assigned to it up to its
+    /// end; otherwise it runs until dropped. For the stateless ingest tier; the rules service
+    /// uses [`KafkaSource::new`].
+    ///
+    /// # Errors
+    /// When librdkafka rejects the configuration or the subscription.
+    pub fn in_group(
+        config: &KafkaConfig,
+        topics: &[(Feed, String)],
+        max_batch: usize,
+        stop_at_end: bool,
+    ) -> Result<Self> {
+        let shared = Arc::new(Shared::default());
+        let consumer: StreamConsumer<SourceContext> = config
+            .consumer_config()
+            .create_with_context(SourceContext {
+                shared: Arc::clone(&shared),
+                log: ClientLog::new(config.brokers.clone()),
+            })
+            .map_err(|source| Error::Kafka {
+                action: "creating the consumer".into(),
+                source,
+            })?;
+        let feeds: HashMap<String, (Feed, Arc<str>)> = topics
+            .iter()
+            .map(|(f, t)| (t.clone(), (f.clone(), Arc::from(t.as_str()))))
+            .collect();
+        let names: Vec<&str> = feeds.keys().map(String::as_str).collect();
+        consumer.subscribe(&names).map_err(|source| Error::Kafka {
+            action: format!("subscribing to {}", names.join(", ")),
+            source,
+        })?;
+        tracing::info!(group = %config.group_id, topics = ?names, "subscribed: the group splits the partitions");
+        Ok(Self {
+            consumer,
+            shared,
+            feeds,
+            max_batch: max_batch.max(1),
+            stop_at_end,
+            pending: VecDeque::new(),
+            next: BTreeMap::new(),
+            quiet_since: Instant::now(),
+        })
+    }
+
+    /// Partitions the group revoked ([`KafkaSource::in_group`]) since the last call; always
+    /// empty for a source that assigned itself every partition ([`KafkaSource::new`]).
+    pub fn take_revoked(&self) -> Vec<TopicPartition> {
+        std::mem::take(&mut *self.shared.revoked.lock().expect("revoked lock"))
+            .into_iter()
+            .map(|(t, p)| (Arc::from(t.as_str()), p))
+            .collect()
+    }
+
+    /// Forgets the read positions of partitions revoked since the last call: another instance
+    /// reads them now, and if one comes back it starts at the group's committed offset.
+    fn forget_unassigned(&mut self) {
+        let unassigned =
+            std::mem::take(&mut *self.shared.unassigned.lock().expect("unassigned lock"));
+        for (topic, partition) in unassigned {
+            self.next.remove(&(Arc::from(topic.as_str()), partition));
+        }
     }
 
     /// The feed read from `topic`.
@@ -326,6 +438,8 @@ impl KafkaSource {
             }
             per_feed.entry(feed).or_default().push(rec);
         }
+        // After the records: a partition revoked during this poll must not keep their position.
+        self.forget_unassigned();
         self.pending.extend(
             per_feed
                 .into_iter()
@@ -466,6 +580,7 @@ impl Source for KafkaSource {
                 };
                 self.quiet_since = Instant::now();
                 let Some(first) = first else {
+                    self.forget_unassigned();
                     match self.at_end() {
                         Ok(true) => return Ok(None),
                         Ok(false) => {}

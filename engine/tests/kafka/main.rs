@@ -10,6 +10,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod department;
+mod ingest;
 mod isolation;
 mod recovery;
 mod skew;
