@@ -389,7 +389,14 @@ pub async fn run(
     )
     .map_err(Error::Source)?;
     let mut progress = Acknowledged::default();
+    // Every table's counts exist from the start, at 0: an instance whose partitions hold
+    // nothing new still exports them (and a rate over them starts at the first scrape).
     let mut stats = IngestStats::default();
+    for table in lanes.keys() {
+        for counts in [&mut stats.read, &mut stats.standard, &mut stats.malformed] {
+            counts.insert(table.clone(), 0);
+        }
+    }
     let mut due: BTreeMap<(Arc<str>, i32), i64> = BTreeMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(config.ingest.commit_interval_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
