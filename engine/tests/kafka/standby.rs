@@ -139,7 +139,8 @@ fn setup(
     name: &str,
     session_ms: u64,
 ) -> (Topics, std::path::PathBuf, Vec<serde_json::Value>, i64) {
-    let feeds = simulated(&dir.join("sim"), 12_000, 1.0);
+    // Enough input that the active instance is still mid-stream when killed on a quiet machine.
+    let feeds = simulated(&dir.join("sim"), 40_000, 1.0);
     let total = feeds.values().map(|l| l.len() as i64).sum();
     let expected = replay_alerts(dir, &feeds);
     assert!(expected.len() >= 10, "too few alerts to test with");
