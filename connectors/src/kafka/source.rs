@@ -183,26 +183,13 @@ impl KafkaSource {
         stop_at_end: bool,
         start: &BTreeMap<TopicPartition, i64>,
     ) -> Result<Self> {
-        let shared = Arc::new(Shared::default());
-        let consumer: StreamConsumer<SourceContext> = config
-            .consumer_config()
-            .create_with_context(SourceContext {
-                shared: Arc::clone(&shared),
-                log: ClientLog::new(config.brokers.clone()),
-            })
-            .map_err(|source| Error::Kafka {
-                action: "creating the consumer".into(),
-                source,
-            })?;
-        let feeds: HashMap<String, (Feed, Arc<str>)> = topics
-            .iter()
-            .map(|(f, t)| (t.clone(), (f.clone(), Arc::from(t.as_str()))))
-            .collect();
+        let mut source = Self::unassigned(config, topics, max_batch, stop_at_end)?;
         let mut tpl = TopicPartitionList::new();
         let mut next = BTreeMap::new();
         let mut offsets = BTreeMap::new();
-        for (topic, (_, name)) in &feeds {
-            let metadata = consumer
+        for (topic, (_, name)) in &source.feeds {
+            let metadata = source
+                .consumer
                 .fetch_metadata(Some(topic), METADATA_TIMEOUT)
                 .map_err(|source| Error::Kafka {
                     action: format!("reading the partitions of {topic}"),
@@ -232,27 +219,23 @@ impl KafkaSource {
                 offsets.insert((topic.clone(), p.id()), Offsets::default());
             }
         }
-        consumer.assign(&tpl).map_err(|source| Error::Kafka {
-            action: "assigning the feed partitions".into(),
-            source,
-        })?;
+        source
+            .consumer
+            .assign(&tpl)
+            .map_err(|source| Error::Kafka {
+                action: "assigning the feed partitions".into(),
+                source,
+            })?;
         tracing::info!(
             group = %config.group_id,
             partitions = tpl.count(),
             from_checkpoint = next.len(),
             "reading every partition of the feed topics"
         );
-        *shared.offsets.lock().expect("offsets lock") = offsets;
-        Ok(Self {
-            consumer,
-            shared,
-            feeds,
-            max_batch: max_batch.max(1),
-            stop_at_end,
-            pending: VecDeque::new(),
-            next,
-            quiet_since: Instant::now(),
-        })
+        *source.shared.offsets.lock().expect("offsets lock") = offsets;
+        source.next = next;
+        source.quiet_since = Instant::now();
+        Ok(source)
     }
 
     /// Joins the consumer group of `config` and subscribes to `topics` (each read as its feed,
@@ -267,6 +250,27 @@ impl KafkaSource {
     /// # Errors
     /// When librdkafka rejects the configuration or the subscription.
     pub fn in_group(
+        config: &KafkaConfig,
+        topics: &[(Feed, String)],
+        max_batch: usize,
+        stop_at_end: bool,
+    ) -> Result<Self> {
+        let source = Self::unassigned(config, topics, max_batch, stop_at_end)?;
+        let names: Vec<&str> = source.feeds.keys().map(String::as_str).collect();
+        source
+            .consumer
+            .subscribe(&names)
+            .map_err(|source| Error::Kafka {
+                action: format!("subscribing to {}", names.join(", ")),
+                source,
+            })?;
+        tracing::info!(group = %config.group_id, topics = ?names, "subscribed: the group splits the partitions");
+        Ok(source)
+    }
+
+    /// The consumer of `config` for `topics` with nothing assigned or subscribed yet: what
+    /// [`KafkaSource::new`] and [`KafkaSource::in_group`] share.
+    fn unassigned(
         config: &KafkaConfig,
         topics: &[(Feed, String)],
         max_batch: usize,
@@ -287,12 +291,6 @@ impl KafkaSource {
             .iter()
             .map(|(f, t)| (t.clone(), (f.clone(), Arc::from(t.as_str()))))
             .collect();
-        let names: Vec<&str> = feeds.keys().map(String::as_str).collect();
-        consumer.subscribe(&names).map_err(|source| Error::Kafka {
-            action: format!("subscribing to {}", names.join(", ")),
-            source,
-        })?;
-        tracing::info!(group = %config.group_id, topics = ?names, "subscribed: the group splits the partitions");
         Ok(Self {
             consumer,
             shared,
