@@ -19,7 +19,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
-use crate::error::{Error, Result, line_of};
+use crate::error::{Error, Result, line_of, parse_toml, read_text};
 use crate::jurisdiction::Jurisdictions;
 use crate::unit::Code;
 
@@ -69,10 +69,7 @@ impl Access {
     /// [`Error::Read`], or [`Error::Invalid`] with every problem (unknown unit, a hash that is
     /// not 64 hex digits, the same hash twice), each naming file, line and key.
     pub fn load(path: &Path, jurisdictions: &Jurisdictions) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = read_text(path)?;
         Self::from_toml(path, &text, jurisdictions)
     }
 
@@ -82,12 +79,7 @@ impl Access {
     /// As [`Access::load`].
     pub fn from_toml(path: &Path, text: &str, jurisdictions: &Jurisdictions) -> Result<Self> {
         let name = path.display().to_string();
-        let file: File = toml::from_str(text).map_err(|e| {
-            let line = e.span().map_or(1, |s| line_of(text, s.start));
-            Error::Invalid {
-                problems: vec![format!("{name}:{line}: {}", e.message())],
-            }
-        })?;
+        let file: File = parse_toml(&name, text)?;
         let mut problems = Vec::new();
         let mut tokens = HashMap::new();
         for (i, t) in file.token.iter().enumerate() {

@@ -20,7 +20,7 @@ use chrono::{Datelike, Days, NaiveDate, Weekday};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::error::{Error, Result, line_of};
+use crate::error::{Error, Result, line_of, parse_toml, read_text};
 use crate::time::{HOUR, MINUTE, Ms};
 
 const DAY: Ms = 24 * HOUR;
@@ -75,10 +75,7 @@ impl Calendar {
     /// # Errors
     /// [`Error::Read`], or [`Error::Invalid`] with every problem, each naming file, line and key.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = read_text(path)?;
         Self::from_toml(path, &text)
     }
 
@@ -88,9 +85,7 @@ impl Calendar {
     /// As [`Calendar::load`].
     pub fn from_toml(path: &Path, text: &str) -> Result<Self> {
         let file_name = path.display().to_string();
-        let file: File = toml::from_str(text).map_err(|e| Error::Invalid {
-            problems: vec![toml_problem(&file_name, text, &e)],
-        })?;
+        let file: File = parse_toml(&file_name, text)?;
         let mut problems = Vec::new();
         let mut spanned = Vec::new();
         let mut at = |s: &Spanned<String>, key: &str, msg: String| {
@@ -233,11 +228,6 @@ impl Calendar {
         }
         start + duration
     }
-}
-
-fn toml_problem(file: &str, text: &str, e: &toml::de::Error) -> String {
-    let line = e.span().map_or(1, |s| line_of(text, s.start));
-    format!("{file}:{line}: {}", e.message())
 }
 
 fn parse_offset(s: &str) -> Option<Ms> {

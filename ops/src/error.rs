@@ -39,3 +39,22 @@ pub(crate) fn line_of(text: &str, offset: usize) -> usize {
         .count()
         + 1
 }
+
+/// The text of the file at `path`, or [`Error::Read`] naming it.
+pub(crate) fn read_text(path: &std::path::Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// `text` (the file `file`) parsed as TOML into `T`, or [`Error::Invalid`] naming file and line
+/// of what the parser refused.
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(file: &str, text: &str) -> Result<T> {
+    toml::from_str(text).map_err(|e| {
+        let line = e.span().map_or(1, |s| line_of(text, s.start));
+        Error::Invalid {
+            problems: vec![format!("{file}:{line}: {}", e.message())],
+        }
+    })
+}

@@ -22,7 +22,7 @@ use h3o::{CellIndex, LatLng, Resolution};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::error::{Error, Result, line_of};
+use crate::error::{Error, Result, line_of, read_text};
 use crate::unit::{Code, Level};
 
 /// Default H3 resolution at which places are routed (about 0.1 km² a cell, finer than any
@@ -212,10 +212,7 @@ impl Jurisdictions {
     /// cities, a bad polygon, two communities claiming one cell, ...), each naming the file,
     /// the line of the feature and the field.
     pub fn load(path: &Path, options: RoutingOptions) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = read_text(path)?;
         Self::from_geojson(path, &text, options)
     }
 

@@ -35,7 +35,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use toml::Spanned;
 
-use crate::error::{Error, Result, line_of};
+use crate::error::{Error, Result, line_of, parse_toml, read_text};
 use crate::jurisdiction::RoutingOptions;
 use crate::time::{MINUTE, Ms, format_duration, parse_duration};
 use crate::unit::Level;
@@ -235,10 +235,7 @@ impl Policy {
     /// # Errors
     /// [`Error::Read`], or [`Error::Invalid`] with every problem, each naming file, line and key.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = read_text(path)?;
         Self::from_toml(path, &text)
     }
 
@@ -248,12 +245,7 @@ impl Policy {
     /// As [`Policy::load`].
     pub fn from_toml(path: &Path, text: &str) -> Result<Self> {
         let name = path.display().to_string();
-        let file: File = toml::from_str(text).map_err(|e| {
-            let line = e.span().map_or(1, |s| line_of(text, s.start));
-            Error::Invalid {
-                problems: vec![format!("{name}:{line}: {}", e.message())],
-            }
-        })?;
+        let file: File = parse_toml(&name, text)?;
         let mut problems: Vec<String> = Vec::new();
         let mut report = |span: std::ops::Range<usize>, key: &str, msg: String| {
             problems.push(format!(
