@@ -241,6 +241,38 @@ fn lines_of(r: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver
     rx
 }
 
+/// `citybrain run` of the simulator through the rules in `rules`, watched for changes, alerts
+/// as JSON lines: the process, and its stdout and stderr lines as they come.
+fn live_run(
+    rules: &Path,
+    dead: &Path,
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<String>,
+    std::sync::mpsc::Receiver<String>,
+) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_citybrain"))
+        .args([
+            "run", "--json", "--rate", "2000", "--speed", "60", "--rules",
+        ])
+        .arg(rules)
+        .args(["--dlq"])
+        .arg(dead)
+        .env("CITYBRAIN_PSEUDONYM_KEY", "cli-test-key")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("citybrain runs");
+    let out = lines_of(child.stdout.take().expect("stdout"));
+    let err = lines_of(child.stderr.take().expect("stderr"));
+    (child, out, err)
+}
+
+/// Whether a line of `run --json` output is an alert of rule `id`.
+fn rule_is(id: &'static str) -> impl Fn(&str) -> bool {
+    move |l: &str| serde_json::from_str::<Value>(l).is_ok_and(|v| v["rule"] == id)
+}
+
 /// Waits (at most a minute) for a line satisfying `want`; every line seen goes to `seen`.
 fn wait_for(
     rx: &std::sync::mpsc::Receiver<String>,
@@ -274,23 +306,7 @@ fn run_picks_up_a_new_rule_without_restart_and_reports_a_broken_one() {
         )
     };
     write(&rules.join("first.sql"), &per_event("first"));
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_citybrain"))
-        .args([
-            "run", "--json", "--rate", "2000", "--speed", "60", "--rules",
-        ])
-        .arg(&rules)
-        .args(["--dlq"])
-        .arg(tmp.path().join("dead.jsonl"))
-        .env("CITYBRAIN_PSEUDONYM_KEY", "cli-test-key")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("citybrain runs");
-    let out = lines_of(child.stdout.take().expect("stdout"));
-    let err = lines_of(child.stderr.take().expect("stderr"));
-    let rule_is = |id: &'static str| {
-        move |l: &str| serde_json::from_str::<Value>(l).is_ok_and(|v| v["rule"] == id)
-    };
+    let (mut child, out, err) = live_run(&rules, &tmp.path().join("dead.jsonl"));
     let (mut seen, mut logs) = (Vec::new(), Vec::new());
     let first_runs = wait_for(&out, &mut seen, rule_is("first"));
     // A new rule and a broken one are dropped into the folder of the running engine.
@@ -438,23 +454,7 @@ fn run_reports_dangerous_rules_dropped_into_its_folder_and_keeps_reloading() {
         )
     };
     write(&rules.join("first.sql"), &per_event("first"));
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_citybrain"))
-        .args([
-            "run", "--json", "--rate", "2000", "--speed", "60", "--rules",
-        ])
-        .arg(&rules)
-        .args(["--dlq"])
-        .arg(tmp.path().join("dead.jsonl"))
-        .env("CITYBRAIN_PSEUDONYM_KEY", "cli-test-key")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("citybrain runs");
-    let out = lines_of(child.stdout.take().expect("stdout"));
-    let err = lines_of(child.stderr.take().expect("stderr"));
-    let rule_is = |id: &'static str| {
-        move |l: &str| serde_json::from_str::<Value>(l).is_ok_and(|v| v["rule"] == id)
-    };
+    let (mut child, out, err) = live_run(&rules, &tmp.path().join("dead.jsonl"));
     let (mut seen, mut logs) = (Vec::new(), Vec::new());
     let first_runs = wait_for(&out, &mut seen, rule_is("first"));
     dangerous_rules(&rules);
@@ -793,23 +793,7 @@ fn run_stops_a_failing_rule_dropped_into_its_folder_and_runs_it_again_once_fixed
         )
     };
     write(&rules.join("first.sql"), &per_event("first", "road_id"));
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_citybrain"))
-        .args([
-            "run", "--json", "--rate", "2000", "--speed", "60", "--rules",
-        ])
-        .arg(&rules)
-        .args(["--dlq"])
-        .arg(&dead)
-        .env("CITYBRAIN_PSEUDONYM_KEY", "cli-test-key")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("citybrain runs");
-    let out = lines_of(child.stdout.take().expect("stdout"));
-    let err = lines_of(child.stderr.take().expect("stderr"));
-    let rule_is = |id: &'static str| {
-        move |l: &str| serde_json::from_str::<Value>(l).is_ok_and(|v| v["rule"] == id)
-    };
+    let (mut child, out, err) = live_run(&rules, &dead);
     let (mut seen, mut logs) = (Vec::new(), Vec::new());
     let first_runs = wait_for(&out, &mut seen, rule_is("first"));
     // Every non-null count minus itself is zero: the first batch stops the rule.

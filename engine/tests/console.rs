@@ -429,25 +429,7 @@ fn live_latency_over_a_500_incident_scene() {
         pace(Duration::from_millis(100));
     }
     let keys: Vec<&String> = sent.iter().map(|(k, _)| k).collect();
-    let seen = wait_for(
-        Duration::from_secs(30),
-        "the page to show every acknowledgement",
-        || {
-            let v = browser.js(
-                "return arguments[0].map((k) => window.cbConsole.seen[k] ?? null)",
-                json!([keys]),
-            );
-            let v: Vec<Option<f64>> = v
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(serde_json::Value::as_f64)
-                .collect();
-            v.iter()
-                .all(Option::is_some)
-                .then(|| v.into_iter().flatten().collect::<Vec<f64>>())
-        },
-    );
+    let seen = first_renders(&browser, &keys, "the page to show every acknowledgement");
     let latencies: Vec<f64> = sent
         .iter()
         .zip(&seen)
@@ -502,25 +484,7 @@ fn alert_to_page(browser: &Browser, api: &ApiClient, emitted: &Emitted, open: us
     }
     let ids: Vec<&String> = opened.iter().map(|(id, _)| id).collect();
     // Closed or escalated out of view meanwhile is not a concern: `seen` keeps the first render.
-    let seen = wait_for(
-        Duration::from_secs(30),
-        "the page to show every new incident",
-        || {
-            let v = browser.js(
-                "return arguments[0].map((k) => window.cbConsole.seen[k] ?? null)",
-                json!([ids]),
-            );
-            let v: Vec<Option<f64>> = v
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(serde_json::Value::as_f64)
-                .collect();
-            v.iter()
-                .all(Option::is_some)
-                .then(|| v.into_iter().flatten().collect::<Vec<f64>>())
-        },
-    );
+    let seen = first_renders(browser, &ids, "the page to show every new incident");
     let emitted = emitted.lock().unwrap();
     let latencies: Vec<f64> = opened
         .iter()
@@ -542,6 +506,26 @@ fn alert_to_page(browser: &Browser, api: &ApiClient, emitted: &Emitted, open: us
         latencies.len(),
         quantiles(latencies)
     );
+}
+
+/// When the page first rendered each of `keys` (its `window.cbConsole.seen`, epoch ms), once
+/// it has rendered them all; fails after 30 s waiting for `what`.
+fn first_renders(browser: &Browser, keys: &[&String], what: &str) -> Vec<f64> {
+    wait_for(Duration::from_secs(30), what, || {
+        let v = browser.js(
+            "return arguments[0].map((k) => window.cbConsole.seen[k] ?? null)",
+            json!([keys]),
+        );
+        let v: Vec<Option<f64>> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(serde_json::Value::as_f64)
+            .collect();
+        v.iter()
+            .all(Option::is_some)
+            .then(|| v.into_iter().flatten().collect::<Vec<f64>>())
+    })
 }
 
 fn epoch_ms() -> f64 {

@@ -10,54 +10,23 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
 
-const DEADLINE: Duration = Duration::from_secs(180);
+// The Kafka tests' helpers (broker address, unique names, publishing), shared with
+// tests/kafka/; this test keeps its own binary so it does not run beside them on the broker.
+mod common;
+#[path = "kafka/support.rs"]
+mod support;
+use support::{DEADLINE, brokers, publish, unique};
+
 const INCIDENTS: usize = 1000;
-
-fn brokers() -> Option<String> {
-    let addr = std::env::var("CITYBRAIN_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".into());
-    let reachable = addr.split(',').any(|a| {
-        a.parse()
-            .ok()
-            .and_then(|sa| std::net::TcpStream::connect_timeout(&sa, Duration::from_secs(2)).ok())
-            .is_some()
-    });
-    if reachable {
-        return Some(addr);
-    }
-    if std::env::var("CITYBRAIN_SKIP_KAFKA_TESTS").is_ok_and(|v| v == "1") {
-        eprintln!(
-            "\n\n!!!!!!!! SKIPPING KAFKA TEST: no broker at {addr} and CITYBRAIN_SKIP_KAFKA_TESTS=1 !!!!!!!!\n\n"
-        );
-        return None;
-    }
-    panic!(
-        "no Kafka broker at {addr}: run scripts/kafka-dev.sh up (CITYBRAIN_SKIP_KAFKA_TESTS=1 skips)"
-    );
-}
-
-fn unique(prefix: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .subsec_nanos();
-    format!(
-        "t-{prefix}-{}-{nanos}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 fn create_topics(brokers: &str, names: &[&str], compacted: &[&str]) {
     let admin: AdminClient<_> = ClientConfig::new()
@@ -80,29 +49,6 @@ fn create_topics(brokers: &str, names: &[&str], compacted: &[&str]) {
     {
         r.unwrap_or_else(|(topic, e)| panic!("creating topic {topic}: {e:?}"));
     }
-}
-
-fn publish(brokers: &str, topic: &str, lines: &[String]) {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .create()
-        .expect("producer");
-    for line in lines {
-        let mut record = BaseRecord::<(), str>::to(topic).payload(line).partition(0);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((rdkafka::error::KafkaError::MessageProduction(_), back)) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(50));
-                }
-                Err((e, _)) => panic!("producing to {topic}: {e}"),
-            }
-        }
-    }
-    producer.flush(Duration::from_secs(60)).expect("flush");
 }
 
 /// Every record of partition 0 of `topic` up to its current end: (key, payload).

@@ -6,52 +6,15 @@
 //! `scripts/flink/nexmark.py golden`, never by hand). The query files run unchanged: no header,
 //! Flink's identifiers (`dateTime`, `bidTimeType`) as Flink has them.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_json::Value;
+#[path = "common/rows.rs"]
+mod rows;
+use rows::read_rows;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// A row as comparable text: keys sorted, numbers as f64 rounded to 9 significant digits
-/// (Flink's DECIMAL results, such as q1's `0.908 * price`, print with their scale), strings
-/// holding a number (a DECIMAL in Flink's JSON) read as that number.
-fn canonical(row: &Value) -> String {
-    fn norm(v: &Value) -> Value {
-        match v {
-            Value::Number(n) => {
-                let f = n.as_f64().unwrap_or(f64::NAN);
-                Value::String(format!("{f:.9e}"))
-            }
-            Value::Object(m) => Value::Object(
-                m.iter()
-                    .map(|(k, v)| (k.clone(), norm(v)))
-                    .collect::<BTreeMap<_, _>>()
-                    .into_iter()
-                    .collect(),
-            ),
-            other => other.clone(),
-        }
-    }
-    norm(row).to_string()
-}
-
-fn read_rows(path: &Path, field: Option<&str>) -> Vec<String> {
-    let mut rows: Vec<String> = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"));
-            let v = field.map_or(v.clone(), |f| v[f].clone());
-            canonical(&v)
-        })
-        .collect();
-    rows.sort();
-    rows
 }
 
 #[test]

@@ -5,42 +5,13 @@
 //! text changes on a reload runs again.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use arrow::array::{Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use citybrain_rules::{Catalog, RuleGraph, RuleSource, RunnerConfig, compile_all};
+use arrow::array::RecordBatch;
+use citybrain_rules::{RuleGraph, RuleSource, RunnerConfig, compile_all};
 
-fn schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new(
-            "ts",
-            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
-            false,
-        ),
-        Field::new("k", DataType::Utf8, true),
-        Field::new("v", DataType::Int64, true),
-    ]))
-}
-
-fn catalog() -> Catalog {
-    Catalog::new().with_table("t", schema(), "ts")
-}
-
-fn batch(rows: &[(i64, &str, i64)]) -> RecordBatch {
-    RecordBatch::try_new(
-        schema(),
-        vec![
-            Arc::new(
-                TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.0))
-                    .with_timezone("UTC"),
-            ),
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
-            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2))),
-        ],
-    )
-    .expect("batch")
-}
+#[path = "common/table.rs"]
+mod table;
+use table::{batch, catalog};
 
 /// Ten batches of ten rows, one second apart; the fourth batch holds a row with `v = 0`.
 fn input() -> Vec<RecordBatch> {

@@ -4,39 +4,11 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use citybrain_rules::{Catalog, RuleRunner, RuleSource, RunnerConfig, Shape, compile};
+use citybrain_rules::{RuleRunner, RuleSource, RunnerConfig, Shape, compile};
 
-fn schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new(
-            "ts",
-            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
-            false,
-        ),
-        Field::new("k", DataType::Utf8, true),
-        Field::new("v", DataType::Int64, true),
-    ]))
-}
-
-fn catalog() -> Catalog {
-    Catalog::new().with_table("t", schema(), "ts")
-}
-
-fn batch(rows: &[(i64, &str, i64)]) -> RecordBatch {
-    RecordBatch::try_new(
-        schema(),
-        vec![
-            Arc::new(
-                TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.0))
-                    .with_timezone("UTC"),
-            ),
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
-            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2))),
-        ],
-    )
-    .expect("batch")
-}
+#[path = "common/table.rs"]
+mod table;
+use table::{batch, catalog};
 
 const SUM_PER_10S: &str = "-- title: t\n-- severity: info\n\
     SELECT k, window_start, SUM(v) AS total\n\
