@@ -22,7 +22,7 @@ pub enum Error {
     Checkpoint { action: String, detail: String },
     /// Another instance of the group became the active one while this one ran.
     #[error(
-        "another instance of the group took over (the control partition was reassigned); this one stopped: restart it to stand by"
+        "another instance of the group took over (it claimed the control lease this one had let run out); this one stopped: restart it to stand by"
     )]
     Fenced,
     /// Loading or running a rule failed.

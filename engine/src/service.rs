@@ -51,8 +51,8 @@ pub struct Outcome {
 }
 
 /// Runs the Kafka service until `shutdown` resolves (SIGINT/SIGTERM) or, with `stop_at_end`,
-/// until every partition has been read to its end. It first stands by until the control group
-/// makes it the active instance, then restores the last checkpoint and reads from its offsets.
+/// until every partition has been read to its end. It first stands by until it holds the
+/// control lease (the active instance), then restores the last checkpoint and reads from its offsets.
 /// On shutdown it stops consuming, waits for every produced record to be acknowledged, takes a
 /// last checkpoint (open windows included), commits its offsets and returns. At the end of
 /// input (`stop_at_end`) every open window is emitted first, as `replay` does.

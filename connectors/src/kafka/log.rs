@@ -20,8 +20,8 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 /// A client context that does nothing but pass librdkafka's logs and errors through a
-/// [`ClientLog`]: for short-lived helper clients (metadata probes, admin clients), so that an
-/// unreachable broker is reported by them as by the long-lived ones.
+/// [`ClientLog`]: for helper clients (metadata probes, admin clients, the control topic's
+/// marks), so that an unreachable broker is reported by them as by the long-lived ones.
 pub struct LoggedContext(pub ClientLog);
 
 impl rdkafka::ClientContext for LoggedContext {
@@ -35,6 +35,13 @@ impl rdkafka::ClientContext for LoggedContext {
 }
 
 impl rdkafka::consumer::ConsumerContext for LoggedContext {}
+
+/// Delivery reports are not looked at (the control topic's marks).
+impl rdkafka::producer::ProducerContext for LoggedContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
 
 /// How often a repeated message is summarised.
 const SUMMARY_EVERY: Duration = Duration::from_secs(60);

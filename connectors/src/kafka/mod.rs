@@ -9,8 +9,8 @@
 //!        ▲                                                  │ Sink::barrier
 //!        └──── Source::commit(a durable checkpoint's offsets) ◀┘
 //!
-//!  citybrain.control (1 partition) ──▶ Leadership: the instance the group assigns it to is
-//!                                      active; the others stand by
+//!  citybrain.control (1 partition) ──▶ Leadership: the holder of the lease its records keep
+//!                                      is active; the others stand by
 //! ```
 //!
 //! - [`config`]: the `[kafka]` table of the service's TOML file, validated as a whole.
