@@ -1,16 +1,62 @@
 //! Bounded recovery: the service killed (SIGKILL) three times mid-stream restores its last
 //! checkpoint each time, loses no alert, and re-reads only what it processed after that
 //! checkpoint; the committed offsets are a checkpoint's.
+//!
+//! The feeds are published while the service runs, a slice at a time, as a live city's are:
+//! the service can never read to the end ahead of the kill, however fast the machine.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use citybrain_connectors::Feed;
 
 use crate::support::*;
 
 /// Records per batch: also what one batch in flight can add to what a restart re-reads.
 const BATCH: i64 = 100;
 const PARTITIONS: i32 = 2;
+/// The feeds are published in this many slices, each a stretch of every feed's records.
+const SLICES: usize = 50;
+
+/// Publishes the feeds slice by slice, every feed's records split over the partitions as
+/// [`publish_split`] does, so each partition receives its records in event-time order.
+struct Feeder<'a> {
+    publisher: Publisher,
+    topics: &'a Topics,
+    feeds: &'a BTreeMap<Feed, Vec<String>>,
+    /// Slices published so far.
+    next: usize,
+    /// Records published so far.
+    published: i64,
+}
+
+impl Feeder<'_> {
+    /// Publishes the next slice; false when every slice is out.
+    fn publish_next(&mut self) -> bool {
+        if self.next == SLICES {
+            return false;
+        }
+        for (feed, lines) in self.feeds {
+            let range = lines.len() * self.next / SLICES..lines.len() * (self.next + 1) / SLICES;
+            for p in 0..PARTITIONS {
+                let part: Vec<String> = range
+                    .clone()
+                    .filter(|i| (*i as i32) % PARTITIONS == p)
+                    .map(|i| lines[i].clone())
+                    .collect();
+                if !part.is_empty() {
+                    self.publisher.send(&self.topics.feeds[feed], p, &part);
+                    self.published += part.len() as i64;
+                }
+            }
+        }
+        self.publisher.flush();
+        self.next += 1;
+        true
+    }
+}
 
 /// What one run of the service said, read from its log.
 #[derive(Debug, Default)]
@@ -79,23 +125,31 @@ fn three_sigkills_lose_no_alert_and_each_restart_rereads_at_most_one_checkpoint_
     let total: i64 = feeds.values().map(|l| l.len() as i64).sum();
     let mut topics = Topics::with_partitions(&brokers, "recovery", PARTITIONS);
     topics.checkpoint_ms = 300;
-    publish_split(&brokers, &topics, &feeds, PARTITIONS);
+    let mut feeder = Feeder {
+        publisher: Publisher::new(&brokers),
+        topics: &topics,
+        feeds: &feeds,
+        next: 0,
+        published: 0,
+    };
     // Small fetches keep the service mid-stream long enough to be killed there.
     let config = topics.config_with(
         tmp.path(),
         &brokers,
         "",
         "\"queued.min.messages\" = \"200\"\n\"max.partition.fetch.bytes\" = \"20000\"\n",
-        "",
+        // No partition counts as idle between slices (a market partition can go several
+        // slices without a record): event time is each partition's own, as in replay.
+        "idle_timeout_ms = 3600000\n",
     );
     let batch = BATCH.to_string();
     let mut runs: Vec<Run> = Vec::new();
     for round in 0..3 {
-        let mut child = spawn_service_logging(
+        let mut child = Running(spawn_service_logging(
             &config,
             &["--batch-size", &batch],
             "info,citybrain_engine::pipeline=debug",
-        );
+        ));
         let stderr = child.stderr.take().expect("stderr");
         let lines = Arc::new(Mutex::new(Vec::<String>::new()));
         let reader = {
@@ -107,7 +161,8 @@ fn three_sigkills_lose_no_alert_and_each_restart_rereads_at_most_one_checkpoint_
             })
         };
         // Killed mid-stream: once it has taken a checkpoint that moved on, and processed
-        // records since the last one (early: each round must leave input to the next).
+        // records since the last one. The next slice goes out whenever it has applied all
+        // that is published, so it is never at the end of the input when the kill comes.
         let start = Instant::now();
         loop {
             let run = Run::read(&lines.lock().expect("log lock"));
@@ -120,10 +175,21 @@ fn three_sigkills_lose_no_alert_and_each_restart_rereads_at_most_one_checkpoint_
             if moved >= 1 && Run::between(&previous, &run.applied) > 0 {
                 break;
             }
+            if run.applied.values().sum::<i64>() == feeder.published {
+                assert!(
+                    feeder.publish_next(),
+                    "round {round}: every slice published and processed before the kill"
+                );
+            }
             assert!(
                 child.try_wait().expect("try_wait").is_none(),
                 "round {round}: the service stopped on its own"
             );
+            if start.elapsed() >= DEADLINE {
+                let log = std::env::temp_dir().join(format!("citybrain-recovery-round{round}.log"));
+                std::fs::write(&log, lines.lock().expect("log lock").join("\n")).expect("log");
+                eprintln!("round {round}: its whole log is in {}", log.display());
+            }
             assert!(
                 start.elapsed() < DEADLINE,
                 "round {round}: not killed mid-stream before the deadline: {moved} checkpoints \
@@ -149,9 +215,11 @@ fn three_sigkills_lose_no_alert_and_each_restart_rereads_at_most_one_checkpoint_
         reader.join().expect("log reader");
         let run = Run::read(&lines.lock().expect("log lock"));
         let processed: i64 = run.applied.values().sum();
-        assert!(
-            processed < total,
-            "round {round}: killed after processing everything ({processed} of {total})"
+        eprintln!(
+            "round {round}: killed after {:?} with {processed} of {total} records processed, \
+             {} checkpoints taken",
+            start.elapsed(),
+            run.checkpoints.len()
         );
         // The committed offsets are those of the last checkpoint taken (the one the log shows,
         // or one more when the kill fell between its commit and its log line).
@@ -170,6 +238,7 @@ fn three_sigkills_lose_no_alert_and_each_restart_rereads_at_most_one_checkpoint_
         );
         runs.push(run);
     }
+    while feeder.publish_next() {}
     let last = run_to_end(&config, &["--batch-size", &batch]);
     runs.push(Run::read(
         &last.lines().map(str::to_string).collect::<Vec<_>>(),

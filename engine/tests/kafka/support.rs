@@ -142,8 +142,8 @@ impl Topics {
         for (f, t) in &self.feeds {
             text.push_str(&format!("{} = \"{t}\"\n", f.name()));
         }
-        // A killed instance leaves the control group after `session_ms` instead of
-        // librdkafka's 45 s default, so a restarted service or a standby becomes active promptly.
+        // A killed instance's control lease runs out after `session_ms` instead of librdkafka's
+        // 45 s default, so a restarted service or a standby becomes active promptly.
         text.push_str(&format!(
             "[kafka.consumer_properties]\n\"fetch.wait.max.ms\" = \"10\"\n\
              \"session.timeout.ms\" = \"{}\"\n\"heartbeat.interval.ms\" = \"{}\"\n",
@@ -179,30 +179,52 @@ pub fn publish(brokers: &str, topic: &str, lines: &[String]) {
 
 /// Publishes `lines` to `partition` of `topic` in order and waits for the broker's acks.
 pub fn publish_to(brokers: &str, topic: &str, partition: i32, lines: &[String]) {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .create()
-        .expect("producer");
-    for line in lines {
-        let mut record = BaseRecord::<(), str>::to(topic)
-            .payload(line)
-            .partition(partition);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((rdkafka::error::KafkaError::MessageProduction(_), back)) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(50));
+    let publisher = Publisher::new(brokers);
+    publisher.send(topic, partition, lines);
+    publisher.flush();
+}
+
+/// One idempotent producer for many sends (creating one costs a round of broker requests).
+pub struct Publisher {
+    producer: ThreadedProducer<DefaultProducerContext>,
+}
+
+impl Publisher {
+    pub fn new(brokers: &str) -> Self {
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .create()
+            .expect("producer");
+        Self { producer }
+    }
+
+    /// Queues `lines` for `partition` of `topic`, in order.
+    pub fn send(&self, topic: &str, partition: i32, lines: &[String]) {
+        for line in lines {
+            let mut record = BaseRecord::<(), str>::to(topic)
+                .payload(line)
+                .partition(partition);
+            loop {
+                match self.producer.send(record) {
+                    Ok(()) => break,
+                    Err((rdkafka::error::KafkaError::MessageProduction(_), back)) => {
+                        record = back;
+                        self.producer.poll(Duration::from_millis(50));
+                    }
+                    Err((e, _)) => panic!("producing to {topic}: {e}"),
                 }
-                Err((e, _)) => panic!("producing to {topic}: {e}"),
             }
         }
     }
-    producer
-        .flush(Duration::from_secs(60))
-        .unwrap_or_else(|e| panic!("flushing to {topic}: {e}"));
+
+    /// Waits for the broker's acks of everything sent.
+    pub fn flush(&self) {
+        self.producer
+            .flush(Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("flushing: {e}"));
+    }
 }
 
 /// A message read back: payload and headers.
@@ -380,6 +402,32 @@ pub fn spawn_service_logging(config: &Path, extra: &[&str], log: &str) -> Child 
         .stderr(Stdio::piped())
         .spawn()
         .expect("citybrain starts")
+}
+
+/// A service process killed when dropped: a failing test leaves no instance running against
+/// the shared broker.
+pub struct Running(pub Child);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 /// Waits for the service to exit; returns its status and stderr. Kills it and fails after
