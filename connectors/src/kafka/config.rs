@@ -50,8 +50,8 @@ pub struct KafkaConfig {
     pub alert_topic: String,
     /// Where malformed and late records go. Default `citybrain.dlq`.
     pub dlq_topic: String,
-    /// The one-partition topic whose assignment in the group `<group_id>.control` decides
-    /// which instance is active (the others stand by). Created when missing (one partition,
+    /// The one-partition topic on which the instances of the group keep the lease that makes
+    /// one of them active (the others stand by; `leader.rs`). Created when missing (one partition,
     /// replication 1: create it yourself on a cluster that needs more). Default
     /// `citybrain.control`.
     pub control_topic: String,
