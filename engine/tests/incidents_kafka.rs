@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 mod common;
 #[path = "kafka/support.rs"]
 mod support;
-use support::{DEADLINE, brokers, publish, unique};
+use support::{DEADLINE, Running, brokers, publish, unique};
 
 const INCIDENTS: usize = 1000;
 
@@ -104,29 +104,7 @@ fn pace(d: Duration) {
 }
 
 /// The service under test, SIGKILLed when dropped (a failing test leaves no process behind).
-struct Service(Child);
-
-impl std::ops::Deref for Service {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Service {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_service(config: &Path, rules: &Path) -> Service {
+fn spawn_service(config: &Path, rules: &Path) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_citybrain"))
         .args(["run", "--console", "off", "--batch-size", "20", "--config"])
         .arg(config)
@@ -149,7 +127,7 @@ fn spawn_service(config: &Path, rules: &Path) -> Service {
             }
         }
     });
-    Service(child)
+    Running(child)
 }
 
 /// Reads the events topic as it grows.
