@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 mod common;
 #[path = "kafka/support.rs"]
 mod support;
-use support::{DEADLINE, Running, brokers, publish, unique};
+use support::{DEADLINE, Running, brokers, publish, read_all, unique};
 
 const INCIDENTS: usize = 1000;
 
@@ -51,49 +51,10 @@ fn create_topics(brokers: &str, names: &[&str], compacted: &[&str]) {
     }
 }
 
-/// Every record of partition 0 of `topic` up to its current end: (key, payload).
-fn read_all(brokers: &str, topic: &str) -> Vec<(Option<String>, String)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", unique("reader"))
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "10")
-        .create()
-        .expect("consumer");
-    let (_, high) = consumer
-        .fetch_watermarks(topic, 0, Duration::from_secs(10))
-        .expect("watermarks");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .expect("partition");
-    consumer.assign(&tpl).expect("assign");
-    let mut out = Vec::new();
-    let mut last = -1;
-    let start = Instant::now();
-    while high > 0 && last + 1 < high {
-        assert!(start.elapsed() < DEADLINE, "reading {topic} timed out");
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                last = m.offset();
-                out.push((
-                    m.key_view::<str>().and_then(Result::ok).map(str::to_string),
-                    m.payload_view::<str>()
-                        .and_then(Result::ok)
-                        .unwrap_or("")
-                        .to_string(),
-                ));
-            }
-            Some(Err(e)) => panic!("reading {topic}: {e}"),
-            None => {}
-        }
-    }
-    out
-}
-
 fn events(brokers: &str, topic: &str) -> Vec<Value> {
     read_all(brokers, topic)
         .into_iter()
-        .map(|(_, p)| serde_json::from_str(&p).unwrap_or_else(|e| panic!("{p}: {e}")))
+        .map(|r| serde_json::from_str(&r.payload).unwrap_or_else(|e| panic!("{}: {e}", r.payload)))
         .collect()
 }
 
@@ -422,7 +383,7 @@ fn sigkill_three_times_loses_no_incident_or_action_and_doubles_no_escalation() {
     // Nothing was refused: no action dead-lettered.
     let dead: Vec<String> = read_all(&brokers, &dlq)
         .into_iter()
-        .map(|(_, p)| p)
+        .map(|r| r.payload)
         .collect();
     assert!(dead.is_empty(), "dead letters: {dead:?}");
 }
