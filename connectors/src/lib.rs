@@ -53,7 +53,7 @@ pub use source::clock::{Alignment, DEFAULT_IDLE_TIMEOUT, EventClock, TableTime};
 pub use source::file::{DEFAULT_MAX_BATCH, FileSource};
 pub use source::nexmark::{NexmarkConfig, NexmarkCounts, NexmarkTable, write_nexmark_files};
 pub use source::simulator::{
-    CityConfig, CitySimulator, FeedCounts, SimulatorSource, write_feed_files,
+    CityConfig, CitySimulator, FeedCounts, SimulatorSource, SplitMix64, write_feed_files,
 };
 pub use source::{PartitionId, PartitionStatus, Progress, Source};
 

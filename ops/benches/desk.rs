@@ -24,7 +24,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use citybrain_connectors::JsonlSink;
+use citybrain_connectors::{JsonlSink, SplitMix64};
 use citybrain_ops::calendar::Calendar;
 use citybrain_ops::jurisdiction::{Placement, RoutingOptions, sample_city_path};
 use citybrain_ops::policy::Overrides;
@@ -39,23 +39,6 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 /// Full sizes only for `cargo bench` of an optimised build.
 fn full() -> bool {
     !cfg!(debug_assertions) && std::env::args().any(|a| a == "--bench")
-}
-
-/// SplitMix64: a deterministic generator without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % n as u64).expect("fits")
-    }
 }
 
 /// (rule id, severity, window slide).
@@ -154,7 +137,7 @@ fn alert(i: usize, rule: usize, cell: &Location, at: Ms, revision: u32) -> Alert
 fn alert_stream(cells: &[Location], minutes: usize, per_minute: usize) -> Vec<(Ms, Vec<AlertIn>)> {
     let t0 = parse_rfc3339("2026-03-02T08:00:00Z").expect("time");
     let hot = (cells.len() / 10).max(1);
-    let mut rng = Rng(13);
+    let mut rng = SplitMix64::new(13);
     let mut sent: Vec<(usize, usize, usize)> = Vec::new();
     let mut i = 0;
     (0..minutes)

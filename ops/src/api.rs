@@ -475,32 +475,13 @@ mod tests {
     use crate::access::{Access, demo_access_path};
     use crate::calendar::Calendar;
     use crate::desk::DeskConfig;
+    use citybrain_connectors::SplitMix64;
+
     use crate::incident::{AlertIn, Context};
     use crate::jurisdiction::{Jurisdictions, Location, RoutingOptions, sample_city_path};
     use crate::policy::Policy;
     use crate::store::Outputs;
     use crate::time::parse_rfc3339;
-
-    /// SplitMix64: reproducible random pairs without a dependency.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-
-        fn range(&mut self, a: f64, b: f64) -> f64 {
-            a + (b - a) * (self.next() >> 11) as f64 / (1u64 << 53) as f64
-        }
-    }
 
     /// The demo token of a unit (see ops/data/demo-access.toml).
     fn token(unit: &str) -> String {
@@ -533,7 +514,7 @@ mod tests {
             rules: HashMap::new(),
         };
         let desk = Desk::new(ctx, access, DeskConfig::default(), Outputs::new());
-        let mut rng = Rng(7);
+        let mut rng = SplitMix64::new(7);
         let at = parse_rfc3339("2026-03-02T08:00:00Z").expect("time");
         let alerts: Vec<AlertIn> = (0..n)
             .map(|i| AlertIn {
@@ -605,7 +586,7 @@ mod tests {
             .units()
             .map(|u| u.code.to_string())
             .collect();
-        let mut rng = Rng(42);
+        let mut rng = SplitMix64::new(42);
         let (mut allowed, mut refused) = (0, 0);
         let by_level: Vec<Vec<&String>> = ["city", "district", "street", "community"]
             .iter()

@@ -23,7 +23,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use super::simulator::Rng;
+use super::simulator::SplitMix64;
 use crate::{Error, Result};
 
 /// Event time of the first event: 2026-03-02T08:00:00Z.
@@ -179,7 +179,7 @@ pub fn write_nexmark_files(dir: &Path, cfg: NexmarkConfig, events: u64) -> Resul
 
 /// The generator: call [`NexmarkGenerator::next_event`] for one event after another.
 pub struct NexmarkGenerator {
-    rng: Rng,
+    rng: SplitMix64,
     /// Microseconds of event time between two events.
     inter_event_us: f64,
     /// Number of the next event.
@@ -203,7 +203,7 @@ impl std::fmt::Debug for NexmarkGenerator {
 impl NexmarkGenerator {
     /// A generator at event 0.
     pub fn new(cfg: NexmarkConfig) -> Self {
-        let mut rng = Rng::new(cfg.seed);
+        let mut rng = SplitMix64::new(cfg.seed);
         let pool = (0..EXTRA_POOL).map(|_| letter(&mut rng)).collect();
         let hot_urls = std::array::from_fn(|_| base_url(&mut rng));
         let channel_urls = (0..CHANNELS)
@@ -417,16 +417,16 @@ fn last_auction(n: u64) -> u64 {
 
 /// A price in cents, log-uniform from $1 to $1M.
 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-fn next_price(rng: &mut Rng) -> u64 {
+fn next_price(rng: &mut SplitMix64) -> u64 {
     (10f64.powf(rng.unit() * 6.0) * 100.0).round() as u64
 }
 
-fn letter(rng: &mut Rng) -> u8 {
+fn letter(rng: &mut SplitMix64) -> u8 {
     b"abcdefghijklmnopqrstuvwxyz"[rng.below(26)]
 }
 
 /// 3 to `max - 1` random letters, one in 13 replaced by `special`; spaces trimmed at both ends.
-fn next_string(rng: &mut Rng, max: usize, special: u8) -> String {
+fn next_string(rng: &mut SplitMix64, max: usize, special: u8) -> String {
     let len = 3 + rng.below(max - 3);
     let s: String = (0..len)
         .map(|_| {
@@ -440,7 +440,7 @@ fn next_string(rng: &mut Rng, max: usize, special: u8) -> String {
     s.trim_matches(' ').to_string()
 }
 
-fn base_url(rng: &mut Rng) -> String {
+fn base_url(rng: &mut SplitMix64) -> String {
     format!(
         "https://www.nexmark.com/{}/{}/{}/item.htm?query=1",
         next_string(rng, 5, b'_'),

@@ -238,7 +238,7 @@ pub fn write_feed_files(dir: &Path, cfg: CityConfig, events: u64) -> Result<Feed
 pub struct CitySimulator {
     /// The city catalog's feeds, in [`City`] order.
     feeds: [Feed; 4],
-    rng: Rng,
+    rng: SplitMix64,
     events_per_sim_second: f64,
     /// Simulated clock, epoch milliseconds.
     clock_ms: f64,
@@ -382,7 +382,7 @@ const DAY: f64 = 24.0 * HOUR;
 impl CitySimulator {
     /// A city as configured; the same configuration gives the same events.
     pub fn new(cfg: CityConfig) -> Self {
-        let mut rng = Rng::new(cfg.seed);
+        let mut rng = SplitMix64::new(cfg.seed);
         let sensors = (0..SENSORS).map(|i| Sensor::random(&mut rng, i)).collect();
         let merchants = (0..MERCHANTS)
             .map(|i| Merchant::random(&mut rng, i))
@@ -1006,7 +1006,7 @@ impl CitySimulator {
 const FOOD_SAFETY_MERCHANT_INDEX: usize = 41;
 
 impl Sensor {
-    fn random(rng: &mut Rng, i: usize) -> Self {
+    fn random(rng: &mut SplitMix64, i: usize) -> Self {
         let hotspot = rng.chance(0.6).then(|| rng.below(HOTSPOTS.len()));
         let (lat, lon) = match hotspot {
             Some(h) => rng.near(HOTSPOTS[h], 600.0),
@@ -1031,7 +1031,7 @@ impl Sensor {
 }
 
 impl Merchant {
-    fn random(rng: &mut Rng, i: usize) -> Self {
+    fn random(rng: &mut SplitMix64, i: usize) -> Self {
         const AREAS: [&str; 8] = [
             "湖滨", "武林", "钱江", "西溪", "运河", "南山", "城东", "滨江",
         ];
@@ -1133,11 +1133,14 @@ impl<'o> Obj<'o> {
     }
 }
 
-/// SplitMix64: small, fast, good enough for a simulation, and the same everywhere.
-pub(crate) struct Rng(u64);
+/// SplitMix64: small, fast, good enough for a simulation or a test's random input, and the
+/// same everywhere (the simulators here, the incident desk's tests and benchmark).
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
 
-impl Rng {
-    pub(crate) fn new(seed: u64) -> Self {
+impl SplitMix64 {
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
         Self(seed ^ 0x5eed_c17b_4a1e_0001)
     }
 
@@ -1151,17 +1154,18 @@ impl Rng {
 
     /// Uniform in [0, 1).
     #[allow(clippy::cast_precision_loss)]
-    pub(crate) fn unit(&mut self) -> f64 {
+    pub fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// Uniform in 0..n (n > 0).
     #[allow(clippy::cast_possible_truncation)]
-    pub(crate) fn below(&mut self, n: usize) -> usize {
+    pub fn below(&mut self, n: usize) -> usize {
         ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
     }
 
-    fn range(&mut self, lo: f64, hi: f64) -> f64 {
+    /// Uniform in [lo, hi).
+    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
         lo + (hi - lo) * self.unit()
     }
 
